@@ -1,0 +1,26 @@
+"""jupyter_guildimg: every image an ML run writes, in TensorBoard and in Jupyter.
+
+The public API::
+
+    from jupyter_guildimg import RunsMonitor, GuildHome, RunsDir, Project
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .project import Project
+from .runs import GuildHome, Run, RunsDir, combine_sources, open_source
+from .tensorboard import RunsMonitor
+from .tfevent import EventReader
+
+__all__ = [
+    "EventReader",
+    "GuildHome",
+    "Project",
+    "Run",
+    "RunsDir",
+    "RunsMonitor",
+    "__version__",
+    "combine_sources",
+    "open_source",
+]

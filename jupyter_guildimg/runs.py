@@ -1,0 +1,414 @@
+"""Runs and the places they come from: Guild homes and plain runs directories.
+
+Both sources are read straight from disk; Guild is never imported. A source's
+``list_runs()`` returns :class:`Run` records, newest first, and is cheap to call
+every second: what was read from a run's metadata is cached and re-read only when
+the run's ``.guild`` files change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "FINAL_STATUSES",
+    "GuildHome",
+    "Run",
+    "RunSource",
+    "RunsDir",
+    "combine_sources",
+    "default_guild_home",
+    "open_source",
+    "read_guild_run",
+]
+
+log = logging.getLogger(__name__)
+
+FINAL_STATUSES = frozenset({"completed", "error", "terminated"})
+
+# Metadata younger than this may still change within the same file-system clock
+# tick, so it is never trusted from the cache (the "racy" rule git uses).
+_RACY_SECONDS = 2.0
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_INTEGER = re.compile(r"-?[0-9]+\Z")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run as a source sees it. ``dir`` (absolute) identifies it uniquely.
+
+    Times are seconds since the epoch (``None`` when unknown). ``operation`` is
+    ``"[model:]op"`` for Guild runs and ``""`` for plain runs; ``short_id`` is the
+    first 8 characters of a Guild id, or the whole id (a relative path) of a plain
+    run. ``sourcecode`` lists run-relative paths that are source code, not output.
+    """
+
+    id: str
+    dir: str
+    operation: str = ""
+    label: str = ""
+    status: str = "unknown"
+    started: float | None = None
+    stopped: float | None = None
+    flags: Mapping[str, Any] = field(default_factory=dict)
+    short_id: str = ""
+    source: str = ""
+    kind: str = "guild"
+    sourcecode: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.short_id:
+            object.__setattr__(self, "short_id", self.id[:8] if self.kind == "guild" else self.id)
+
+
+class RunSource:
+    """What the monitor and the server need from a source of runs."""
+
+    path: str
+
+    def list_runs(self) -> list[Run]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def default_guild_home() -> str:
+    """``$GUILD_HOME`` if set, else ``~/.guild``, as Guild itself resolves it."""
+    return os.path.abspath(os.environ.get("GUILD_HOME") or os.path.expanduser("~/.guild"))
+
+
+def _newest_first(runs: list[Run]) -> list[Run]:
+    runs.sort(key=lambda run: (run.started is not None, run.started or 0.0, run.id), reverse=True)
+    return runs
+
+
+# ---------------------------------------------------------------------------
+# Guild homes
+
+
+def _read_attr(attrs_dir: str, name: str) -> Any:
+    """One YAML value from ``.guild/attrs/<name>``; ``None`` if missing or unreadable."""
+    try:
+        with open(os.path.join(attrs_dir, name), encoding="utf-8") as f:
+            text = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError):
+        log.warning("Cannot read run attribute %s in %s", name, attrs_dir, exc_info=True)
+        return None
+    # Most attributes are plain integers; skip the YAML parser for them.
+    stripped = text.strip()
+    if _INTEGER.match(stripped):
+        return int(stripped)
+    try:
+        return yaml.load(text, Loader=_YAML_LOADER)
+    except yaml.YAMLError:
+        log.warning("Run attribute %s in %s is not valid YAML", name, attrs_dir, exc_info=True)
+        return None
+
+
+def _micros_to_seconds(value: Any) -> float | None:
+    return value / 1_000_000 if isinstance(value, int) and value > 0 else None
+
+
+def _parse_opref(text: str) -> str:
+    """``"[model:]op"`` from an opref line ``pkg_type:pkg_name pkg_version model op``."""
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        parts = text.split()
+    if len(parts) < 4:
+        return parts[-1] if parts else ""
+    model, op = parts[2], parts[3]
+    return f"{model}:{op}" if model else op
+
+
+def _pid_alive(lock_path: str) -> bool:
+    try:
+        with open(lock_path, encoding="ascii") as f:
+            pid = int(f.read().strip() or "0")
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _guild_status(guild_dir: str, names: set[str], exit_status: Any) -> str:
+    if "LOCK.remote" in names:
+        return "running"
+    if "PENDING" in names:
+        return "pending"
+    if "STAGED" in names:
+        return "staged"
+    if isinstance(exit_status, int):
+        if exit_status == 0:
+            return "completed"
+        return "terminated" if exit_status < 0 else "error"
+    if "LOCK" in names and _pid_alive(os.path.join(guild_dir, "LOCK")):
+        return "running"
+    return "error"
+
+
+def _read_sourcecode(guild_dir: str) -> frozenset[str]:
+    """Run-relative paths of the ``s`` (source code) lines of ``.guild/manifest``."""
+    try:
+        with open(os.path.join(guild_dir, "manifest"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return frozenset()
+    except (OSError, UnicodeDecodeError):
+        log.warning("Cannot read run manifest in %s", guild_dir, exc_info=True)
+        return frozenset()
+    paths = []
+    for line in lines:
+        if not line.startswith("s "):
+            continue
+        try:
+            parts = shlex.split(line)
+        except ValueError:
+            parts = line.split()
+        if len(parts) >= 2:
+            paths.append(os.path.normpath(parts[1]))
+    return frozenset(paths)
+
+
+def _stat_mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def read_guild_run(run_dir: str, source: str = "") -> Run | None:
+    """The :class:`Run` of a Guild run directory, or ``None`` if it is not one."""
+    guild_dir = os.path.join(run_dir, ".guild")
+    try:
+        names = set(os.listdir(guild_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if "opref" not in names:
+        return None
+    try:
+        with open(os.path.join(guild_dir, "opref"), encoding="utf-8") as f:
+            operation = _parse_opref(f.read().strip())
+    except (OSError, UnicodeDecodeError):
+        log.warning("Cannot read opref of run %s", run_dir, exc_info=True)
+        operation = ""
+    attrs = os.path.join(guild_dir, "attrs")
+    exit_status = _read_attr(attrs, "exit_status")
+    flags = _read_attr(attrs, "flags")
+    label = _read_attr(attrs, "label")
+    started = _read_attr(attrs, "started")
+    if started is None:
+        started = _read_attr(attrs, "initialized")
+    return Run(
+        id=os.path.basename(run_dir),
+        dir=run_dir,
+        operation=operation,
+        label="" if label is None else str(label),
+        status=_guild_status(guild_dir, names, exit_status),
+        started=_micros_to_seconds(started),
+        stopped=_micros_to_seconds(_read_attr(attrs, "stopped")),
+        flags=flags if isinstance(flags, dict) else {},
+        source=source,
+        kind="guild",
+        sourcecode=_read_sourcecode(guild_dir),
+    )
+
+
+class GuildHome(RunSource):
+    """The runs of a Guild home (``<home>/runs/<id>/``), read without Guild.
+
+    A run's metadata is re-read only when its ``.guild`` directory, its
+    ``.guild/attrs`` directory or its label changes; a run whose status rests on a
+    live ``LOCK`` pid has that pid checked on every call.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = os.path.abspath(os.fspath(path)) if path is not None else default_guild_home()
+        self.runs_dir = os.path.join(self.path, "runs")
+        self._cache: dict[str, tuple[tuple[int, int, int], Run]] = {}
+
+    def __repr__(self) -> str:
+        return f"GuildHome({self.path!r})"
+
+    def list_runs(self) -> list[Run]:
+        try:
+            entries = [e for e in os.scandir(self.runs_dir) if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            self._cache.clear()
+            return []
+        now_ns = time.time_ns()
+        racy_ns = int(_RACY_SECONDS * 1e9)
+        cache: dict[str, tuple[tuple[int, int, int], Run]] = {}
+        runs = []
+        for entry in entries:
+            guild_dir = os.path.join(entry.path, ".guild")
+            signature = (
+                _stat_mtime(guild_dir),
+                _stat_mtime(os.path.join(guild_dir, "attrs")),
+                _stat_mtime(os.path.join(guild_dir, "attrs", "label")),
+            )
+            if signature[0] < 0:
+                continue
+            cached = self._cache.get(entry.name)
+            # A running run can end without touching its files (killed with its
+            # LOCK left behind), so its status is always read afresh.
+            if cached is not None and cached[0] == signature and cached[1].status != "running":
+                run = cached[1]
+            else:
+                run = read_guild_run(entry.path, self.path)
+            if run is None:
+                continue
+            runs.append(run)
+            if now_ns - max(signature) > racy_ns:
+                cache[entry.name] = (signature, run)
+        self._cache = cache
+        return _newest_first(runs)
+
+
+# ---------------------------------------------------------------------------
+# Plain runs directories
+
+
+class RunsDir(RunSource):
+    """A folder of runs that are not Guild runs (``runs/``, ``lightning_logs/``, ``outputs/``).
+
+    Rules, applied below ``path`` down to ``max_depth`` levels:
+
+    - a directory that holds at least one file is a run; its id is its path
+      relative to ``path`` (``"version_0"``, ``"2024-05-01/12-30-00"``);
+    - a directory that holds only directories groups runs, and is looked into;
+    - hidden entries (``.name``) and symlinked directories are ignored.
+
+    ``started`` is the oldest modification time among the run directory and the
+    files directly in it; the run is ``"running"`` while one of those was modified
+    within the last ``running_window`` seconds, else ``"completed"`` (and
+    ``stopped`` is the newest such time).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        running_window: float = 60.0,
+        max_depth: int = 3,
+    ) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.running_window = running_window
+        self.max_depth = max_depth
+
+    def __repr__(self) -> str:
+        return f"RunsDir({self.path!r})"
+
+    def list_runs(self) -> list[Run]:
+        runs: list[Run] = []
+        self._collect(self.path, "", 1, runs, time.time())
+        return _newest_first(runs)
+
+    def _collect(self, path: str, relpath: str, depth: int, runs: list[Run], now: float) -> None:
+        try:
+            entries = [e for e in os.scandir(path) if not e.name.startswith(".")]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError:
+            log.warning("Cannot list runs directory %s", path, exc_info=True)
+            return
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            child_rel = f"{relpath}/{entry.name}" if relpath else entry.name
+            run = self._read_run(entry.path, child_rel, now)
+            if run is not None:
+                runs.append(run)
+            elif depth < self.max_depth:
+                self._collect(entry.path, child_rel, depth + 1, runs, now)
+
+    def _read_run(self, path: str, relpath: str, now: float) -> Run | None:
+        try:
+            times = [os.stat(path).st_mtime]
+            has_file = False
+            for entry in os.scandir(path):
+                # Hidden files (.DS_Store, .nfs*) do not make a grouping folder a run.
+                if not entry.name.startswith(".") and not entry.is_dir():
+                    has_file = True
+                    try:
+                        times.append(entry.stat().st_mtime)
+                    except FileNotFoundError:
+                        continue
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not has_file:
+            return None
+        newest = max(times)
+        running = now - newest < self.running_window
+        return Run(
+            id=relpath,
+            dir=path,
+            status="running" if running else "completed",
+            started=min(times),
+            stopped=None if running else newest,
+            source=self.path,
+            kind="dir",
+        )
+
+
+# ---------------------------------------------------------------------------
+# Choosing and combining sources
+
+
+def open_source(path: str | os.PathLike[str]) -> RunSource:
+    """A :class:`GuildHome` if ``path`` looks like one (has ``runs/`` holding Guild runs
+    or is named ``.guild``), else a :class:`RunsDir`.
+
+    Raises :class:`FileNotFoundError` (with the path) if ``path`` is not a directory.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"run source {path!r} is not a directory")
+    runs_dir = os.path.join(path, "runs")
+    if os.path.basename(path) == ".guild" or _holds_guild_runs(runs_dir):
+        return GuildHome(path)
+    return RunsDir(path)
+
+
+def _holds_guild_runs(runs_dir: str) -> bool:
+    try:
+        with os.scandir(runs_dir) as entries:
+            return any(
+                os.path.exists(os.path.join(entry.path, ".guild", "opref")) for entry in entries
+            )
+    except OSError:
+        return False
+
+
+def combine_sources(sources: Iterable[RunSource]) -> Callable[[], list[Run]]:
+    """A ``list_runs`` callback over several sources; a failing source is logged and
+    skipped so the others still list."""
+    sources = list(sources)
+
+    def list_runs() -> list[Run]:
+        runs: list[Run] = []
+        for source in sources:
+            try:
+                runs.extend(source.list_runs())
+            except Exception:
+                log.warning("Listing runs of %r failed", source, exc_info=True)
+        return _newest_first(runs)
+
+    return list_runs

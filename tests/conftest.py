@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated Guild home for every test, and the helpers the
+spec doctest (tests/image-summaries.md) uses."""
+
+from __future__ import annotations
+
+import os
+import pprint
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jupyter_guildimg.project import Project
+
+TESTS = Path(__file__).parent
+SAMPLES = TESTS / "samples"
+RESOURCES = TESTS / "resources"
+
+
+@pytest.fixture(autouse=True)
+def guild_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own Guild home: nothing ever touches ~/.guild."""
+    home = tmp_path_factory.mktemp("guild-home")
+    monkeypatch.setenv("GUILD_HOME", str(home))
+    return home
+
+
+def sample(*parts: str) -> str:
+    return str(SAMPLES.joinpath(*parts))
+
+
+def findl(root: str) -> list[str]:
+    """Every file under ``root`` (symlinks to files included), relative, sorted."""
+    found = []
+    for dirpath, _dirnames, filenames in os.walk(root):
+        found.extend(os.path.relpath(os.path.join(dirpath, n), root) for n in filenames)
+    return sorted(found)
+
+
+def touch(path: str) -> None:
+    os.utime(path)
+
+
+@pytest.fixture(autouse=True)
+def _spec_namespace(
+    doctest_namespace: dict[str, object], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    mkdtemp: Callable[[], str] = lambda: str(tmp_path_factory.mktemp("logdir"))  # noqa: E731
+    doctest_namespace.update(
+        Project=Project,
+        sample=sample,
+        dir=lambda path: sorted(os.listdir(path)),
+        path=os.path.join,
+        findl=findl,
+        mkdtemp=mkdtemp,
+        touch=touch,
+        pprint=pprint.pprint,
+        dirname=os.path.dirname,
+        os=os,
+    )

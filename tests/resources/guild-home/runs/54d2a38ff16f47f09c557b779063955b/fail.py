@@ -1,0 +1,2 @@
+print("failing on purpose")
+raise SystemExit(3)

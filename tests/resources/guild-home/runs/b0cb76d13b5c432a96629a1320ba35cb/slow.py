@@ -1,0 +1,4 @@
+import time
+
+print("sleeping", flush=True)
+time.sleep(120)
