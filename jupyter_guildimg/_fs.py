@@ -29,6 +29,8 @@ def safe_remove(path: str) -> list[str]:
     directories they leave empty. Anything else is left in place; the paths left
     are returned (and logged) so nothing a user put there is lost."""
     kept: list[str] = []
+    if not os.path.lexists(path):
+        return kept
     try:
         if os.path.islink(path) or not os.path.isdir(path):
             _remove_file(path, kept)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 
 from .runs import combine_sources, open_source
@@ -48,11 +50,14 @@ def _monitor(args: argparse.Namespace) -> int:
         print(f"{report.runs} runs, {report.images} images, {len(report.written)} written")
         return 0
     print(f"Monitoring {', '.join(s.path for s in sources)} into {logdir} (Ctrl+C stops)")
+    stop = threading.Event()
+    # Handlers rather than KeyboardInterrupt: SIGINT arrives ignored in processes
+    # started in the background by a shell script, and SIGTERM should stop too.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     monitor.start()
     try:
-        while monitor.running:
-            monitor._stop.wait(3600)
-    except KeyboardInterrupt:
+        stop.wait()
         print("\nStopping ...")
     finally:
         monitor.stop()

@@ -43,7 +43,7 @@ def safe_name(name: str) -> str:
     name = " ".join(name.split())
     encoded = name.encode("utf-8")
     if len(encoded) > MAX_NAME_BYTES:
-        name = encoded[:MAX_NAME_BYTES].decode("utf-8", "ignore").rstrip() + "~"
+        name = encoded[: MAX_NAME_BYTES - 1].decode("utf-8", "ignore").rstrip() + "~"
     if name.startswith("."):
         name = "_" + name[1:]
     return name or "_"

@@ -1,5 +1,6 @@
-"""Shared fixtures: an isolated Guild home for every test, and the helpers the
-spec doctest (tests/image-summaries.md) uses."""
+"""Shared fixtures: an isolated Guild home for every test, the monitor tests' ``home``
+and ``logdir``, and the helpers the spec doctest (tests/image-summaries.md) uses.
+Plain helper functions are in helpers.py."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from jupyter_guildimg.project import Project
+from jupyter_guildimg.runs import GuildHome
 
-TESTS = Path(__file__).parent
-SAMPLES = TESTS / "samples"
-RESOURCES = TESTS / "resources"
+from helpers import SAMPLES
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +23,18 @@ def guild_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     home = tmp_path_factory.mktemp("guild-home")
     monkeypatch.setenv("GUILD_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def home(guild_home: Path) -> GuildHome:
+    """The test's Guild home as a run source."""
+    return GuildHome(guild_home)
+
+
+@pytest.fixture
+def logdir(tmp_path: Path) -> str:
+    """A log dir for the monitor (not made yet)."""
+    return str(tmp_path / "logdir")
 
 
 def sample(*parts: str) -> str:

@@ -1,0 +1,86 @@
+"""Plain helpers shared by the monitor's tests: images to write into runs, and
+what the monitor wrote for a run. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from PIL import Image
+
+from jupyter_guildimg.tfevent import EventReader
+
+T = TypeVar("T")
+
+TESTS = Path(__file__).parent
+SAMPLES = TESTS / "samples"
+RESOURCES = TESTS / "resources"
+
+
+def png(size: tuple[int, int] = (16, 16), colour: str = "red", mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def jpeg(size: tuple[int, int] = (16, 16), colour: str = "blue") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "JPEG")
+    return out.getvalue()
+
+
+def run_logdir(logdir: str, run_dir: str) -> str:
+    """The one log dir whose name starts with the run's short id."""
+    short_id = os.path.basename(run_dir)[:8]
+    (name,) = [n for n in os.listdir(logdir) if n.startswith(short_id)]
+    return os.path.join(logdir, name)
+
+
+def summaries(logdir: str, run_dir: str) -> list[str]:
+    if not os.path.isdir(logdir):
+        return []
+    images = os.path.join(run_logdir(logdir, run_dir), ".images")
+    return sorted(os.listdir(images)) if os.path.isdir(images) else []
+
+
+def tags(logdir: str, run_dir: str) -> list[str]:
+    images = os.path.join(run_logdir(logdir, run_dir), ".images")
+    return [e.summary.value[0].tag for e in EventReader(images)]
+
+
+def age(path: str, seconds: float) -> None:
+    """Make a file look written ``seconds`` ago (past the monitor's racy window)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def tree_digest(root: str) -> str:
+    """Everything about a tree a monitor could change: names, kinds, contents, link
+    targets, modes and modification times."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            digest.update(f"{os.path.relpath(path, root)}|{st.st_mode}|{st.st_mtime_ns}".encode())
+            if os.path.islink(path):
+                digest.update(os.readlink(path).encode())
+            elif os.path.isfile(path):
+                digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def wait_for(condition: Callable[[], T], seconds: float, what: str) -> T:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")

@@ -1,0 +1,126 @@
+"""The ``guildimg`` command, run for real in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import jpeg, png, wait_for
+
+COMMAND = [sys.executable, "-m", "jupyter_guildimg.cli"]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return dict(os.environ, GUILD_HOME=str(tmp_path / "guild-home"))
+
+
+def guildimg(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*COMMAND, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    """A plain runs folder (not Guild) of two runs and three images."""
+    runs = tmp_path / "runs"
+    (runs / "version_0").mkdir(parents=True)
+    (runs / "version_0" / "pred.png").write_bytes(png())
+    (runs / "version_1").mkdir()
+    (runs / "version_1" / "pred.png").write_bytes(png(colour="green"))
+    (runs / "version_1" / "attn.jpg").write_bytes(jpeg())
+    return runs
+
+
+def images(logdir: Path, run: str) -> list[str]:
+    path = logdir / run / ".images"
+    return sorted(os.listdir(path)) if path.is_dir() else []
+
+
+def test_demo_makes_runs_and_captures_their_images(tmp_path, env):
+    result = guildimg(tmp_path, env, "demo", "--home", "H", "--runs", "1")
+
+    assert result.returncode == 0, result.stderr
+    assert "captured 3 image(s) from 1 run(s)" in result.stdout
+    captured = sorted(
+        line.rsplit("  ", 1)[1] for line in result.stdout.splitlines() if line.startswith("  ")
+    )
+    assert captured == ["plots/attention.jpg", "plots/confusion.png", "samples.png"]
+    logdir = tmp_path / "logdir"
+    assert f"Log dir: {logdir}" in result.stdout
+    (run,) = os.listdir(logdir)
+    assert len(images(logdir, run)) == 3
+
+
+def test_monitor_once_over_a_plain_runs_folder(tmp_path, env, runs):
+    result = guildimg(tmp_path, env, "monitor", str(runs), "--logdir", "D", "--once")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["2 runs, 3 images, 3 written"]
+    logdir = tmp_path / "D"
+    assert sorted(os.listdir(logdir)) == ["version_0", "version_1"]
+    assert len(images(logdir, "version_0")) == 1
+    assert len(images(logdir, "version_1")) == 2
+
+
+def test_a_missing_source_is_a_one_line_error(tmp_path, env):
+    missing = tmp_path / "no such runs"
+
+    result = guildimg(tmp_path, env, "monitor", str(missing), "--logdir", "D", "--once")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("guildimg: ") and str(missing) in line
+    assert not (tmp_path / "D").exists()
+
+
+def test_an_interval_below_half_a_second_is_refused(tmp_path, env, runs):
+    result = guildimg(tmp_path, env, "monitor", str(runs), "--logdir", "D", "--interval", "0.1")
+
+    assert result.returncode == 2
+    assert "--interval" in result.stderr and "at least 0.5" in result.stderr
+    assert not (tmp_path / "D").exists()
+
+
+def _default_sigint() -> None:
+    # A process started in the background by a non-interactive shell inherits
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt: give the
+    # command the Ctrl+C a user at a terminal has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_monitor_runs_until_interrupted(tmp_path, env, runs):
+    logdir = tmp_path / "D"
+    process = subprocess.Popen(
+        [*COMMAND, "monitor", str(runs), "--logdir", str(logdir), "--interval", "0.5"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
+    try:
+        wait_for(
+            lambda: len(images(logdir, "version_0")) + len(images(logdir, "version_1")) == 3,
+            30,
+            "the monitor's summaries",
+        )
+        assert process.poll() is None
+
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 0, stderr
+    assert "Ctrl+C stops" in stdout and "Stopping" in stdout
