@@ -13,6 +13,14 @@ from .runs import GuildHome, Run, RunsDir, combine_sources, open_source
 from .tensorboard import RunsMonitor
 from .tfevent import EventReader
 
+
+def _jupyter_server_extension_points() -> list[dict[str, object]]:
+    """The server extension (imported only when a Jupyter server loads it)."""
+    from .app import GuildImgApp
+
+    return [{"module": "jupyter_guildimg", "app": GuildImgApp}]
+
+
 __all__ = [
     "EventReader",
     "GuildHome",

@@ -373,16 +373,27 @@ class RunsDir(RunSource):
 
 
 def open_source(path: str | os.PathLike[str]) -> RunSource:
-    """A :class:`GuildHome` if ``path`` looks like one (has ``runs/`` holding Guild runs
-    or is named ``.guild``), else a :class:`RunsDir`.
+    """The source for ``path``: ``guild:PATH`` is a :class:`GuildHome`, ``dir:PATH`` a
+    :class:`RunsDir`. Otherwise a Guild home if ``path`` is ``$GUILD_HOME`` (or
+    ``~/.guild``), is named ``.guild``, or has ``runs/`` holding Guild runs; else a
+    :class:`RunsDir`.
 
-    Raises :class:`FileNotFoundError` (with the path) if ``path`` is not a directory.
+    Raises :class:`FileNotFoundError` (with the path) if ``path`` is not a
+    directory, unless its kind was given.
     """
-    path = os.path.abspath(os.fspath(path))
+    text = os.fspath(path)
+    kind, _, rest = text.partition(":")
+    if kind in ("guild", "dir") and rest:
+        rest = os.path.abspath(os.path.expanduser(rest))
+        return GuildHome(rest) if kind == "guild" else RunsDir(rest)
+    path = os.path.abspath(os.path.expanduser(text))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"run source {path!r} is not a directory")
-    runs_dir = os.path.join(path, "runs")
-    if os.path.basename(path) == ".guild" or _holds_guild_runs(runs_dir):
+    if (
+        path == default_guild_home()
+        or os.path.basename(path) == ".guild"
+        or _holds_guild_runs(os.path.join(path, "runs"))
+    ):
         return GuildHome(path)
     return RunsDir(path)
 

@@ -26,7 +26,7 @@ import crc32c
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
 from .images import ImageError, ImageIncompleteError, PreparedImage, prepare_image
-from .tfevent import TEMP_PREFIX, write_event_file
+from .tfevent import TEMP_PREFIX, read_events, write_event_file
 
 __all__ = ["ImageSummaries", "Revision", "path_digest", "summary_file_name"]
 
@@ -92,6 +92,28 @@ class ImageSummaries:
     def image_count(self) -> int:
         """Distinct image paths with at least one revision."""
         return len(self.revisions)
+
+    def history(self) -> dict[str, tuple[Revision, ...]]:
+        """Every summarized image path and its revisions, oldest first. Paths of
+        images summarized before a restart and gone from the run since are read
+        back from their summary files' tags."""
+        out = {}
+        for digest, revisions in self.revisions.items():
+            rel = self.paths.get(digest)
+            if rel is None:
+                rel = self._tag_of(digest, revisions[-1].counter)
+                if rel is None:
+                    continue
+                self.paths[digest] = rel
+            out[rel] = tuple(revisions)
+        return out
+
+    def _tag_of(self, digest: str, counter: int) -> str | None:
+        path = os.path.join(self.images_dir, summary_file_name(counter, digest))
+        for event in read_events(path):
+            if event.HasField("summary") and event.summary.value:
+                return event.summary.value[0].tag
+        return None
 
     def add(self, relpaths: Iterable[str]) -> None:
         for rel in relpaths:

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from . import _fs
@@ -22,7 +22,7 @@ from .hparams import session_end_events, session_start_events
 from .mirror import IMAGES_DIR, RunMirror
 from .naming import assign_names
 from .runs import FINAL_STATUSES, Run
-from .summaries import ImageSummaries
+from .summaries import ImageSummaries, Revision
 from .tfevent import write_event_file
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "MIN_INTERVAL",
     "PassReport",
     "Problem",
+    "RunView",
     "RunsMonitor",
     "setup_logging",
 ]
@@ -74,11 +75,27 @@ class PassReport:
     written: list[tuple[str, str]] = field(default_factory=list)  # (run name, image path)
     runs_added: list[str] = field(default_factory=list)
     runs_removed: list[str] = field(default_factory=list)
+    runs_changed: list[str] = field(default_factory=list)  # status, label, times…
     problems: list[Problem] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.written or self.runs_added or self.runs_removed)
+        return bool(self.written or self.runs_added or self.runs_removed or self.runs_changed)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as the monitor last left it, safe to read from any thread.
+    ``images`` maps run-relative image paths to their revisions, oldest first."""
+
+    run: Run
+    name: str
+    log_dir: str
+    images: Mapping[str, tuple[Revision, ...]]
+
+    @property
+    def images_dir(self) -> str:
+        return os.path.join(self.log_dir, IMAGES_DIR)
 
 
 class _RunLog:
@@ -90,13 +107,23 @@ class _RunLog:
         self.summaries = ImageSummaries(run.dir, os.path.join(log_dir, IMAGES_DIR), max_images)
         self.wrote_start = self.wrote_end = None  # unknown until the first sync
         self.run = run
+        self._view: RunView | None = None  # rebuilt only after a change
 
     def move_to(self, log_dir: str) -> None:
         os.replace(self.log_dir, log_dir)
         self.log_dir = self.mirror.log_dir = log_dir
         self.summaries.images_dir = os.path.join(log_dir, IMAGES_DIR)
+        self._view = None
+
+    def view(self, name: str) -> RunView:
+        if self._view is None:
+            images = self.summaries.history() if self.summaries.revisions else {}
+            self._view = RunView(self.run, name, self.log_dir, images)
+        return self._view
 
     def sync(self, run: Run, monitor: RunsMonitor, report: Callable[[str, str], None]) -> list[str]:
+        if run != self.run:
+            self._view = None
         self.run = run
         self.mirror.sourcecode = run.sourcecode
         changes = self.mirror.scan(report)
@@ -107,6 +134,8 @@ class _RunLog:
             written = self.summaries.update(report)
         if monitor.log_hparams and run.kind == "guild":
             self._sync_hparams(run)
+        if written:
+            self._view = None
         return written
 
     def _sync_hparams(self, run: Run) -> None:
@@ -170,6 +199,13 @@ class RunsMonitor:
         self.last_report: PassReport | None = None
         self.generation = 0  # goes up after every pass that changed something
         self.passes = 0
+        self.views: tuple[RunView, ...] = ()  # replaced whole after every pass
+        self._listeners: list[Callable[[PassReport], None]] = []
+
+    def add_listener(self, callback: Callable[[PassReport], None]) -> None:
+        """Call ``callback(report)`` after every pass, in the thread that ran it.
+        A failing callback is logged and does not affect the monitor."""
+        self._listeners.append(callback)
 
     # -- passes -----------------------------------------------------------
 
@@ -190,7 +226,12 @@ class RunsMonitor:
             if report.changed:
                 self.generation += 1
             self.last_report = report
-            return report
+        for callback in list(self._listeners):
+            try:
+                callback(report)
+            except Exception:
+                log.warning("A pass listener failed", exc_info=True)
+        return report
 
     def _pass(self, report: PassReport) -> None:
         runs = [run for run in self._list_runs() if self._acceptable(run, report)]
@@ -219,8 +260,11 @@ class RunsMonitor:
                     run, os.path.join(self.logdir, name), self.max_images_per_run
                 )
                 report.runs_added.append(name)
+            elif run_log.run != run:
+                report.runs_changed.append(name)
             self._sync(run, name, run_log, report)
         report.runs = len(runs)
+        self.views = tuple(self._logs[run.dir].view(names[run.dir]) for run in runs)
 
     def _sync(self, run: Run, name: str, run_log: _RunLog, report: PassReport) -> None:
         def problem(path: str, message: str) -> None:

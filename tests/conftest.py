@@ -8,6 +8,7 @@ import os
 import pprint
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,18 @@ def _spec_namespace(
         dirname=os.path.dirname,
         os=os,
     )
+
+
+@pytest.fixture
+def jp_server_config(guild_home: Path) -> dict[str, object]:
+    """A real Jupyter server (pytest-jupyter) with the extension on the test's home."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_guildimg": True}},
+        "GuildImgApp": {"sources": [str(guild_home)], "interval": 0.5},
+    }
+
+
+@pytest.fixture
+def guildimg(jp_serverapp: Any) -> Any:
+    """The extension app of the test server."""
+    return jp_serverapp.web_app.settings["guildimg"]

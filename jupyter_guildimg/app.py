@@ -1,0 +1,238 @@
+"""The Jupyter server extension: one monitor thread and one TensorBoard process per
+server, shared by every notebook and the JupyterLab sidebar.
+
+All settings live here, as traitlets (``c.GuildImgApp.<name>`` in a
+``jupyter_server_config.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import urllib.parse
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
+
+from .catalog import Catalog
+from .runs import GuildHome, RunsDir, RunSource, combine_sources, default_guild_home, open_source
+from .tbprocess import TensorBoardProcess
+from .tensorboard import MIN_INTERVAL, PassReport, RunsMonitor
+
+__all__ = ["API_PATH", "TENSORBOARD_PATH", "ChangeFeed", "GuildImgApp"]
+
+log = logging.getLogger(__name__)
+
+API_PATH = "guildimg/api"
+TENSORBOARD_PATH = "guildimg/tensorboard"
+
+
+class ChangeFeed:
+    """A generation counter that clients can wait on. ``publish`` is called by the
+    monitor thread; ``wait`` runs on the server's event loop."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def publish(self, report: PassReport) -> None:
+        if not report.changed:
+            return
+        with self._lock:
+            self.generation += 1
+            loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, since: int, timeout: float) -> int:
+        """The generation, once it is past ``since`` or ``timeout`` seconds passed."""
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            if self.generation > since:
+                return self.generation
+            if self._event is None:
+                self._event = asyncio.Event()
+            event = self._event
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        return self.generation
+
+
+class GuildImgApp(ExtensionApp):
+    """Images of ML runs in TensorBoard and in Jupyter."""
+
+    name = "jupyter_guildimg"
+    load_other_extensions = True
+
+    sources = List(
+        Unicode(),
+        help="""Run sources to watch: Guild homes and folders of runs ('guild:PATH' or
+        'dir:PATH' to say which; otherwise it is guessed). Relative paths resolve
+        against the server's root directory. Default: the Guild home ($GUILD_HOME
+        or ~/.guild) if it exists, else 'runs' under the root directory.""",
+    ).tag(config=True)
+
+    logdir = Unicode(
+        "",
+        help="""Where the monitor writes its mirror and summaries (TensorBoard's --logdir).
+        Empty: a temporary directory, removed when the server stops. A directory
+        given here is kept.""",
+    ).tag(config=True)
+
+    interval = Float(1.0, help=f"Seconds between monitor passes (at least {MIN_INTERVAL}).").tag(
+        config=True
+    )
+
+    log_images = Bool(True, help="Write image summaries for run images.").tag(config=True)
+
+    log_hparams = Bool(True, help="Write HParams sessions from Guild run flags.").tag(config=True)
+
+    max_images_per_run = Int(
+        100,
+        help="""At most this many distinct images are summarized per run (0: no cap).
+        Updates of images already summarized always go through.""",
+    ).tag(config=True)
+
+    tensorboard_args = List(
+        Unicode(),
+        help="Extra arguments for TensorBoard (not --host or --bind_all: it stays on 127.0.0.1).",
+    ).tag(config=True)
+
+    tensorboard_autostart = Bool(
+        False, help="Start TensorBoard with the server rather than on first use."
+    ).tag(config=True)
+
+    tensorboard_ready_timeout = Float(
+        120.0, help="Seconds TensorBoard may take to answer before it counts as failed."
+    ).tag(config=True)
+
+    image_history = Int(
+        100, help="Revisions per image TensorBoard keeps (--samples_per_plugin images=N)."
+    ).tag(config=True)
+
+    @default("sources")
+    def _default_sources(self) -> list[str]:
+        home = default_guild_home()
+        return [home] if os.path.isdir(home) else ["runs"]
+
+    @validate("interval")
+    def _check_interval(self, proposal: dict[str, Any]) -> float:
+        if proposal["value"] < MIN_INTERVAL:
+            raise TraitError(f"GuildImgApp.interval must be at least {MIN_INTERVAL} s")
+        return proposal["value"]
+
+    # -- lifecycle --------------------------------------------------------
+
+    def initialize_settings(self) -> None:
+        root = self.serverapp.root_dir
+        self.run_sources = [_source(root, text) for text in self.sources]
+        self.source_paths = [source.path for source in self.run_sources]
+        self._own_logdir = not self.logdir
+        self.logdir_path = (
+            tempfile.mkdtemp(prefix="guildimg-logdir-")
+            if self._own_logdir
+            else os.path.abspath(os.path.join(root, self.logdir))
+        )
+        self.monitor = RunsMonitor(
+            self.logdir_path,
+            combine_sources(self.run_sources),
+            interval=self.interval,
+            log_images=self.log_images,
+            log_hparams=self.log_hparams,
+            max_images_per_run=self.max_images_per_run or None,
+        )
+        self.changes = ChangeFeed()
+        self.monitor.add_listener(self.changes.publish)
+        self.catalog = Catalog(self.monitor)
+        runtime_dir = self.serverapp.runtime_dir
+        killed = TensorBoardProcess.cleanup_orphans(runtime_dir)
+        if killed:
+            log.warning("Stopped %d TensorBoard process(es) left by a dead server", len(killed))
+        # TensorBoard matches decoded paths ("/a@b/…" for a base_url of "/a%40b/").
+        base_url = urllib.parse.unquote(self.serverapp.base_url)
+        self.tensorboard = TensorBoardProcess(
+            self.logdir_path,
+            path_prefix="/" + f"{base_url.strip('/')}/{TENSORBOARD_PATH}".strip("/"),
+            extra_args=self.tensorboard_args,
+            samples_per_image=self.image_history,
+            ready_timeout=self.tensorboard_ready_timeout,
+            runtime_dir=runtime_dir,
+        )
+        self.settings["guildimg"] = self
+        self.monitor.start()
+        log.info(
+            "jupyter_guildimg: watching %s into %s", ", ".join(self.source_paths), self.logdir_path
+        )
+
+    def initialize_handlers(self) -> None:
+        from .handlers import api_handlers
+        from .proxy import proxy_handlers
+
+        self.handlers.extend(api_handlers(API_PATH))
+        self.handlers.extend(proxy_handlers(TENSORBOARD_PATH))
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.tensorboard_autostart:
+            self.start_tensorboard_soon()
+
+    def start_tensorboard_soon(self) -> None:
+        """Start TensorBoard in the background unless it is running or starting."""
+        if self.tensorboard.status in ("stopped", "failed"):
+            task = asyncio.ensure_future(self.tensorboard.start())
+            self._tensorboard_start = task  # keep a reference: tasks are weakly held
+
+    async def stop_extension(self) -> None:
+        await self.tensorboard.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.monitor.stop)
+        if self._own_logdir:
+            shutil.rmtree(self.logdir_path, ignore_errors=True)
+
+    def status(self) -> dict[str, Any]:
+        report = self.monitor.last_report
+        return {
+            "monitor": {
+                "running": self.monitor.running,
+                "sources": self.source_paths,
+                "logdir": self.logdir_path,
+                "interval": self.monitor.interval,
+                "passes": self.monitor.passes,
+                "generation": self.changes.generation,
+                "last_pass": None if report is None else round(report.finished, 3),
+                "last_pass_duration": None if report is None else round(report.duration, 4),
+                "runs": 0 if report is None else report.runs,
+                "images": 0 if report is None else report.images,
+                "problems": [
+                    {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
+                    for p in list(self.monitor.problems)[-20:]
+                ],
+            },
+            "tensorboard": self.tensorboard.state(),
+        }
+
+
+def _source(root: str, text: str) -> RunSource:
+    """The source for a configured entry, relative to the server's root directory.
+    A path that does not exist yet is watched as a folder of runs (a Guild home if
+    it is named .guild) until it does."""
+    kind, sep, rest = text.partition(":")
+    if sep and kind in ("guild", "dir"):
+        return open_source(f"{kind}:{os.path.join(root, os.path.expanduser(rest))}")
+    path = os.path.abspath(os.path.join(root, os.path.expanduser(text)))
+    try:
+        return open_source(path)
+    except FileNotFoundError:
+        log.warning("Run source %s does not exist (yet); watching for it", path)
+        return GuildHome(path) if os.path.basename(path) == ".guild" else RunsDir(path)

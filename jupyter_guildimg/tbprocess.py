@@ -1,0 +1,513 @@
+"""TensorBoard as an owned subprocess: started, watched, restarted and stopped by us.
+
+TensorBoard runs in a session (process group) of its own, bound to 127.0.0.1 only;
+readiness is polled without blocking the event loop; crashes are restarted with back-off;
+a stop ends the whole group; a pid record in the runtime directory lets the next owner
+remove a TensorBoard whose owner was killed with SIGKILL. Use a :class:`TensorBoardProcess`
+from one event loop; only :meth:`stop_now` is for paths without one (atexit, signals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+__all__ = ["StartResult", "TensorBoardProcess"]
+
+log = logging.getLogger(__name__)
+
+_RECORD_PREFIX = "jupyter_guildimg-tensorboard-"
+_POLL_INTERVAL = 0.25
+_PROBE_TIMEOUT = 2.0
+_STDERR_LINES = 40
+_MESSAGE_LINES = 15
+_CRASH_WINDOW = 300.0
+_MAX_BACKOFF = 30.0
+_ORPHAN_GRACE = 5.0
+# Flags we set ourselves: a second value would move TensorBoard beyond 127.0.0.1 or to a
+# port we do not poll.
+_REFUSED_FLAGS = ("bind_all", "host", "port")
+_STOPPED = "TensorBoard was stopped before it was ready"
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """``outcome`` is "started", "failed" or "timed_out"; ``port`` is set only when started;
+    ``message`` is "" when started, else why, ending with TensorBoard's last stderr lines."""
+
+    outcome: str
+    port: int | None
+    message: str
+
+
+@dataclass(eq=False)
+class _Child:
+    proc: asyncio.subprocess.Process
+    pid: int
+    port: int
+    started: float
+    exited: asyncio.Task[int]  # done once it has exited and its stderr has closed
+    reader: asyncio.Task[None]
+    record: str | None = None
+
+
+def _free_port(preferred: int | None) -> int:
+    """A port on 127.0.0.1 nothing listens on now: ``preferred`` if free (a restarted
+    TensorBoard keeps its address), else one the kernel picks. Should another program take
+    it before TensorBoard binds, TensorBoard exits and the start reports why."""
+    for candidate in (preferred, 0) if preferred else (0,):
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.bind(("127.0.0.1", candidate))
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie does not: it has exited and only waits to be reaped."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    except OSError:
+        return True  # another user's process, or no /proc here: trust kill(pid, 0)
+    # The state letter follows the command name, which is in parentheses and may hold ")".
+    end = stat.rfind(b")")
+    return stat[end + 2 : end + 3] != b"Z"
+
+
+def _runs_tensorboard_on(pid: int, logdir: str) -> bool:
+    """Whether ``pid`` still runs TensorBoard on ``logdir`` (a reused pid does not)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = [a.decode(errors="surrogateescape") for a in f.read().split(b"\0")]
+    except OSError:
+        return False
+    return _alive(pid) and any("tensorboard" in a for a in args) and logdir in args
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _kill_group_now(pgid: int, grace: float) -> None:
+    """SIGTERM to the group, up to ``grace`` s for its leader to end, SIGKILL to the rest.
+    Blocks, for paths without an event loop."""
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + grace
+    while _alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # For members that ignored SIGTERM. The leader ended an instant ago at most, so its id
+    # cannot have been given to a new group yet.
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _remove_record(path: str | None) -> None:
+    if path is not None:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.warning("Could not remove TensorBoard record %s", path, exc_info=True)
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    with contextlib.suppress(ValueError):
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"was killed by signal {-returncode}"
+
+
+class TensorBoardProcess:
+    """One TensorBoard subprocess serving ``logdir`` on 127.0.0.1, owned by this object.
+
+    ``status`` is "stopped", "starting", "ready" or "failed" (``reason`` says why);
+    ``port``, ``pid`` and ``url`` are set while a process exists (starting or ready).
+    ``path_prefix`` is normalized to "" or "/a/b". ``extra_args`` naming ``--bind_all``,
+    ``--host`` or ``--port`` raise ValueError.
+    """
+
+    def __init__(
+        self,
+        logdir: str,
+        *,
+        path_prefix: str = "",
+        extra_args: Sequence[str] = (),
+        samples_per_image: int = 100,
+        reload_interval: float = 1.0,
+        ready_timeout: float = 120.0,
+        runtime_dir: str | None = None,
+        max_restarts: int = 5,
+        python: str = sys.executable,
+    ) -> None:
+        for arg in extra_args:
+            # absl and argparse take "-flag", "--flag" and "--flag=value" alike.
+            if arg.startswith("-") and arg.lstrip("-").split("=")[0] in _REFUSED_FLAGS:
+                raise ValueError(
+                    f"TensorBoard argument {arg!r} is not allowed: TensorBoard is always bound "
+                    "to 127.0.0.1 on a port chosen here, and reached through the Jupyter server"
+                )
+        self.logdir = os.path.abspath(logdir)  # the pid record must name it unambiguously
+        self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
+        self.extra_args = tuple(extra_args)
+        self.samples_per_image = samples_per_image
+        self.reload_interval = reload_interval
+        self.ready_timeout = ready_timeout
+        self.runtime_dir = runtime_dir
+        self.max_restarts = max_restarts
+        self.python = python
+        self.status = "stopped"
+        self.reason = ""
+        self.restarts = 0
+        self._child: _Child | None = None
+        self._dying: list[_Child] = []  # ended by stop_now, reaped by the next stop()
+        self._stderr: deque[str] = deque(maxlen=_STDERR_LINES)
+        self._supervisor: asyncio.Task[None] | None = None
+        self._waiters: list[asyncio.Future[StartResult]] = []
+        self._lock = asyncio.Lock()  # start and stop never interleave
+        self._stopping = False  # the owner wants no process: a crash is not restarted
+        self._last_port: int | None = None
+
+    @property
+    def port(self) -> int | None:
+        return self._child.port if self._child is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    @property
+    def url(self) -> str | None:
+        port = self.port
+        return None if port is None else f"http://127.0.0.1:{port}{self.path_prefix}/"
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-able snapshot: status, reason, port, pid, restarts, stderr_tail, started."""
+        started = self._child.started if self._child is not None else None
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "port": self.port,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "stderr_tail": list(self._stderr),
+            "started": started,
+        }
+
+    async def start(self) -> StartResult:
+        """Start TensorBoard unless it runs; return once it is ready, failed or timed out.
+
+        Concurrent calls share one start and its result; cancelling a caller does not
+        cancel the start. During a restart after a crash this waits for that restart.
+        After "failed" or "stopped" it starts afresh, with the crash count reset."""
+        async with self._lock:
+            if self.status == "ready":
+                return StartResult("started", self.port, "")
+            if self._supervisor is None or self._supervisor.done():
+                self._stopping, self.restarts, self.reason = False, 0, ""
+                self.status = "starting"
+                self._supervisor = asyncio.create_task(self._supervise())
+            waiter: asyncio.Future[StartResult] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+        return await waiter
+
+    async def restart(self) -> StartResult:
+        """Stop TensorBoard if it runs, then start a new one."""
+        await self.stop()
+        return await self.start()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM to TensorBoard's process group, SIGKILL after ``grace`` s; reap it and
+        remove its record. Idempotent. A start() waiting meanwhile returns "failed"."""
+        async with self._lock:
+            self._stopping = True
+            if self._supervisor is not None and not self._supervisor.done():
+                self._supervisor.cancel()
+                await asyncio.wait({self._supervisor})
+            if self._child is not None:
+                await self._terminate(self._child, grace)
+            for child in self._dying:
+                await asyncio.wait({child.exited}, timeout=grace)
+                await self._reap(child)
+            self._dying.clear()
+            self.status, self.reason = "stopped", ""
+
+    def stop_now(self, grace: float = 5.0) -> None:
+        """Like :meth:`stop`, blocking and without needing a running event loop. The process
+        group is gone on return; the leader is reaped by asyncio's child watcher (or the
+        next :meth:`stop`), since it is the loop's child."""
+        self._stopping = True  # should the loop run again, the supervisor must not restart
+        supervisor = self._supervisor
+        if supervisor is not None and not supervisor.done():
+            with contextlib.suppress(RuntimeError):  # loop closed: the task never runs again
+                supervisor.get_loop().call_soon_threadsafe(supervisor.cancel)
+        child, self._child = self._child, None
+        if child is not None:
+            if child.proc.returncode is None:
+                _kill_group_now(child.pid, grace)
+            _remove_record(child.record)
+            child.record = None
+            self._dying.append(child)
+        self.status, self.reason = "stopped", ""
+
+    @staticmethod
+    def cleanup_orphans(runtime_dir: str) -> list[int]:
+        """For each record in ``runtime_dir`` whose owner is gone: end the recorded
+        process group if its pid still runs TensorBoard on the recorded log dir (a reused
+        pid is never touched), and remove the record. Records of live owners stay.
+        Returns the pids killed. Blocks, up to 5 s per orphan that ignores SIGTERM."""
+        try:
+            names = sorted(os.listdir(runtime_dir))
+        except FileNotFoundError:
+            return []
+        killed: list[int] = []
+        for name in names:
+            if not (name.startswith(_RECORD_PREFIX) and name.endswith(".json")):
+                continue
+            path = os.path.join(runtime_dir, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    record = json.load(f)
+                owner, pid, logdir = int(record["owner_pid"]), int(record["pid"]), record["logdir"]
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("Ignoring unreadable TensorBoard record %s", path, exc_info=True)
+                continue
+            if _alive(owner):
+                continue
+            if _runs_tensorboard_on(pid, logdir):
+                log.info("Stopping orphaned TensorBoard pid %s (owner %s is gone)", pid, owner)
+                with contextlib.suppress(ProcessLookupError):
+                    # We start TensorBoard as a session leader: its group id is its pid.
+                    if os.getpgid(pid) == pid:
+                        _kill_group_now(pid, _ORPHAN_GRACE)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            _remove_record(path)
+        return killed
+
+    def _settle(self, result: StartResult) -> None:
+        """Answer every start() waiting."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(result)
+
+    def _give_up(self, result: StartResult) -> None:
+        log.warning("TensorBoard failed: %s", result.message)
+        self.status, self.reason = "failed", result.message
+        self._settle(result)
+
+    def _tail(self) -> str:
+        lines = list(self._stderr)[-_MESSAGE_LINES:]
+        return "\n".join(["Its stderr ends with:", *lines]) if lines else "It wrote no stderr."
+
+    async def _supervise(self) -> None:
+        """Launch TensorBoard; relaunch it after each crash with back-off until too many
+        crashes fall within the window. A failed first launch is final."""
+        crashes: deque[float] = deque()
+        launched = False
+        try:
+            while not self._stopping:
+                result = await self._launch()
+                child = self._child
+                if result.outcome == "started" and child is not None:
+                    launched = True
+                    self.status = "ready"
+                    self._settle(result)
+                    await asyncio.wait({child.exited})
+                    if self._stopping:
+                        return
+                    await self._reap(child)
+                    last = f"TensorBoard {_describe_exit(child.exited.result())}. {self._tail()}"
+                    log.warning("TensorBoard pid %s crashed: %s", child.pid, last)
+                elif not launched:
+                    self._give_up(result)
+                    return
+                else:
+                    last = result.message
+                now = time.monotonic()
+                crashes.append(now)
+                while crashes[0] < now - _CRASH_WINDOW:
+                    crashes.popleft()
+                if len(crashes) >= self.max_restarts:
+                    message = f"TensorBoard exited {len(crashes)} times; last error: {last}"
+                    self._give_up(StartResult("failed", None, message))
+                    return
+                self.status = "starting"
+                delay = min(_MAX_BACKOFF, 2.0 ** (len(crashes) - 1))
+                log.info("Restarting TensorBoard in %s s", delay)
+                await asyncio.sleep(delay)
+                self.restarts += 1
+        except Exception as exc:
+            log.exception("TensorBoard supervision failed")
+            if self._child is not None:  # no process may outlive its supervision
+                _signal_group(self._child.pid, signal.SIGKILL)
+                self._dying.append(self._child)
+                self._child = None
+            self._give_up(StartResult("failed", None, f"Internal error: {exc!r}"))
+        finally:
+            # Stopped (or failed above): no start() may be left waiting.
+            self._settle(StartResult("failed", None, self.reason or _STOPPED))
+
+    async def _launch(self) -> StartResult:
+        """Spawn TensorBoard and wait until it answers. Unless "started", no process is
+        left and ``self._child`` is None."""
+        self.status = "starting"
+        self._stderr.clear()  # the tail must be this process's
+        try:
+            port = self._last_port = _free_port(self._last_port)
+            cmd = [
+                self.python, "-m", "tensorboard.main", "--logdir", self.logdir,
+                "--host", "127.0.0.1", "--port", str(port),
+                "--reload_interval", str(self.reload_interval),
+                "--samples_per_plugin", f"images={self.samples_per_image}",
+                *(["--path_prefix", self.path_prefix] if self.path_prefix else []),
+                *self.extra_args,
+            ]  # fmt: skip
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own group: a stop also ends its data server
+            )
+        except OSError as exc:
+            log.warning("Could not start TensorBoard", exc_info=True)
+            return StartResult("failed", None, f"Could not start TensorBoard: {exc}")
+        exited = asyncio.create_task(self._wait_exit(proc))
+        reader = asyncio.create_task(self._read_stderr(proc))
+        self._child = child = _Child(proc, proc.pid, port, time.time(), exited, reader)
+        if self._stopping:  # stop_now() ran while we spawned it and found no child to end
+            _signal_group(proc.pid, signal.SIGKILL)
+        self._write_record(child, cmd)
+        outcome = await self._await_ready(child)
+        if outcome == "ready":
+            log.info("TensorBoard pid %s ready at %s", child.pid, self.url)
+            return StartResult("started", port, "")
+        if outcome == "exited":
+            await self._reap(child)
+            how = _describe_exit(exited.result())
+            message = f"TensorBoard {how} before it was ready. {self._tail()}"
+            return StartResult("failed", None, message)
+        await self._terminate(child, 5.0)
+        message = f"TensorBoard timed out after {self.ready_timeout:g} s. {self._tail()}"
+        return StartResult("timed_out", None, message)
+
+    async def _await_ready(self, child: _Child) -> str:
+        """Poll until TensorBoard answers 200: "ready", "exited" or "timed_out"."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ready_timeout
+        url = f"http://127.0.0.1:{child.port}{self.path_prefix}/data/environment"
+        client = AsyncHTTPClient(force_instance=True)  # not the shared one: we close it
+        try:
+            while not child.exited.done():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return "timed_out"
+                timeout = max(0.05, min(_PROBE_TIMEOUT, remaining))
+                with contextlib.suppress(OSError, HTTPClientError):  # not listening yet, or slow
+                    response = await client.fetch(
+                        url, raise_error=False, connect_timeout=timeout, request_timeout=timeout
+                    )
+                    if response.code == 200:
+                        return "ready"
+                wait = min(_POLL_INTERVAL, max(0.0, deadline - loop.time()))
+                await asyncio.wait({child.exited}, timeout=wait)
+            return "exited"
+        finally:
+            client.close()
+
+    async def _wait_exit(self, proc: asyncio.subprocess.Process) -> int:
+        """``proc``'s exit status, once it has exited and its stderr has closed."""
+        waiting = asyncio.ensure_future(proc.wait())
+        try:
+            while not (await asyncio.wait({waiting}, timeout=1.0))[0]:
+                if proc.returncode is not None:
+                    # TensorBoard is gone but a process it started (its data server) holds
+                    # stderr open: end the rest of the group.
+                    _signal_group(proc.pid, signal.SIGKILL)
+            return waiting.result()
+        finally:
+            waiting.cancel()
+
+    async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        """Keep TensorBoard's last stderr lines (and log them at debug) until EOF. Reads
+        chunks, not lines: a line longer than the stream's limit must not stop us."""
+        assert proc.stderr is not None
+        partial = b""
+        while chunk := await proc.stderr.read(65536):
+            *lines, partial = (partial + chunk).split(b"\n")
+            if len(partial) > 65536:  # no end of line in sight: keep it as a line
+                lines, partial = [*lines, partial], b""
+            for raw in lines:
+                self._keep_line(proc.pid, raw)
+        self._keep_line(proc.pid, partial)
+
+    def _keep_line(self, pid: int, raw: bytes) -> None:
+        if line := raw.decode(errors="replace").rstrip():
+            log.debug("tensorboard[%s]: %s", pid, line)
+            self._stderr.append(line)
+
+    async def _terminate(self, child: _Child, grace: float) -> None:
+        """SIGTERM to the group, SIGKILL after ``grace`` s, then reap."""
+        if child.proc.returncode is None:
+            _signal_group(child.pid, signal.SIGTERM)
+            await asyncio.wait({child.exited}, timeout=grace)
+        if not child.exited.done():
+            log.warning("TensorBoard pid %s ignored SIGTERM for %s s: killing it", child.pid, grace)
+            _signal_group(child.pid, signal.SIGKILL)
+            await asyncio.wait({child.exited})
+        # For members that closed stderr and ignored SIGTERM. The leader was reaped an
+        # instant ago, so its id cannot have been given to a new group yet.
+        _signal_group(child.pid, signal.SIGKILL)
+        await self._reap(child)
+
+    async def _reap(self, child: _Child) -> None:
+        """After ``child`` has exited: finish reading its stderr, remove its record."""
+        await asyncio.wait({child.reader}, timeout=1.0)
+        _remove_record(child.record)
+        child.record = None
+        if self._child is child:
+            self._child = None
+
+    def _write_record(self, child: _Child, cmd: list[str]) -> None:
+        """The record that lets the next owner remove this TensorBoard should we die
+        without stopping it; renamed into place, so it is never read half written."""
+        if self.runtime_dir is None:
+            return
+        owner = os.getpid()
+        path = os.path.join(self.runtime_dir, f"{_RECORD_PREFIX}{owner}-{child.pid}.json")
+        record: dict[str, Any] = {"owner_pid": owner, "pid": child.pid, "port": child.port}
+        record.update(logdir=self.logdir, started=child.started, cmdline=cmd)
+        try:
+            os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            os.replace(path + ".tmp", path)
+        except OSError:
+            log.warning("Could not write TensorBoard record %s", path, exc_info=True)
+        else:
+            child.record = path
