@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import secrets
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from .runs import combine_sources, open_source
 from .tensorboard import MIN_INTERVAL, RunsMonitor, setup_logging
@@ -23,10 +28,13 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import make_demo_runs
 
     home = os.path.abspath(args.home)
-    logdir = os.path.abspath(args.logdir or os.path.join(args.home, "..", "logdir"))
-    print(f"Making {args.runs} demo runs in the Guild home {home} ...")
-    runs = make_demo_runs(home, args.runs)
-    monitor = RunsMonitor(logdir, open_source(home).list_runs)
+    if args.fresh or not os.path.isdir(os.path.join(home, "runs")):
+        print(f"Making {args.runs} demo runs in the Guild home {home} ...")
+        make_demo_runs(home, args.runs)
+    if not args.once:
+        return _serve_demo(home, args.port)
+    logdir = os.path.abspath(args.logdir or os.path.join(home, "..", "logdir"))
+    monitor = RunsMonitor(logdir, open_source(f"guild:{home}").list_runs)
     report = monitor.run_pass()
     print(f"\nThe monitor captured {len(report.written)} image(s) from {report.runs} run(s):")
     for name, path in report.written:
@@ -34,7 +42,54 @@ def _demo(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"  problem: {problem.run} {problem.path} {problem.message}")
     print(f"\nLog dir: {logdir}\nSee it with:  tensorboard --logdir '{logdir}'")
-    return 0 if runs and report.written else 1
+    return 0 if report.runs else 1
+
+
+def _serve_demo(home: str, port: int) -> int:
+    """A Jupyter server on the demo runs, the extension on, TensorBoard started."""
+    token = secrets.token_hex(16)
+    root = os.path.dirname(home)
+    config = os.path.join(root, "jupyter_guildimg_demo_config.py")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(
+            "c.ServerApp.jpserver_extensions = {'jupyter_guildimg': True}\n"
+            f"c.GuildImgApp.sources = [{'guild:' + home!r}]\n"
+            "c.GuildImgApp.tensorboard_autostart = True\n"
+        )
+    command = [
+        sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}", f"--config={config}",
+        f"--IdentityProvider.token={token}",
+        # Jupyter refuses root unless told; containers and CI machines often are root.
+        *(["--allow-root"] if os.geteuid() == 0 else []),
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    print(
+        f"\nStarting Jupyter with the demo runs. Open:\n"
+        f"  TensorBoard  {base}/guildimg/tensorboard/?token={token}\n"
+        f"  Runs (API)   {base}/guildimg/api/runs?token={token}\n"
+        f"  Jupyter      {base}/?token={token}\n"
+        "Ctrl+C stops the server, its TensorBoard and the monitor.\n",
+        flush=True,
+    )
+    # Its own session, and SIGTERM from us: Jupyter's SIGINT handler asks for
+    # confirmation on a terminal and, without one, can end without stopping its
+    # extensions (and so TensorBoard). SIGTERM always shuts it down cleanly.
+    server = subprocess.Popen(command, start_new_session=True)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set() and server.poll() is None:
+        stop.wait(0.5)
+    if server.poll() is None:
+        print("\nStopping Jupyter ...", flush=True)
+        server.terminate()
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return 0
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -64,6 +119,52 @@ def _monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tensorboard(args: argparse.Namespace) -> int:
+    """Monitor and TensorBoard for a terminal user (what ``guild tensorboard`` does)."""
+    from .runs import default_guild_home
+    from .tbprocess import TensorBoardProcess
+
+    try:
+        sources = [open_source(path) for path in args.sources or [default_guild_home()]]
+    except FileNotFoundError as e:
+        print(f"guildimg: {e}", file=sys.stderr)
+        return 2
+    own_logdir = args.logdir is None
+    logdir = args.logdir or tempfile.mkdtemp(prefix="guildimg-logdir-")
+    monitor = RunsMonitor(logdir, combine_sources(sources), interval=args.interval)
+    monitor.run_pass()  # TensorBoard opens on a populated log dir
+    monitor.start()
+    tensorboard = TensorBoardProcess(logdir, host=args.host, port=args.port)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    async def run() -> int:
+        result = await tensorboard.start()
+        if result.outcome != "started":
+            print(f"guildimg: TensorBoard did not start: {result.message}", file=sys.stderr)
+            return 1
+        print(f"TensorBoard {tensorboard.url} watching {', '.join(s.path for s in sources)}")
+        print("Ctrl+C stops it.")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, stop.wait)
+        return 0
+
+    try:
+        return asyncio.run(_stopping(tensorboard, run()))
+    finally:
+        monitor.stop()
+        if own_logdir:
+            shutil.rmtree(logdir, ignore_errors=True)
+
+
+async def _stopping(tensorboard: Any, body: Coroutine[Any, Any, int]) -> int:
+    try:
+        return await body
+    finally:
+        await tensorboard.stop()
+
+
 def _interval(text: str) -> float:
     value = float(text)
     if value < MIN_INTERVAL:
@@ -74,10 +175,15 @@ def _interval(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guildimg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="make demo runs and capture their images once")
+    demo = sub.add_parser(
+        "demo", help="make demo runs and start Jupyter on them with the extension and TensorBoard"
+    )
     demo.add_argument("--home", default="guildimg-demo/guild-home", help="Guild home for the runs")
-    demo.add_argument("--logdir", help="log dir (default: next to the home)")
     demo.add_argument("--runs", type=int, default=3, help="how many runs to make")
+    demo.add_argument("--fresh", action="store_true", help="make new runs even if some exist")
+    demo.add_argument("--port", type=int, default=8888, help="the Jupyter server's port")
+    demo.add_argument("--once", action="store_true", help="capture once and print, no server")
+    demo.add_argument("--logdir", help="with --once: log dir (default: next to the home)")
     demo.set_defaults(func=_demo)
     monitor = sub.add_parser("monitor", help="mirror runs into a log dir with image summaries")
     monitor.add_argument("sources", nargs="+", help="Guild homes or folders of runs")
@@ -85,6 +191,15 @@ def _parser() -> argparse.ArgumentParser:
     monitor.add_argument("--interval", type=_interval, default=1.0, help="seconds between passes")
     monitor.add_argument("--once", action="store_true", help="one pass, then exit")
     monitor.set_defaults(func=_monitor)
+    tb = sub.add_parser("tensorboard", help="monitor runs and serve them with TensorBoard")
+    tb.add_argument(
+        "sources", nargs="*", help="Guild homes or folders of runs (default: Guild home)"
+    )
+    tb.add_argument("--port", type=int, help="TensorBoard's port (default: a free one)")
+    tb.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    tb.add_argument("--logdir", help="log dir (default: a temporary one, removed at exit)")
+    tb.add_argument("--interval", type=_interval, default=1.0, help="seconds between passes")
+    tb.set_defaults(func=_tensorboard)
     return parser
 
 

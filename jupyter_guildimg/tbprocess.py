@@ -161,6 +161,8 @@ class TensorBoardProcess:
         runtime_dir: str | None = None,
         max_restarts: int = 5,
         python: str = sys.executable,
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         for arg in extra_args:
             # absl and argparse take "-flag", "--flag" and "--flag=value" alike.
@@ -188,7 +190,11 @@ class TensorBoardProcess:
         self._waiters: list[asyncio.Future[StartResult]] = []
         self._lock = asyncio.Lock()  # start and stop never interleave
         self._stopping = False  # the owner wants no process: a crash is not restarted
-        self._last_port: int | None = None
+        # Only the command line (a terminal user's choice) sets another host; the
+        # server extension never does. A given port is tried first.
+        self.host = host
+        self._reach = "127.0.0.1" if host in ("0.0.0.0", "::", "localhost") else host
+        self._last_port: int | None = port
 
     @property
     def port(self) -> int | None:
@@ -201,7 +207,7 @@ class TensorBoardProcess:
     @property
     def url(self) -> str | None:
         port = self.port
-        return None if port is None else f"http://127.0.0.1:{port}{self.path_prefix}/"
+        return None if port is None else f"http://{self._reach}:{port}{self.path_prefix}/"
 
     def state(self) -> dict[str, Any]:
         """A JSON-able snapshot: status, reason, port, pid, restarts, stderr_tail, started."""
@@ -381,7 +387,7 @@ class TensorBoardProcess:
             port = self._last_port = _free_port(self._last_port)
             cmd = [
                 self.python, "-m", "tensorboard.main", "--logdir", self.logdir,
-                "--host", "127.0.0.1", "--port", str(port),
+                "--host", self.host, "--port", str(port),
                 "--reload_interval", str(self.reload_interval),
                 "--samples_per_plugin", f"images={self.samples_per_image}",
                 *(["--path_prefix", self.path_prefix] if self.path_prefix else []),
@@ -420,7 +426,7 @@ class TensorBoardProcess:
         """Poll until TensorBoard answers 200: "ready", "exited" or "timed_out"."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ready_timeout
-        url = f"http://127.0.0.1:{child.port}{self.path_prefix}/data/environment"
+        url = f"http://{self._reach}:{child.port}{self.path_prefix}/data/environment"
         client = AsyncHTTPClient(force_instance=True)  # not the shared one: we close it
         try:
             while not child.exited.done():

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from helpers import jpeg, png, wait_for
 
 COMMAND = [sys.executable, "-m", "jupyter_guildimg.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -44,7 +52,7 @@ def images(logdir: Path, run: str) -> list[str]:
 
 
 def test_demo_makes_runs_and_captures_their_images(tmp_path, env):
-    result = guildimg(tmp_path, env, "demo", "--home", "H", "--runs", "1")
+    result = guildimg(tmp_path, env, "demo", "--once", "--home", "H", "--runs", "1")
 
     assert result.returncode == 0, result.stderr
     assert "captured 3 image(s) from 1 run(s)" in result.stdout
@@ -124,3 +132,69 @@ def test_monitor_runs_until_interrupted(tmp_path, env, runs):
 
     assert process.returncode == 0, stderr
     assert "Ctrl+C stops" in stdout and "Stopping" in stdout
+
+
+@pytest.mark.tensorboard
+def test_tensorboard_serves_the_runs_until_interrupted_and_leaves_nothing(tmp_path, env, runs):
+    process = subprocess.Popen(
+        [*COMMAND, "tensorboard", str(runs)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()  # printed once TensorBoard answers
+        assert line.startswith("TensorBoard http://127.0.0.1:")
+        url = line.split()[1]
+        tensorboard_runs = httpx.get(url + "data/runs", timeout=10).json()
+        assert {"version_0/.images", "version_1/.images"} <= set(tensorboard_runs)
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+        process.stdout.close()
+    assert code == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/data/runs", timeout=2)
+
+
+@pytest.mark.tensorboard
+def test_demo_serves_jupyter_with_the_extension_and_tensorboard(tmp_path, env):
+    port = free_port()
+    process = subprocess.Popen(
+        [*COMMAND, "demo", "--home", "H", "--runs", "1", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = [process.stdout.readline() for _ in range(4)]
+        (tensorboard_url,) = [line.split()[1] for line in lines if "TensorBoard" in line]
+        token = tensorboard_url.split("token=")[1]
+        headers = {"Authorization": f"token {token}"}
+        base = f"http://127.0.0.1:{port}/guildimg"
+
+        def served():
+            try:
+                response = httpx.get(f"{base}/tensorboard/data/runs", headers=headers)
+            except httpx.TransportError:
+                return None
+            return response.status_code == 200 and response.json()
+
+        assert any(run.endswith("/.images") for run in wait_for(served, 120, "TensorBoard"))
+        runs = httpx.get(f"{base}/api/runs", headers=headers).json()["runs"]
+        assert [run["image_count"] for run in runs] == [3]
+        status = httpx.get(f"{base}/api/status", headers=headers).json()
+        tensorboard_pid = status["tensorboard"]["pid"]
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl+C at the terminal
+        code = process.wait(60)
+        process.stdout.close()
+    assert code == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(tensorboard_pid, 0)

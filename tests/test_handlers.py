@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -191,3 +192,18 @@ async def test_change_feed_times_out_with_the_same_generation(jp_fetch):
     generation = (await get_json(jp_fetch, "changes", since=-1))["generation"]
     result = await get_json(jp_fetch, "changes", since=generation, timeout=0.2)
     assert result == {"generation": generation}
+
+
+@pytest.mark.tensorboard
+async def test_tensorboard_is_started_and_stopped_through_the_api(jp_fetch, guildimg):
+    started = json.loads(
+        (await jp_fetch("guildimg", "api", "tensorboard", method="POST", body="")).body
+    )
+    assert started["status"] == "ready" and started["pid"] == guildimg.tensorboard.pid
+    pid = started["pid"]
+
+    stopped = json.loads((await jp_fetch("guildimg", "api", "tensorboard", method="DELETE")).body)
+
+    assert stopped["status"] == "stopped" and stopped["pid"] is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
