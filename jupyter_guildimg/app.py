@@ -30,6 +30,7 @@ __all__ = ["API_PATH", "TENSORBOARD_PATH", "ChangeFeed", "GuildImgApp"]
 log = logging.getLogger(__name__)
 
 API_PATH = "guildimg/api"
+_URL_VAR, _TOKEN_VAR = "JUPYTER_GUILDIMG_URL", "JUPYTER_GUILDIMG_TOKEN"
 TENSORBOARD_PATH = "guildimg/tensorboard"
 
 
@@ -139,7 +140,7 @@ class GuildImgApp(ExtensionApp):
     def initialize_settings(self) -> None:
         root = self.serverapp.root_dir
         self.run_sources = [_source(root, text) for text in self.sources]
-        self.source_paths = [source.path for source in self.run_sources]
+        self._list_runs = combine_sources(self.run_sources)
         self._own_logdir = not self.logdir
         self.logdir_path = (
             tempfile.mkdtemp(prefix="guildimg-logdir-")
@@ -148,7 +149,7 @@ class GuildImgApp(ExtensionApp):
         )
         self.monitor = RunsMonitor(
             self.logdir_path,
-            combine_sources(self.run_sources),
+            lambda: self._list_runs(),
             interval=self.interval,
             log_images=self.log_images,
             log_hparams=self.log_hparams,
@@ -172,6 +173,7 @@ class GuildImgApp(ExtensionApp):
             runtime_dir=runtime_dir,
         )
         self.settings["guildimg"] = self
+        self._export_connection()
         self.monitor.start()
         log.info(
             "jupyter_guildimg: watching %s into %s", ", ".join(self.source_paths), self.logdir_path
@@ -188,6 +190,35 @@ class GuildImgApp(ExtensionApp):
         if self.tensorboard_autostart:
             self.start_tensorboard_soon()
 
+    @property
+    def source_paths(self) -> list[str]:
+        return [source.path for source in self.run_sources]
+
+    def add_source(self, text: str) -> RunSource:
+        """Watch one more source (``guild:``/``dir:`` prefixes allowed; relative to the
+        root directory). Raises FileNotFoundError for a path that is not a directory."""
+        source = _source(self.serverapp.root_dir, text, must_exist=True)
+        if source.path not in self.source_paths:
+            self.run_sources = [*self.run_sources, source]
+            self._list_runs = combine_sources(self.run_sources)
+        return source
+
+    def _export_connection(self) -> None:
+        """Kernels inherit the server's environment: tell them where the API is and
+        how to authenticate, so ``%guildimg`` needs no configuration."""
+        app = self.serverapp
+        if app.sock:
+            return  # a Unix socket: kernels fall back to the running-server list
+        host = app.ip if app.ip not in ("", "0.0.0.0", "::", "localhost") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if app.certfile else "http"
+        self._exported = {
+            _URL_VAR: f"{scheme}://{host}:{app.port}{app.base_url}",
+            _TOKEN_VAR: app.identity_provider.token,
+        }
+        os.environ.update(self._exported)
+
     def start_tensorboard_soon(self) -> None:
         """Start TensorBoard in the background unless it is running or starting."""
         if self.tensorboard.status in ("stopped", "failed"):
@@ -195,6 +226,9 @@ class GuildImgApp(ExtensionApp):
             self._tensorboard_start = task  # keep a reference: tasks are weakly held
 
     async def stop_extension(self) -> None:
+        for name, value in getattr(self, "_exported", {}).items():
+            if os.environ.get(name) == value:
+                del os.environ[name]
         await self.tensorboard.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.monitor.stop)
         if self._own_logdir:
@@ -223,16 +257,21 @@ class GuildImgApp(ExtensionApp):
         }
 
 
-def _source(root: str, text: str) -> RunSource:
+def _source(root: str, text: str, must_exist: bool = False) -> RunSource:
     """The source for a configured entry, relative to the server's root directory.
     A path that does not exist yet is watched as a folder of runs (a Guild home if
-    it is named .guild) until it does."""
+    it is named .guild) until it does, unless ``must_exist``."""
     kind, sep, rest = text.partition(":")
     if sep and kind in ("guild", "dir"):
-        return open_source(f"{kind}:{os.path.join(root, os.path.expanduser(rest))}")
+        path = os.path.abspath(os.path.join(root, os.path.expanduser(rest)))
+        if must_exist and not os.path.isdir(path):
+            raise FileNotFoundError(f"run source {path!r} is not a directory")
+        return open_source(f"{kind}:{path}")
     path = os.path.abspath(os.path.join(root, os.path.expanduser(text)))
     try:
         return open_source(path)
     except FileNotFoundError:
+        if must_exist:
+            raise
         log.warning("Run source %s does not exist (yet); watching for it", path)
         return GuildHome(path) if os.path.basename(path) == ".guild" else RunsDir(path)

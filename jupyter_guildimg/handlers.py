@@ -123,6 +123,26 @@ class TensorBoardHandler(_BaseHandler):
         self.write_json(self.guildimg.tensorboard.state())
 
 
+class SourcesHandler(_BaseHandler):
+    @web.authenticated
+    def get(self) -> None:
+        self.write_json({"sources": self.guildimg.source_paths})
+
+    @web.authenticated
+    def post(self) -> None:
+        try:
+            path = json.loads(self.request.body or b"{}")["path"]
+        except (ValueError, KeyError, TypeError):
+            raise web.HTTPError(400, 'expected a JSON body {"path": "..."}') from None
+        if not isinstance(path, str) or not path:
+            raise web.HTTPError(400, "path must be a non-empty string")
+        try:
+            self.guildimg.add_source(path)
+        except FileNotFoundError as e:
+            raise web.HTTPError(400, str(e)) from None
+        self.write_json({"sources": self.guildimg.source_paths})
+
+
 class ChangesHandler(_BaseHandler):
     @web.authenticated
     async def get(self) -> None:
@@ -167,6 +187,7 @@ def api_handlers(prefix: str) -> list[tuple[str, type[APIHandler]]]:
         (url_path_join(prefix, "runs", _RUN, "images", r"(?P<path>.+)"), ImageHandler),
         (url_path_join(prefix, "refresh"), RefreshHandler),
         (url_path_join(prefix, "tensorboard"), TensorBoardHandler),
+        (url_path_join(prefix, "sources"), SourcesHandler),
         (url_path_join(prefix, "changes"), ChangesHandler),
         (url_path_join(prefix, r"(?P<path>.*)"), NotFoundHandler),
     ]

@@ -139,3 +139,15 @@ async def test_a_server_killed_with_sigkill_leaves_an_orphan_the_next_start_remo
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
+
+
+async def test_kernels_inherit_where_the_api_is_and_how_to_authenticate(
+    jp_serverapp, guildimg, jp_http_port, jp_base_url
+):
+    assert os.environ["JUPYTER_GUILDIMG_URL"] == f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    assert os.environ["JUPYTER_GUILDIMG_TOKEN"] == jp_serverapp.identity_provider.token
+
+    await jp_serverapp._cleanup()
+
+    assert "JUPYTER_GUILDIMG_URL" not in os.environ
+    assert "JUPYTER_GUILDIMG_TOKEN" not in os.environ

@@ -28,6 +28,8 @@ API_ROUTES = [
     ("POST", "tensorboard"),
     ("DELETE", "tensorboard"),
     ("GET", "changes"),
+    ("GET", "sources"),
+    ("POST", "sources"),
     ("GET", "nowhere"),
 ]
 
@@ -207,3 +209,35 @@ async def test_tensorboard_is_started_and_stopped_through_the_api(jp_fetch, guil
     assert stopped["status"] == "stopped" and stopped["pid"] is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_a_source_added_through_the_api_is_monitored(jp_fetch, tmp_path):
+    runs = tmp_path / "lightning_logs"
+    (runs / "version_0").mkdir(parents=True)
+    (runs / "version_0" / "pred.png").write_bytes(png())
+
+    response = await jp_fetch(
+        "guildimg", "api", "sources", method="POST", body=json.dumps({"path": str(runs)})
+    )
+    assert str(runs) in json.loads(response.body)["sources"]
+    report = await refresh(jp_fetch)
+
+    assert {"run": "version_0", "path": "pred.png"} in report["written"]
+    names = [run["name"] for run in (await get_json(jp_fetch, "runs"))["runs"]]
+    assert "version_0" in names
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (json.dumps({"path": "/no/such/dir"}), "/no/such/dir"),
+        (json.dumps({"path": ""}), "non-empty"),
+        ("not json", "expected a JSON body"),
+    ],
+)
+async def test_a_bad_source_is_a_clear_400(jp_fetch, body, message):
+    response = await jp_fetch(
+        "guildimg", "api", "sources", method="POST", body=body, raise_error=False
+    )
+    assert response.code == 400
+    assert message in json.loads(response.body)["message"]
