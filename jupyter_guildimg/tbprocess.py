@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -25,18 +24,18 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from . import _processes
+
 __all__ = ["StartResult", "TensorBoardProcess"]
 
 log = logging.getLogger(__name__)
 
-_RECORD_PREFIX = "jupyter_guildimg-tensorboard-"
 _POLL_INTERVAL = 0.25
 _PROBE_TIMEOUT = 2.0
 _STDERR_LINES = 40
 _MESSAGE_LINES = 15
 _CRASH_WINDOW = 300.0
 _MAX_BACKOFF = 30.0
-_ORPHAN_GRACE = 5.0
 # Flags we set ourselves: a second value would move TensorBoard beyond 127.0.0.1 or to a
 # port we do not poll.
 _REFUSED_FLAGS = ("bind_all", "host", "port")
@@ -73,63 +72,6 @@ def _free_port(preferred: int | None) -> int:
             sock.bind(("127.0.0.1", candidate))
             return int(sock.getsockname()[1])
     raise OSError("no free port on 127.0.0.1")
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs. A zombie does not: it has exited and only waits to be reaped."""
-    try:
-        os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (ProcessLookupError, FileNotFoundError):
-        return False
-    except OSError:
-        return True  # another user's process, or no /proc here: trust kill(pid, 0)
-    # The state letter follows the command name, which is in parentheses and may hold ")".
-    end = stat.rfind(b")")
-    return stat[end + 2 : end + 3] != b"Z"
-
-
-def _runs_tensorboard_on(pid: int, logdir: str) -> bool:
-    """Whether ``pid`` still runs TensorBoard on ``logdir`` (a reused pid does not)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = [a.decode(errors="surrogateescape") for a in f.read().split(b"\0")]
-    except OSError:
-        return False
-    return _alive(pid) and any("tensorboard" in a for a in args) and logdir in args
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _kill_group_now(pgid: int, grace: float) -> None:
-    """SIGTERM to the group, up to ``grace`` s for its leader to end, SIGKILL to the rest.
-    Blocks, for paths without an event loop."""
-    if not _signal_group(pgid, signal.SIGTERM):
-        return
-    deadline = time.monotonic() + grace
-    while _alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    # For members that ignored SIGTERM. The leader ended an instant ago at most, so its id
-    # cannot have been given to a new group yet.
-    _signal_group(pgid, signal.SIGKILL)
-
-
-def _remove_record(path: str | None) -> None:
-    if path is not None:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            log.warning("Could not remove TensorBoard record %s", path, exc_info=True)
 
 
 def _describe_exit(returncode: int) -> str:
@@ -272,8 +214,8 @@ class TensorBoardProcess:
         child, self._child = self._child, None
         if child is not None:
             if child.proc.returncode is None:
-                _kill_group_now(child.pid, grace)
-            _remove_record(child.record)
+                _processes.kill_group_now(child.pid, grace)
+            _processes.remove_record(child.record)
             child.record = None
             self._dying.append(child)
         self.status, self.reason = "stopped", ""
@@ -284,35 +226,7 @@ class TensorBoardProcess:
         process group if its pid still runs TensorBoard on the recorded log dir (a reused
         pid is never touched), and remove the record. Records of live owners stay.
         Returns the pids killed. Blocks, up to 5 s per orphan that ignores SIGTERM."""
-        try:
-            names = sorted(os.listdir(runtime_dir))
-        except FileNotFoundError:
-            return []
-        killed: list[int] = []
-        for name in names:
-            if not (name.startswith(_RECORD_PREFIX) and name.endswith(".json")):
-                continue
-            path = os.path.join(runtime_dir, name)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    record = json.load(f)
-                owner, pid, logdir = int(record["owner_pid"]), int(record["pid"]), record["logdir"]
-            except (OSError, ValueError, KeyError, TypeError):
-                log.warning("Ignoring unreadable TensorBoard record %s", path, exc_info=True)
-                continue
-            if _alive(owner):
-                continue
-            if _runs_tensorboard_on(pid, logdir):
-                log.info("Stopping orphaned TensorBoard pid %s (owner %s is gone)", pid, owner)
-                with contextlib.suppress(ProcessLookupError):
-                    # We start TensorBoard as a session leader: its group id is its pid.
-                    if os.getpgid(pid) == pid:
-                        _kill_group_now(pid, _ORPHAN_GRACE)
-                    else:
-                        os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-            _remove_record(path)
-        return killed
+        return _processes.cleanup_orphans(runtime_dir)
 
     def _settle(self, result: StartResult) -> None:
         """Answer every start() waiting."""
@@ -370,7 +284,7 @@ class TensorBoardProcess:
         except Exception as exc:
             log.exception("TensorBoard supervision failed")
             if self._child is not None:  # no process may outlive its supervision
-                _signal_group(self._child.pid, signal.SIGKILL)
+                _processes.signal_group(self._child.pid, signal.SIGKILL)
                 self._dying.append(self._child)
                 self._child = None
             self._give_up(StartResult("failed", None, f"Internal error: {exc!r}"))
@@ -407,7 +321,7 @@ class TensorBoardProcess:
         reader = asyncio.create_task(self._read_stderr(proc))
         self._child = child = _Child(proc, proc.pid, port, time.time(), exited, reader)
         if self._stopping:  # stop_now() ran while we spawned it and found no child to end
-            _signal_group(proc.pid, signal.SIGKILL)
+            _processes.signal_group(proc.pid, signal.SIGKILL)
         self._write_record(child, cmd)
         outcome = await self._await_ready(child)
         if outcome == "ready":
@@ -454,7 +368,7 @@ class TensorBoardProcess:
                 if proc.returncode is not None:
                     # TensorBoard is gone but a process it started (its data server) holds
                     # stderr open: end the rest of the group.
-                    _signal_group(proc.pid, signal.SIGKILL)
+                    _processes.signal_group(proc.pid, signal.SIGKILL)
             return waiting.result()
         finally:
             waiting.cancel()
@@ -480,40 +394,29 @@ class TensorBoardProcess:
     async def _terminate(self, child: _Child, grace: float) -> None:
         """SIGTERM to the group, SIGKILL after ``grace`` s, then reap."""
         if child.proc.returncode is None:
-            _signal_group(child.pid, signal.SIGTERM)
+            _processes.signal_group(child.pid, signal.SIGTERM)
             await asyncio.wait({child.exited}, timeout=grace)
         if not child.exited.done():
             log.warning("TensorBoard pid %s ignored SIGTERM for %s s: killing it", child.pid, grace)
-            _signal_group(child.pid, signal.SIGKILL)
+            _processes.signal_group(child.pid, signal.SIGKILL)
             await asyncio.wait({child.exited})
         # For members that closed stderr and ignored SIGTERM. The leader was reaped an
         # instant ago, so its id cannot have been given to a new group yet.
-        _signal_group(child.pid, signal.SIGKILL)
+        _processes.signal_group(child.pid, signal.SIGKILL)
         await self._reap(child)
 
     async def _reap(self, child: _Child) -> None:
         """After ``child`` has exited: finish reading its stderr, remove its record."""
         await asyncio.wait({child.reader}, timeout=1.0)
-        _remove_record(child.record)
+        _processes.remove_record(child.record)
         child.record = None
         if self._child is child:
             self._child = None
 
     def _write_record(self, child: _Child, cmd: list[str]) -> None:
         """The record that lets the next owner remove this TensorBoard should we die
-        without stopping it; renamed into place, so it is never read half written."""
-        if self.runtime_dir is None:
-            return
-        owner = os.getpid()
-        path = os.path.join(self.runtime_dir, f"{_RECORD_PREFIX}{owner}-{child.pid}.json")
-        record: dict[str, Any] = {"owner_pid": owner, "pid": child.pid, "port": child.port}
-        record.update(logdir=self.logdir, started=child.started, cmdline=cmd)
-        try:
-            os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                json.dump(record, f)
-            os.replace(path + ".tmp", path)
-        except OSError:
-            log.warning("Could not write TensorBoard record %s", path, exc_info=True)
-        else:
-            child.record = path
+        without stopping it."""
+        if self.runtime_dir is not None:
+            child.record = _processes.write_record(
+                self.runtime_dir, child.pid, child.port, self.logdir, child.started, cmd
+            )
