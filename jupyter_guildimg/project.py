@@ -15,11 +15,9 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -27,6 +25,13 @@ from typing import Any
 
 import yaml
 
+from ._guildfile import (
+    command,
+    default_label,
+    read_opdef,
+    required_files,
+    resolve_flags,
+)
 from .runs import GuildHome, Run, default_guild_home, read_guild_run
 
 __all__ = ["SOURCE_EXTENSIONS", "Project", "RunFailed", "RunningOp", "write_run"]
@@ -36,7 +41,6 @@ log = logging.getLogger(__name__)
 SOURCE_EXTENSIONS = (".py", ".yml", ".yaml", ".json", ".txt", ".cfg", ".toml", ".sh")
 _MAX_SOURCE_BYTES = 1024 * 1024
 _SOURCECODE = ".guild/sourcecode"
-_FLAG_REF = re.compile(r"\$\{([^${}]+)\}")
 # The same YAML as yaml.safe_dump, several times faster when libyaml is there.
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -96,29 +100,6 @@ def _relpath(name: str) -> str:
     return rel.replace(os.sep, "/")
 
 
-def _flag_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"  # as Guild writes booleans
-    return str(value)
-
-
-def _flag_items(flags: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(name, text) per flag, by name; flags whose value is None are left out."""
-    return [(name, _flag_text(flags[name])) for name in sorted(flags) if flags[name] is not None]
-
-
-def _flag_args(flags: Mapping[str, Any]) -> list[str]:
-    return [arg for name, text in _flag_items(flags) for arg in (f"--{name}", text)]
-
-
-def _default_label(flags: Mapping[str, Any]) -> str:
-    """Guild's default label: ``name=value`` per flag, by name, joined by spaces."""
-    return " ".join(
-        f"{name}={shlex.quote(text) if not text or any(c.isspace() for c in text) else text}"
-        for name, text in _flag_items(flags)
-    )
-
-
 def _create_run(
     home: str,
     *,
@@ -138,7 +119,7 @@ def _create_run(
     _write_attr(run_dir, "id", run_id)
     _write_attr(run_dir, "initialized", initialized)
     _write_attr(run_dir, "flags", dict(flags))
-    _write_attr(run_dir, "label", _default_label(flags) if label is None else label)
+    _write_attr(run_dir, "label", default_label(flags) if label is None else label)
     _write_attr(run_dir, "cmd", list(cmd))
     manifest = []
     digest = hashlib.md5()
@@ -313,10 +294,10 @@ class Project:
         raised before a run directory is created."""
         home = self.home
         opdef, guildfile_md5 = self._opdef(op)
-        values = _resolve_flags(op, opdef, flags or {})
-        cmd = _command(op, opdef, values)
+        values = resolve_flags(op, opdef, flags or {})
+        cmd = command(op, opdef, values)
         required = {}
-        for name in _required_files(opdef.get("requires")):
+        for name in required_files(opdef.get("requires")):
             rel = _relpath(name)
             required[rel] = os.path.join(self.path, rel)
             if not os.path.exists(required[rel]):
@@ -362,19 +343,7 @@ class Project:
 
     def _opdef(self, op: str) -> tuple[Mapping[str, Any], str]:
         """The definition of ``op`` and the md5 of ``guild.yml``, read afresh."""
-        try:
-            with open(self.guildfile, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no guild.yml in project {self.path}") from None
-        ops = yaml.safe_load(data) or {}
-        if not isinstance(ops, dict):
-            raise ValueError(f"{self.guildfile} must map operation names to definitions")
-        opdef = ops.get(op)
-        if not isinstance(opdef, dict):
-            available = ", ".join(sorted(map(str, ops))) or "none"
-            raise ValueError(f"no operation {op!r} in {self.guildfile}; it has: {available}")
-        return opdef, hashlib.md5(data).hexdigest()
+        return read_opdef(self.guildfile, op)
 
 
 def _run_env(run_dir: str, home: str) -> dict[str, str]:
@@ -384,60 +353,6 @@ def _run_env(run_dir: str, home: str) -> dict[str, str]:
     env.update(RUN_DIR=run_dir, RUN_ID=os.path.basename(run_dir), GUILD_HOME=home)
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def _resolve_flags(op: str, opdef: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults of the op's flags, overridden by ``given`` (values kept as given)."""
-    values = {
-        str(name): spec.get("default") if isinstance(spec, dict) else spec
-        for name, spec in (opdef.get("flags") or {}).items()
-    }
-    unknown = sorted(set(given) - set(values))
-    if unknown:
-        defined = ", ".join(values) or "none"
-        raise ValueError(f"{op} has no flag {', '.join(unknown)}; its flags: {defined}")
-    values.update(given)
-    try:  # checked now, not halfway through writing the run
-        yaml.safe_dump(values)
-    except yaml.YAMLError as e:
-        raise ValueError(f"flag values of {op} must be plain YAML values: {e}") from None
-    return values
-
-
-def _command(op: str, opdef: Mapping[str, Any], flags: Mapping[str, Any]) -> list[str]:
-    args = _flag_args(flags)
-    if ("main" in opdef) == ("exec" in opdef):
-        raise ValueError(f"operation {op!r} needs exactly one of 'main' and 'exec'")
-    if "main" in opdef:
-        return [sys.executable, "-m", *shlex.split(str(opdef["main"])), *args]
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == "flag_args":
-            return shlex.join(args)
-        # Anything else is left for a shell in the command to expand.
-        if name not in flags:
-            return match.group(0)
-        return "" if flags[name] is None else _flag_text(flags[name])
-
-    cmd: list[str] = []
-    for token in shlex.split(str(opdef["exec"])):
-        if token == "${flag_args}":
-            cmd += args
-        else:
-            cmd.append(_FLAG_REF.sub(substitute, token))
-    return cmd
-
-
-def _required_files(spec: Any) -> list[str]:
-    """Names of the ``{file: NAME}`` entries of ``requires``, alone or in lists."""
-    if spec is None:
-        return []
-    if isinstance(spec, list):
-        return [name for item in spec for name in _required_files(item)]
-    if isinstance(spec, dict) and "file" in spec:
-        return [str(spec["file"])]
-    raise ValueError(f"unsupported requires entry {spec!r}: only 'file:' is supported")
 
 
 def _collect_sourcecode(project_dir: str, home: str, skip: set[str]) -> dict[str, bytes]:
