@@ -3,9 +3,16 @@
 The public API::
 
     from jupyter_guildimg import RunsMonitor, GuildHome, RunsDir, Project
+
+In a notebook, ``%load_ext jupyter_guildimg`` then ``%guildimg``, or
+``jupyter_guildimg.panel()``. ipywidgets and IPython are imported only then, so
+``import jupyter_guildimg`` stays light.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .project import Project
@@ -13,12 +20,44 @@ from .runs import GuildHome, Run, RunsDir, combine_sources, open_source
 from .tensorboard import RunsMonitor
 from .tfevent import EventReader
 
+if TYPE_CHECKING:
+    from .client import Backend
+    from .panel import GuildImgPanel
+
 
 def _jupyter_server_extension_points() -> list[dict[str, object]]:
     """The server extension (imported only when a Jupyter server loads it)."""
     from .app import GuildImgApp
 
     return [{"module": "jupyter_guildimg", "app": GuildImgApp}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_guildimg``: registers the ``%guildimg`` line magic."""
+    from .magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext jupyter_guildimg``: removes ``%guildimg``."""
+    from .magic import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+def panel(
+    sources: Sequence[str] = (),
+    run: str | None = None,
+    height: int = 600,
+    tab: str = "images",
+    backend: Backend | None = None,
+) -> GuildImgPanel:
+    """The notebook panel (what ``%guildimg`` shows), as a widget; see
+    :func:`jupyter_guildimg.panel.panel`."""
+    from .panel import panel as make_panel
+
+    return make_panel(sources, run=run, height=height, tab=tab, backend=backend)
 
 
 __all__ = [
@@ -30,5 +69,8 @@ __all__ = [
     "RunsMonitor",
     "__version__",
     "combine_sources",
+    "load_ipython_extension",
     "open_source",
+    "panel",
+    "unload_ipython_extension",
 ]

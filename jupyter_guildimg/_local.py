@@ -1,0 +1,283 @@
+"""The monitor, catalog and TensorBoard inside the kernel, for a kernel that no server
+extension serves (started outside Jupyter's server, or with the extension off)."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from ._backend import START_TIMEOUT, Backend, BackendError, check_source
+from .catalog import Catalog, NotFoundError
+from .runs import (
+    GuildHome,
+    Run,
+    RunsDir,
+    RunSource,
+    combine_sources,
+    default_guild_home,
+    open_source,
+)
+from .tbprocess import TensorBoardProcess
+from .tensorboard import PassReport, RunsMonitor
+
+__all__ = ["LocalBackend"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def _report_json(report: PassReport) -> dict[str, Any]:
+    """The shape of ``POST refresh``."""
+    return {
+        "duration": round(report.duration, 4),
+        "runs": report.runs,
+        "images": report.images,
+        "written": [{"run": run, "path": path} for run, path in report.written],
+        "runs_added": report.runs_added,
+        "runs_removed": report.runs_removed,
+        "runs_changed": report.runs_changed,
+        "problems": [{"run": p.run, "path": p.path, "message": p.message} for p in report.problems],
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _LoopThread:
+    """An asyncio loop in a daemon thread, for TensorBoardProcess: the kernel's own
+    loop must never wait on TensorBoard."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="guildimg-tb-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            # Nothing may be left pending when the loop closes (TensorBoard was stopped
+            # first, so this is only a start() caller that has not resumed yet).
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+class LocalBackend(Backend):
+    """A monitor (a temporary log dir, a pass every second, started at once), the
+    API's catalog and, on first use, TensorBoard, all inside this process: for a kernel
+    that no server extension serves. ``sources`` default to the Guild home if it
+    exists, else ``./runs`` (watched until it appears); a given source that does not
+    exist raises FileNotFoundError. Everything started is stopped by :meth:`close`, or
+    at interpreter exit, so nothing outlives the kernel.
+
+    :meth:`tensorboard_src` is ``http://127.0.0.1:<port>/``: it only works for a
+    browser on the machine running the kernel."""
+
+    description = "in this kernel (no server extension reachable)"
+
+    def __init__(
+        self, sources: Sequence[str] | None = None, *, runtime_dir: str | None = None
+    ) -> None:
+        if sources:
+            self._sources = [open_source(check_source(path)) for path in sources]
+        else:
+            home = default_guild_home()
+            runs = os.path.abspath("runs")
+            self._sources = [GuildHome(home) if os.path.isdir(home) else RunsDir(runs)]
+        if runtime_dir is None:
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            runtime_dir = jupyter_runtime_dir()
+        self._runtime_dir = runtime_dir
+        self.logdir = tempfile.mkdtemp(prefix="guildimg-kernel-")
+        self.monitor = RunsMonitor(self.logdir, self._list_runs, interval=1.0)
+        self.catalog = Catalog(self.monitor)
+        # Chosen now, so tensorboard_src() can answer before TensorBoard has started.
+        self._port = _free_port()
+        self.tensorboard = TensorBoardProcess(self.logdir, runtime_dir=runtime_dir, port=self._port)
+        self._loop: _LoopThread | None = None
+        self._starting: concurrent.futures.Future[Any] | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._generation = 0
+        self._closed = False
+        self.monitor.add_listener(self._on_pass)
+        atexit.register(self.close)
+        self.monitor.start()
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({[source.path for source in self._sources]!r})"
+
+    def _list_runs(self) -> list[Run]:
+        return combine_sources(list(self._sources))()
+
+    def _on_pass(self, report: PassReport) -> None:
+        if report.changed:
+            with self._changed:
+                self._generation += 1
+                self._changed.notify_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("the in-kernel monitor was closed")
+
+    def status(self) -> dict[str, Any]:
+        self._check_open()
+        report = self.monitor.last_report
+        return {
+            "monitor": {
+                "running": self.monitor.running,
+                "sources": [source.path for source in self._sources],
+                "logdir": self.logdir,
+                "interval": self.monitor.interval,
+                "passes": self.monitor.passes,
+                "generation": self._generation,
+                "last_pass": None if report is None else round(report.finished, 3),
+                "last_pass_duration": None if report is None else round(report.duration, 4),
+                "runs": 0 if report is None else report.runs,
+                "images": 0 if report is None else report.images,
+                "problems": [
+                    {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
+                    for p in list(self.monitor.problems)[-20:]
+                ],
+            },
+            "tensorboard": self._tensorboard_state(),
+        }
+
+    def runs(self) -> list[dict[str, Any]]:
+        self._check_open()
+        return self.catalog.runs()
+
+    def images(self, run_id: str) -> dict[str, Any]:
+        self._check_open()
+        try:
+            return self.catalog.images(run_id)
+        except NotFoundError as e:
+            raise BackendError(str(e), 404) from None
+
+    def image(
+        self, run_id: str, path: str, rev: int | None = None, thumb: int | None = None
+    ) -> bytes:
+        self._check_open()
+        try:
+            if thumb is None:
+                return self.catalog.image(run_id, path, rev).data
+            return self.catalog.thumbnail(run_id, path, thumb, rev).data
+        except NotFoundError as e:
+            raise BackendError(str(e), 404) from None
+
+    def refresh(self) -> dict[str, Any]:
+        self._check_open()
+        return _report_json(self.monitor.run_pass())
+
+    def add_source(self, path: str) -> dict[str, Any]:
+        """Watch ``path`` too (FileNotFoundError if it does not exist)."""
+        self._check_open()
+        source: RunSource = open_source(check_source(path))
+        with self._lock:
+            if all(known.path != source.path for known in self._sources):
+                self._sources.append(source)
+            return {"sources": [known.path for known in self._sources]}
+
+    # -- TensorBoard ------------------------------------------------------
+
+    def _tensorboard_loop(self) -> _LoopThread:
+        with self._lock:
+            self._check_open()
+            if self._loop is None:
+                killed = TensorBoardProcess.cleanup_orphans(self._runtime_dir)
+                if killed:
+                    log.warning("Stopped %d TensorBoard(s) left by a dead kernel", len(killed))
+                self._loop = _LoopThread()
+            return self._loop
+
+    def _tensorboard_state(self) -> dict[str, Any]:
+        if self._loop is None:
+            return self.tensorboard.state()
+
+        async def state() -> dict[str, Any]:
+            return self.tensorboard.state()
+
+        # Read on the loop that changes it, so the snapshot is consistent.
+        return self._loop.run(state(), timeout=10)
+
+    def start_tensorboard(self) -> dict[str, Any]:
+        async def start() -> dict[str, Any]:
+            await self.tensorboard.start()
+            return self.tensorboard.state()
+
+        return self._tensorboard_loop().run(start(), timeout=START_TIMEOUT)
+
+    def stop_tensorboard(self) -> dict[str, Any]:
+        self._check_open()
+        if self._loop is not None:
+            self._loop.run(self.tensorboard.stop(), timeout=30)
+        return self._tensorboard_state()
+
+    def tensorboard_src(self) -> str:
+        """``http://127.0.0.1:<port>/``, starting TensorBoard in the background if it
+        was never started. Only a browser on this machine can open it."""
+        loop = self._tensorboard_loop()
+        if self.tensorboard.status == "stopped":
+            self._starting = loop.submit(self.tensorboard.start())
+        return f"http://127.0.0.1:{self.tensorboard.port or self._port}/"
+
+    # -- changes and the end ------------------------------------------------
+
+    def wait_changes(self, since: int, timeout: float = 25) -> int:
+        with self._changed:
+            self._changed.wait_for(lambda: self._generation > since or self._closed, timeout)
+            return self._generation
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop TensorBoard, the monitor and the loop thread; remove the log dir."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            loop, self._loop = self._loop, None
+        atexit.unregister(self.close)
+        with self._changed:
+            self._changed.notify_all()  # wake every wait_changes() now
+        if loop is not None:
+            try:
+                loop.run(self.tensorboard.stop(), timeout=30)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                log.warning("TensorBoard did not stop in time: killing it", exc_info=True)
+                self.tensorboard.stop_now()
+            loop.close()
+        self.monitor.stop()
+        shutil.rmtree(self.logdir, ignore_errors=True)

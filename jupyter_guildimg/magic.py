@@ -1,0 +1,179 @@
+"""The ``%guildimg`` line magic, registered by ``%load_ext jupyter_guildimg``.
+
+Every failure the user can cause (a wrong option, a missing path, a run that does not
+exist, a server that does not answer) is printed as one line starting with
+``guildimg:``, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .client import Backend, BackendError, shared_backend
+
+if TYPE_CHECKING:
+    from .panel import GuildImgPanel
+
+__all__ = ["GuildImgMagics", "last_panel", "load_ipython_extension", "unload_ipython_extension"]
+
+log = logging.getLogger(__name__)
+
+_magics: GuildImgMagics | None = None
+
+
+def _fail(message: str) -> None:
+    print(f"guildimg: {message}", file=sys.stderr)
+
+
+def _clock(seconds: float | None) -> str:
+    return "never" if seconds is None else time.strftime("%H:%M:%S", time.localtime(seconds))
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(
+        f"Pass took {report['duration']:.3f} s: {report['runs']} runs, {report['images']} images."
+    )
+    written = report["written"]
+    print(f"Wrote {len(written)} image summar{'y' if len(written) == 1 else 'ies'}.")
+    for item in written:
+        print(f"  {item['run']}: {item['path']}")
+    for key, what in (("runs_added", "added"), ("runs_removed", "removed")):
+        if report[key]:
+            print(f"Runs {what}: {', '.join(report[key])}")
+    for problem in report["problems"]:
+        where = f"{problem['run']} {problem['path']}".strip()
+        print(f"Problem: {where}: {problem['message']}")
+
+
+def _print_status(backend: Backend, status: dict[str, Any]) -> None:
+    monitor, tensorboard = status["monitor"], status["tensorboard"]
+    state = "running" if monitor["running"] else "stopped"
+    duration = monitor["last_pass_duration"]
+    took = "" if duration is None else f" ({duration:.3f} s)"
+    print(
+        f"Monitor: {state}, a pass every {monitor['interval']:g} s, {monitor['passes']} passes, "
+        f"last {_clock(monitor['last_pass'])}{took}"
+    )
+    print(f"  {monitor['runs']} runs, {monitor['images']} images")
+    print(f"  sources: {', '.join(monitor['sources']) or '(none)'}")
+    print(f"  log dir: {monitor['logdir']}")
+    for problem in monitor["problems"][-5:]:
+        print(f"  problem: {problem['run']} {problem['path']}: {problem['message']}")
+    line = f"TensorBoard: {tensorboard['status']}"
+    if tensorboard.get("pid"):
+        line += f" (pid {tensorboard['pid']}, port {tensorboard['port']})"
+    print(line)
+    if tensorboard["status"] == "failed" and tensorboard.get("reason"):
+        print("  " + tensorboard["reason"].replace("\n", "\n  "))
+    print(f"Backend: {backend.description}")
+
+
+@magics_class
+class GuildImgMagics(Magics):
+    """``%guildimg``; ``panel`` is the last panel it showed."""
+
+    panel: GuildImgPanel | None = None
+
+    @magic_arguments()
+    @argument(
+        "command",
+        nargs="?",
+        choices=["refresh", "status", "stop"],
+        help="""refresh: run a monitor pass now and print what it wrote; status: print
+        the monitor's and TensorBoard's state; stop: stop TensorBoard. Without a
+        command, show the panel.""",
+    )
+    @argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="""Also watch this Guild home or folder of runs (repeatable). Relative
+        paths are relative to the notebook's directory.""",
+    )
+    @argument("--run", metavar="ID", help="Open this run (an id or a unique prefix).")
+    @argument("--height", type=int, default=600, metavar="N", help="Height in pixels.")
+    @argument(
+        "--tab",
+        choices=["images", "tensorboard"],
+        default="images",
+        help="The tab to open (opening the TensorBoard tab starts TensorBoard).",
+    )
+    @argument("-h", "--help", action="store_true", help="Show this help.")
+    @line_magic
+    def guildimg(self, line: str = "") -> None:
+        """Show the images of ML runs, and TensorBoard, in the notebook.
+
+        The monitor is the Jupyter server's (the jupyter_guildimg server extension),
+        or, when no server extension is reachable, one started in this kernel.
+
+        Examples::
+
+          %guildimg                                # runs of the server's sources
+          %guildimg --source lightning_logs        # and of one more folder of runs
+          %guildimg --run 3f2a9c1b --tab tensorboard
+          %guildimg refresh                        # a monitor pass now
+        """
+        try:
+            args = parse_argstring(self.guildimg, line)
+        except (UsageError, ValueError) as e:  # ValueError: unbalanced quotes
+            _fail(str(e))
+            return
+        if args.help:
+            print(self.guildimg.__doc__)
+            return
+        if args.height < 100:
+            _fail(f"--height must be at least 100, not {args.height}")
+            return
+        try:
+            self._run(args)
+        except (FileNotFoundError, BackendError, ValueError) as e:
+            _fail(str(e))
+
+    def _run(self, args: Any) -> None:
+        backend = shared_backend(args.source)
+        if args.command == "refresh":
+            _print_report(backend.refresh())
+        elif args.command == "status":
+            _print_status(backend, backend.status())
+        elif args.command == "stop":
+            state = backend.stop_tensorboard()
+            print(f"TensorBoard: {state['status']}")
+        else:
+            from IPython.display import display
+
+            from .panel import GuildImgPanel
+
+            panel = GuildImgPanel(backend, run=args.run, height=args.height, tab=args.tab)
+            self.panel = panel
+            display(panel)
+
+
+def last_panel() -> GuildImgPanel | None:
+    """The panel ``%guildimg`` showed last (None before it showed one)."""
+    return None if _magics is None else _magics.panel
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%guildimg`` (``%load_ext jupyter_guildimg``)."""
+    global _magics
+    _magics = GuildImgMagics(ipython)
+    ipython.register_magics(_magics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove ``%guildimg`` and close the panel it showed last (``%unload_ext``)."""
+    global _magics
+    ipython.magics_manager.magics["line"].pop("guildimg", None)
+    magics, _magics = _magics, None
+    if magics is not None:
+        ipython.magics_manager.registry.pop(type(magics).__name__, None)
+        if magics.panel is not None:
+            magics.panel.close()
