@@ -69,6 +69,9 @@ def _free_port(preferred: int | None) -> int:
     it before TensorBoard binds, TensorBoard exits and the start reports why."""
     for candidate in (preferred, 0) if preferred else (0,):
         with socket.socket() as sock, contextlib.suppress(OSError):
+            # As TensorBoard's server binds: connections it closed last time may sit in
+            # TIME_WAIT on this port, which does not stop a listener from reusing it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", candidate))
             return int(sock.getsockname()[1])
     raise OSError("no free port on 127.0.0.1")
