@@ -22,7 +22,7 @@ from .tfevent import EventReader
 
 if TYPE_CHECKING:
     from .client import Backend
-    from .panel import GuildImgPanel
+    from .widget import GuildImgPanel
 
 
 def _jupyter_server_extension_points() -> list[dict[str, object]]:
@@ -54,8 +54,8 @@ def panel(
     backend: Backend | None = None,
 ) -> GuildImgPanel:
     """The notebook panel (what ``%guildimg`` shows), as a widget; see
-    :func:`jupyter_guildimg.panel.panel`."""
-    from .panel import panel as make_panel
+    :func:`jupyter_guildimg.widget.panel`."""
+    from .widget import panel as make_panel
 
     return make_panel(sources, run=run, height=height, tab=tab, backend=backend)
 

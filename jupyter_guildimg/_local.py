@@ -36,20 +36,6 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-def _report_json(report: PassReport) -> dict[str, Any]:
-    """The shape of ``POST refresh``."""
-    return {
-        "duration": round(report.duration, 4),
-        "runs": report.runs,
-        "images": report.images,
-        "written": [{"run": run, "path": path} for run, path in report.written],
-        "runs_added": report.runs_added,
-        "runs_removed": report.runs_removed,
-        "runs_changed": report.runs_changed,
-        "problems": [{"run": p.run, "path": p.path, "message": p.message} for p in report.problems],
-    }
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -152,23 +138,11 @@ class LocalBackend(Backend):
 
     def status(self) -> dict[str, Any]:
         self._check_open()
-        report = self.monitor.last_report
         return {
             "monitor": {
-                "running": self.monitor.running,
+                **self.monitor.status(),
                 "sources": [source.path for source in self._sources],
-                "logdir": self.logdir,
-                "interval": self.monitor.interval,
-                "passes": self.monitor.passes,
                 "generation": self._generation,
-                "last_pass": None if report is None else round(report.finished, 3),
-                "last_pass_duration": None if report is None else round(report.duration, 4),
-                "runs": 0 if report is None else report.runs,
-                "images": 0 if report is None else report.images,
-                "problems": [
-                    {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
-                    for p in list(self.monitor.problems)[-20:]
-                ],
             },
             "tensorboard": self._tensorboard_state(),
         }
@@ -197,7 +171,7 @@ class LocalBackend(Backend):
 
     def refresh(self) -> dict[str, Any]:
         self._check_open()
-        return _report_json(self.monitor.run_pass())
+        return self.monitor.run_pass().to_json()
 
     def add_source(self, path: str) -> dict[str, Any]:
         """Watch ``path`` too (FileNotFoundError if it does not exist)."""

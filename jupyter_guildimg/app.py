@@ -235,24 +235,8 @@ class GuildImgApp(ExtensionApp):
             shutil.rmtree(self.logdir_path, ignore_errors=True)
 
     def status(self) -> dict[str, Any]:
-        report = self.monitor.last_report
         return {
-            "monitor": {
-                "running": self.monitor.running,
-                "sources": self.source_paths,
-                "logdir": self.logdir_path,
-                "interval": self.monitor.interval,
-                "passes": self.monitor.passes,
-                "generation": self.changes.generation,
-                "last_pass": None if report is None else round(report.finished, 3),
-                "last_pass_duration": None if report is None else round(report.duration, 4),
-                "runs": 0 if report is None else report.runs,
-                "images": 0 if report is None else report.images,
-                "problems": [
-                    {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
-                    for p in list(self.monitor.problems)[-20:]
-                ],
-            },
+            "monitor": {"sources": self.source_paths, **self.monitor.status()},
             "tensorboard": self.tensorboard.state(),
         }
 

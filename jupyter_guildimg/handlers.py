@@ -19,7 +19,6 @@ from tornado import web
 
 from .app import GuildImgApp
 from .catalog import NotFoundError
-from .tensorboard import PassReport
 
 __all__ = ["api_handlers"]
 
@@ -100,7 +99,7 @@ class RefreshHandler(_BaseHandler):
     async def post(self) -> None:
         monitor = self.guildimg.monitor
         report = await asyncio.get_running_loop().run_in_executor(None, monitor.run_pass)
-        self.write_json(_report_json(report))
+        self.write_json(report.to_json())
 
 
 class TensorBoardHandler(_BaseHandler):
@@ -163,19 +162,6 @@ class NotFoundHandler(_BaseHandler):
         raise web.HTTPError(404, f"no API route {path!r}")
 
     post = put = delete = patch = get
-
-
-def _report_json(report: PassReport) -> dict[str, Any]:
-    return {
-        "duration": round(report.duration, 4),
-        "runs": report.runs,
-        "images": report.images,
-        "written": [{"run": run, "path": path} for run, path in report.written],
-        "runs_added": report.runs_added,
-        "runs_removed": report.runs_removed,
-        "runs_changed": report.runs_changed,
-        "problems": [{"run": p.run, "path": p.path, "message": p.message} for p in report.problems],
-    }
 
 
 def api_handlers(prefix: str) -> list[tuple[str, type[APIHandler]]]:

@@ -19,7 +19,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .client import Backend, BackendError, shared_backend
 
 if TYPE_CHECKING:
-    from .panel import GuildImgPanel
+    from .widget import GuildImgPanel
 
 __all__ = ["GuildImgMagics", "last_panel", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -149,7 +149,7 @@ class GuildImgMagics(Magics):
         else:
             from IPython.display import display
 
-            from .panel import GuildImgPanel
+            from .widget import GuildImgPanel
 
             panel = GuildImgPanel(backend, run=args.run, height=args.height, tab=args.tab)
             self.panel = panel

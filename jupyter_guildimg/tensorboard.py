@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import _fs
 from .hparams import session_end_events, session_start_events
@@ -81,6 +82,21 @@ class PassReport:
     @property
     def changed(self) -> bool:
         return bool(self.written or self.runs_added or self.runs_removed or self.runs_changed)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the REST API's ``POST refresh`` answers it."""
+        return {
+            "duration": round(self.duration, 4),
+            "runs": self.runs,
+            "images": self.images,
+            "written": [{"run": run, "path": path} for run, path in self.written],
+            "runs_added": self.runs_added,
+            "runs_removed": self.runs_removed,
+            "runs_changed": self.runs_changed,
+            "problems": [
+                {"run": p.run, "path": p.path, "message": p.message} for p in self.problems
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -331,6 +347,25 @@ class RunsMonitor:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> dict[str, Any]:
+        """JSON-able state: the thread, the last pass and the latest problems."""
+        report = self.last_report
+        return {
+            "running": self.running,
+            "logdir": self.logdir,
+            "interval": self.interval,
+            "passes": self.passes,
+            "generation": self.generation,
+            "last_pass": None if report is None else round(report.finished, 3),
+            "last_pass_duration": None if report is None else round(report.duration, 4),
+            "runs": 0 if report is None else report.runs,
+            "images": 0 if report is None else report.images,
+            "problems": [
+                {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
+                for p in list(self.problems)[-20:]
+            ],
+        }
 
     def _loop(self) -> None:
         while not self._stop.is_set():

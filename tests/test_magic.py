@@ -19,8 +19,8 @@ from jupyter_guildimg.client import (
     shared_backend,
 )
 from jupyter_guildimg.magic import last_panel
-from jupyter_guildimg.panel import GuildImgPanel
 from jupyter_guildimg.project import write_run
+from jupyter_guildimg.widget import GuildImgPanel
 
 from helpers import png
 

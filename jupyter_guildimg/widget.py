@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
-import sys
 import threading
-import types
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -435,22 +433,3 @@ def panel(
     return GuildImgPanel(
         shared_backend(sources) if backend is None else backend, run=run, height=height, tab=tab
     )
-
-
-class _CallableModule(types.ModuleType):
-    """Importing this module sets the package's ``panel`` attribute to the module,
-    hiding the ``jupyter_guildimg.panel()`` function of the same name: calling the
-    module calls the function, so ``jupyter_guildimg.panel(...)`` works either way."""
-
-    def __call__(
-        self,
-        sources: Sequence[str] = (),
-        run: str | None = None,
-        height: int = 600,
-        tab: str = "images",
-        backend: Backend | None = None,
-    ) -> GuildImgPanel:
-        return panel(sources, run=run, height=height, tab=tab, backend=backend)
-
-
-sys.modules[__name__].__class__ = _CallableModule

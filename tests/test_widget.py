@@ -20,8 +20,8 @@ from jupyter_guildimg.client import (
     ServerBackend,
     close_shared_backend,
 )
-from jupyter_guildimg.panel import PAGE_SIZE, GuildImgPanel
 from jupyter_guildimg.project import write_run
+from jupyter_guildimg.widget import PAGE_SIZE, GuildImgPanel
 
 from helpers import png, wait_for
 
