@@ -110,7 +110,7 @@ class GuildImgPanel(widgets.VBox):
         with self._lock:
             try:
                 if self._load_runs() and run is not None:
-                    self._selected, self._chosen = [self._resolve(run)], True
+                    self._selected, self._chosen = [self._resolve_fresh(run)], True
                     self._page = self._page_of(self._selected[0])
             except ValueError:
                 self.close()
@@ -263,6 +263,16 @@ class GuildImgPanel(widgets.VBox):
             local = isinstance(self.backend, LocalBackend)
             description = self.backend.description if local else None
             self.status_html.value = _status_html(self._status, description)
+
+    def _resolve_fresh(self, key: str) -> str:
+        """Like :meth:`_resolve`, but a run the monitor has not seen yet (one made a
+        moment ago) gets a monitor pass before it counts as missing."""
+        try:
+            return self._resolve(key)
+        except ValueError:
+            self.backend.refresh()
+            self._load_runs()
+            return self._resolve(key)
 
     def _resolve(self, key: str) -> str:
         for run in self._runs:

@@ -338,3 +338,21 @@ async def test_the_tensorboard_tab_shows_the_servers_proxy(server, guild_home, j
     finally:
         await call(panel.close)
         await call(server.stop_tensorboard)
+
+
+async def test_a_run_made_a_moment_ago_can_be_opened_by_id(jp_fetch, guildimg, guild_home):
+    await jp_fetch("guildimg", "api", "refresh", method="POST", body="")
+    guildimg.monitor.stop()  # no timed pass: only the panel's own refresh can see it
+    run_dir = write_run(guild_home, op="train", files={"new.png": png()})
+    app = guildimg.serverapp
+    url = f"http://127.0.0.1:{app.port}{app.base_url}"
+    backend = ServerBackend(url, app.identity_provider.token)
+    loop = asyncio.get_running_loop()
+    made = await loop.run_in_executor(
+        None, lambda: GuildImgPanel(backend, run=Path(run_dir).name[:8], auto_refresh=False)
+    )
+    try:
+        assert made.runs_select.value == (Path(run_dir).name,)
+    finally:
+        made.close()
+        backend.close()
