@@ -21,7 +21,7 @@ import ipywidgets as widgets
 
 from ._backend import Backend, BackendError
 
-__all__ = ["COMPARE_WIDTH", "THUMBS_PER_RUN", "THUMB_WIDTH", "ImagesView", "descendants"]
+__all__ = ["COMPARE_WIDTH", "THUMBS_PER_RUN", "THUMB_WIDTH", "ImagesView", "Quiet", "descendants"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,26 @@ def descendants(widget: widgets.Widget) -> list[widgets.Widget]:
     return found
 
 
+class Quiet:
+    """Marks, per thread, that this code and not the user is changing a widget's
+    value, so the widget's observer can tell the two apart."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        self._local.on = True
+        try:
+            yield
+        finally:
+            self._local.on = False
+
+    @property
+    def active(self) -> bool:
+        return getattr(self._local, "on", False)
+
+
 @dataclass(eq=False)
 class _Thumb:
     box: widgets.VBox
@@ -64,7 +84,7 @@ class ImagesView:
     def __init__(self, backend: Backend, lock: threading.RLock, height: int) -> None:
         self.backend = backend
         self._lock = lock
-        self._quiet = threading.local()  # set while this code moves the slider
+        self._quietly = Quiet()  # on while this code moves the slider
         self._run_ids: list[str] = []
         self._listings: dict[str, dict[str, Any]] = {}
         self._limits: dict[str, int] = {}
@@ -197,14 +217,6 @@ class ImagesView:
         entries = listing["images"] if listing else []
         return next((entry for entry in entries if entry["path"] == path), None)
 
-    @contextlib.contextmanager
-    def _quietly(self) -> Iterator[None]:
-        self._quiet.on = True
-        try:
-            yield
-        finally:
-            self._quiet.on = False
-
     def _render_viewer(self) -> None:
         entry = None if self._viewing is None else self._entry(*self._viewing)
         if self._viewing is None or entry is None:  # nothing open, or its run or image went
@@ -253,7 +265,7 @@ class ImagesView:
         )
 
     def _on_revision(self, change: dict[str, Any]) -> None:
-        if not getattr(self._quiet, "on", False):
+        if not self._quietly.active:
             with self._lock:
                 self._show_revision(change["new"])
 

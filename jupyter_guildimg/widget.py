@@ -8,11 +8,10 @@ lock serializes everything that reads the backend and updates widgets.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import ipywidgets as widgets
@@ -22,6 +21,7 @@ from ._imageview import (
     THUMB_WIDTH,
     THUMBS_PER_RUN,
     ImagesView,
+    Quiet,
     descendants,
     local_time,
 )
@@ -88,7 +88,7 @@ class GuildImgPanel(widgets.VBox):
         self.height = height
         self._lock = threading.RLock()
         # Set (per thread) while this code, not the user, changes a widget's value.
-        self._quiet = threading.local()
+        self._quietly = Quiet()
         self._closed = False
         self._runs: list[dict[str, Any]] = []
         self._matching: list[dict[str, Any]] = []
@@ -172,16 +172,8 @@ class GuildImgPanel(widgets.VBox):
         self.tabs.observe(self._on_tab, "selected_index")
         self._body = widgets.HBox([runs_box, self.tabs])
 
-    @contextlib.contextmanager
-    def _quietly(self) -> Iterator[None]:
-        self._quiet.on = True
-        try:
-            yield
-        finally:
-            self._quiet.on = False
-
     def _by_user(self) -> bool:
-        return not getattr(self._quiet, "on", False)
+        return not self._quietly.active
 
     # -- public ---------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import pprint
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +86,17 @@ def jp_server_config(guild_home: Path) -> dict[str, object]:
 def guildimg(jp_serverapp: Any) -> Any:
     """The extension app of the test server."""
     return jp_serverapp.web_app.settings["guildimg"]
+
+
+@pytest.fixture
+def no_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No server is found unless a test names one: neither the environment a test
+    server may have exported nor a Jupyter server running on this machine. The
+    kernel-wide shared backend is closed afterwards."""
+    from jupyter_guildimg.client import ENV_TOKEN, ENV_URL, close_shared_backend
+
+    monkeypatch.delenv(ENV_URL, raising=False)
+    monkeypatch.delenv(ENV_TOKEN, raising=False)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-servers"))
+    yield
+    close_shared_backend()

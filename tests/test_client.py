@@ -31,16 +31,7 @@ from jupyter_guildimg.project import write_run
 
 from helpers import png, wait_for
 
-
-@pytest.fixture(autouse=True)
-def _no_servers_around(monkeypatch, tmp_path):
-    """No server is found unless a test names one: not the environment a test server
-    may have exported, not a Jupyter server running on this machine."""
-    monkeypatch.delenv(ENV_URL, raising=False)
-    monkeypatch.delenv(ENV_TOKEN, raising=False)
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-servers"))
-    yield
-    close_shared_backend()
+pytestmark = pytest.mark.usefixtures("no_servers")
 
 
 @pytest.fixture

@@ -11,11 +11,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
 
 from jupyter_guildimg.client import (
-    ENV_TOKEN,
-    ENV_URL,
     LocalBackend,
     ServerBackend,
-    close_shared_backend,
     shared_backend,
 )
 from jupyter_guildimg.magic import last_panel
@@ -24,14 +21,7 @@ from jupyter_guildimg.widget import GuildImgPanel
 
 from helpers import png
 
-
-@pytest.fixture(autouse=True)
-def _no_servers_around(monkeypatch, tmp_path):
-    monkeypatch.delenv(ENV_URL, raising=False)
-    monkeypatch.delenv(ENV_TOKEN, raising=False)
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-servers"))
-    yield
-    close_shared_backend()
+pytestmark = pytest.mark.usefixtures("no_servers")
 
 
 @pytest.fixture

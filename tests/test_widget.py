@@ -14,25 +14,15 @@ from PIL import Image
 
 import jupyter_guildimg
 from jupyter_guildimg.client import (
-    ENV_TOKEN,
-    ENV_URL,
     LocalBackend,
     ServerBackend,
-    close_shared_backend,
 )
 from jupyter_guildimg.project import write_run
 from jupyter_guildimg.widget import PAGE_SIZE, GuildImgPanel
 
 from helpers import png, wait_for
 
-
-@pytest.fixture(autouse=True)
-def _no_servers_around(monkeypatch, tmp_path):
-    monkeypatch.delenv(ENV_URL, raising=False)
-    monkeypatch.delenv(ENV_TOKEN, raising=False)
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-servers"))
-    yield
-    close_shared_backend()
+pytestmark = pytest.mark.usefixtures("no_servers")
 
 
 @pytest.fixture
