@@ -11,18 +11,13 @@ In a notebook, ``%load_ext jupyter_guildimg`` then ``%guildimg``, or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._version import __version__
 from .project import Project
 from .runs import GuildHome, Run, RunsDir, combine_sources, open_source
 from .tensorboard import RunsMonitor
 from .tfevent import EventReader
-
-if TYPE_CHECKING:
-    from .client import Backend
-    from .widget import GuildImgPanel
 
 
 def _jupyter_server_extension_points() -> list[dict[str, object]]:
@@ -46,18 +41,14 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
-def panel(
-    sources: Sequence[str] = (),
-    run: str | None = None,
-    height: int = 600,
-    tab: str = "images",
-    backend: Backend | None = None,
-) -> GuildImgPanel:
-    """The notebook panel (what ``%guildimg`` shows), as a widget; see
-    :func:`jupyter_guildimg.widget.panel`."""
-    from .widget import panel as make_panel
+def __getattr__(name: str) -> Any:
+    # ``jupyter_guildimg.panel`` is :func:`jupyter_guildimg.widget.panel`, imported on
+    # first use so that ``import jupyter_guildimg`` does not load ipywidgets.
+    if name == "panel":
+        from .widget import panel
 
-    return make_panel(sources, run=run, height=height, tab=tab, backend=backend)
+        return panel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -84,3 +84,13 @@ def wait_for(condition: Callable[[], T], seconds: float, what: str) -> T:
             return value
         time.sleep(0.25)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` runs: a killed process may stay a zombie until its parent
+    (for an orphan, init) reaps it, and a zombie does not run."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

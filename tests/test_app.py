@@ -15,16 +15,7 @@ from traitlets import TraitError
 
 from jupyter_guildimg.app import GuildImgApp
 
-from helpers import wait_for
-
-
-def alive(pid: int) -> bool:
-    """Running (a killed orphan may stay a zombie until init reaps it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from helpers import process_running, wait_for
 
 
 def test_the_extension_is_enabled_by_installing_the_package():
@@ -69,7 +60,7 @@ async def test_stopping_the_server_stops_tensorboard_and_the_monitor(jp_serverap
 
     await jp_serverapp._cleanup()
 
-    assert not alive(pid)
+    assert not process_running(pid)
     assert not guildimg.monitor.running
     assert not os.path.exists(logdir)  # a temporary log dir goes with the server
 
@@ -128,11 +119,11 @@ async def test_a_server_killed_with_sigkill_leaves_an_orphan_the_next_start_remo
         orphan = json.loads((jp_runtime_dir / name).read_text())["pid"]
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)
-        assert alive(orphan)  # it outlived its server: an orphan
+        assert process_running(orphan)  # it outlived its server: an orphan
 
         app = jp_configurable_serverapp()  # a new server on the same runtime dir
 
-        assert not alive(orphan)
+        assert not process_running(orphan)
         assert not (jp_runtime_dir / name).exists()
         await app._cleanup()
     finally:

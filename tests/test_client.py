@@ -29,7 +29,7 @@ from jupyter_guildimg.client import (
 )
 from jupyter_guildimg.project import write_run
 
-from helpers import png, wait_for
+from helpers import png, process_running, wait_for
 
 pytestmark = pytest.mark.usefixtures("no_servers")
 
@@ -307,7 +307,7 @@ def test_the_kernels_tensorboard_lives_and_dies_with_the_backend(local, guild_ho
     assert httpx.get(src + "data/environment", timeout=10).status_code == 200
     assert local.status()["tensorboard"]["pid"] == state["pid"]
     local.close()
-    assert not _alive(state["pid"])
+    assert not process_running(state["pid"])
     with pytest.raises(httpx.ConnectError):
         httpx.get(src, timeout=5)
 
@@ -326,14 +326,6 @@ print(state["status"], state["pid"], backend.logdir, flush=True)
     )
     status, pid, logdir = done.stdout.split()
     assert status == "ready"
-    assert not _alive(int(pid))
+    assert not process_running(int(pid))
     assert not os.path.exists(logdir)
     assert not list(tmp_path.glob("jupyter_guildimg-tensorboard-*.json"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
