@@ -69,8 +69,13 @@ class Catalog:
 
     # -- runs -------------------------------------------------------------
 
-    def runs(self) -> list[dict[str, Any]]:
-        return [self._run_json(view) for view in self.monitor.views]
+    def runs(self, image: str | None = None) -> list[dict[str, Any]]:
+        """Every run, newest first; with ``image``, only the runs that captured an
+        image at that path (what the JupyterLab viewer offers to compare)."""
+        views = self.monitor.views
+        if image is not None:
+            views = tuple(view for view in views if image in view.images)
+        return [self._run_json(view) for view in views]
 
     def _run_json(self, view: RunView) -> dict[str, Any]:
         run = view.run

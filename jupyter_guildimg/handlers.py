@@ -57,7 +57,8 @@ class RunsHandler(_BaseHandler):
     @web.authenticated
     def get(self) -> None:
         # Tornado answers 304 by itself when If-None-Match matches this body's ETag.
-        self.write_json({"runs": self.guildimg.catalog.runs()})
+        image = self.get_argument("image", None)
+        self.write_json({"runs": self.guildimg.catalog.runs(image)})
 
 
 class ImagesHandler(_BaseHandler):

@@ -76,6 +76,17 @@ async def test_runs_list_and_etag(jp_fetch, guild_home):
     assert again.code == 304
 
 
+async def test_runs_can_be_narrowed_to_those_holding_an_image_path(jp_fetch, guild_home):
+    both = [write_run(guild_home, op="train", files={"plots/loss.png": png()}) for _ in range(2)]
+    write_run(guild_home, op="train", files={"other.png": png()})
+    await refresh(jp_fetch)
+
+    holding = await get_json(jp_fetch, "runs", image="plots/loss.png")
+    assert sorted(run["id"] for run in holding["runs"]) == sorted(Path(d).name for d in both)
+    assert (await get_json(jp_fetch, "runs", image="nowhere.png"))["runs"] == []
+    assert len((await get_json(jp_fetch, "runs"))["runs"]) == 3
+
+
 async def test_images_with_revisions_and_their_bytes(jp_fetch, guild_home):
     first, second = png((20, 10), "red"), png((30, 15), "blue")
     run_dir = write_run(
