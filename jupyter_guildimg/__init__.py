@@ -27,6 +27,12 @@ def _jupyter_server_extension_points() -> list[dict[str, object]]:
     return [{"module": "jupyter_guildimg", "app": GuildImgApp}]
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The JupyterLab sidebar, built into the package (for ``jupyter labextension
+    develop``; an installed wheel puts it in ``share/jupyter/labextensions``)."""
+    return [{"src": "labextension", "dest": "jupyter-guildimg"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_guildimg``: registers the ``%guildimg`` line magic."""
     from .magic import load_ipython_extension as load

@@ -1,0 +1,214 @@
+/**
+ * The state every view shares: the runs, TensorBoard's state and the change
+ * generation, kept current by one long poll of the server's change feed.
+ */
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { ApiError, GuildImgApi, IRun, ITensorBoardState } from './api';
+
+/** Seconds the server holds a change-feed request open. */
+const FEED_TIMEOUT = 25;
+/** How often TensorBoard's state is asked for while it is starting. */
+const STARTING_POLL_MS = 1000;
+
+export class GuildImgModel {
+  constructor(readonly api: GuildImgApi = new GuildImgApi()) {}
+
+  get runs(): readonly IRun[] {
+    return this._runs;
+  }
+
+  get tensorBoard(): ITensorBoardState | null {
+    return this._tensorBoard;
+  }
+
+  /** The last error talking to the server, or '' once a request succeeded. */
+  get error(): string {
+    return this._error;
+  }
+
+  /** The change generation of the last runs fetched. */
+  get generation(): number {
+    return this._generation;
+  }
+
+  /** Emitted after the runs or the error changed (a monitor pass changed something). */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get tensorBoardChanged(): ISignal<this, ITensorBoardState> {
+    return this._tensorBoardChanged;
+  }
+
+  get isDisposed(): boolean {
+    return this._disposed;
+  }
+
+  /** Fetch everything once, then follow the change feed until disposed. */
+  start(): void {
+    if (this._started) {
+      return;
+    }
+    this._started = true;
+    void this._follow();
+  }
+
+  /** A monitor pass now (the Refresh button), then the new state. */
+  async refresh(): Promise<void> {
+    try {
+      await this.api.refresh();
+    } catch (error) {
+      this._setError(error);
+    }
+    await Promise.all([this.reload(), this.reloadTensorBoard()]);
+  }
+
+  async reload(): Promise<void> {
+    try {
+      this._runs = await this.api.runs();
+      this._error = '';
+    } catch (error) {
+      this._setError(error);
+      return;
+    }
+    this._changed.emit();
+  }
+
+  async reloadTensorBoard(): Promise<ITensorBoardState | null> {
+    try {
+      this._setTensorBoard(await this.api.tensorBoard());
+    } catch (error) {
+      this._setError(error);
+    }
+    return this._tensorBoard;
+  }
+
+  /** Start TensorBoard unless it is ready; resolves with its state once it is
+   * ready or failed. */
+  async startTensorBoard(): Promise<ITensorBoardState | null> {
+    const state = await this.reloadTensorBoard();
+    if (state?.status === 'ready') {
+      return state;
+    }
+    if (state?.status === 'starting') {
+      return this._waitWhileStarting();
+    }
+    this._setTensorBoard({
+      ...(state ?? EMPTY_STATE),
+      status: 'starting',
+      reason: ''
+    });
+    try {
+      this._setTensorBoard(await this.api.startTensorBoard());
+    } catch (error) {
+      this._setError(error);
+      await this.reloadTensorBoard();
+    }
+    return this._tensorBoard;
+  }
+
+  dispose(): void {
+    this._disposed = true;
+    this._abort.abort();
+    Signal.clearData(this);
+  }
+
+  /** Polls TensorBoard's state until it is no longer starting; one poll at a time. */
+  private _waitWhileStarting(): Promise<ITensorBoardState | null> {
+    if (!this._startingPoll) {
+      this._startingPoll = (async () => {
+        let state = this._tensorBoard;
+        while (!this._disposed && state?.status === 'starting') {
+          await sleep(STARTING_POLL_MS);
+          state = await this.reloadTensorBoard();
+        }
+        this._startingPoll = null;
+        return state;
+      })();
+    }
+    return this._startingPoll;
+  }
+
+  private async _follow(): Promise<void> {
+    let since = -1;
+    let failures = 0;
+    await Promise.all([this.reload(), this.reloadTensorBoard()]);
+    while (!this._disposed) {
+      let generation: number;
+      try {
+        generation = await this.api.changes(
+          since,
+          FEED_TIMEOUT,
+          this._abort.signal
+        );
+        failures = 0;
+      } catch (error) {
+        if (this._disposed) {
+          return;
+        }
+        this._setError(error);
+        // A restarting or unreachable server: back off up to 30 s, then retry.
+        failures += 1;
+        await sleep(Math.min(30_000, 1000 * 2 ** Math.min(failures, 5)));
+        continue;
+      }
+      const first = since === -1;
+      if (generation !== since) {
+        since = generation;
+        this._generation = generation;
+        if (!first) {
+          await this.reload();
+        }
+      }
+      // TensorBoard's state is not in the change feed: look at it each round.
+      const state = await this.reloadTensorBoard();
+      if (state?.status === 'starting') {
+        void this._waitWhileStarting();
+      }
+    }
+  }
+
+  private _setTensorBoard(state: ITensorBoardState): void {
+    const old = this._tensorBoard;
+    this._tensorBoard = state;
+    if (!old || old.status !== state.status || old.reason !== state.reason) {
+      this._tensorBoardChanged.emit(state);
+    }
+  }
+
+  private _setError(error: unknown): void {
+    const message =
+      error instanceof ApiError
+        ? error.message
+        : `Cannot reach the server: ${error}`;
+    if (message !== this._error) {
+      this._error = message;
+      this._changed.emit();
+    }
+  }
+
+  private _runs: IRun[] = [];
+  private _tensorBoard: ITensorBoardState | null = null;
+  private _error = '';
+  private _generation = -1;
+  private _started = false;
+  private _startingPoll: Promise<ITensorBoardState | null> | null = null;
+  private _disposed = false;
+  private _abort = new AbortController();
+  private _changed = new Signal<this, void>(this);
+  private _tensorBoardChanged = new Signal<this, ITensorBoardState>(this);
+}
+
+const EMPTY_STATE: ITensorBoardState = {
+  status: 'stopped',
+  reason: '',
+  port: null,
+  pid: null,
+  restarts: 0,
+  stderr_tail: []
+};
+
+function sleep(ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms));
+}

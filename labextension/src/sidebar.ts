@@ -1,0 +1,419 @@
+/**
+ * The left-sidebar panel: TensorBoard's state, Refresh, a filter, the runs
+ * (newest first, live from the change feed) and the selected run's thumbnails.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { GuildImgApi, IImage, IRun, ITensorBoardState } from './api';
+import { button, el, timeAgo } from './dom';
+import { GuildImgModel } from './model';
+
+/** Thumbnails are asked for at twice their CSS size, for high-DPI screens. */
+const THUMB_PIXELS = 192;
+
+/** What the sidebar keeps across a page reload. */
+export interface ISidebarState {
+  selected: string | null;
+  filter: string;
+}
+
+export interface ISidebarActions {
+  openImage(runId: string, path: string): void;
+  openTensorBoard(): void;
+  stateChanged(state: ISidebarState): void;
+}
+
+export class GuildImgSidebar extends Widget {
+  constructor(
+    readonly model: GuildImgModel,
+    private readonly _actions: ISidebarActions
+  ) {
+    super();
+    this.id = 'guildimg-sidebar';
+    this.addClass('guildimg-sidebar');
+    this.title.caption = 'Guild Images: runs and their images';
+    this._build();
+    model.changed.connect(this._onChanged, this);
+    model.tensorBoardChanged.connect(this._onTensorBoard, this);
+    // "3 min ago" ages while nothing else changes.
+    this._clock = window.setInterval(() => this._renderRuns(), 30_000);
+    this._onChanged();
+    if (model.tensorBoard) {
+      this._onTensorBoard(model, model.tensorBoard);
+    }
+  }
+
+  get state(): ISidebarState {
+    return { selected: this._selected, filter: this._filter.value };
+  }
+
+  /** Restore a saved state (after a reload): filter text and selected run. */
+  restore(state: Partial<ISidebarState>): void {
+    this._filter.value = state.filter ?? '';
+    this._renderRuns();
+    if (state.selected) {
+      this.select(state.selected);
+    }
+  }
+
+  /** Select a run and show its images (null: none). */
+  select(runId: string | null): void {
+    if (runId === this._selected) {
+      return;
+    }
+    this._selected = runId;
+    for (const [id, item] of this._items) {
+      item.classList.toggle('jp-mod-selected', id === runId);
+      item.setAttribute('aria-selected', String(id === runId));
+    }
+    this._clearThumbs();
+    this._actions.stateChanged(this.state);
+    void this._loadImages();
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    window.clearInterval(this._clock);
+    this._clearThumbs();
+    super.dispose();
+  }
+
+  private _build(): void {
+    const node = this.node;
+    const header = el('div', 'guildimg-sidebar-header');
+    header.append(el('h2', 'guildimg-sidebar-title', 'Guild Images'));
+    this._tbState.setAttribute('role', 'status');
+    header.append(this._tbState);
+    const actions = el('div', 'guildimg-sidebar-actions');
+    const refresh = button(
+      'guildimg-sidebar-refresh',
+      'Refresh',
+      'Run a monitor pass now'
+    );
+    refresh.addEventListener('click', () => void this._refresh(refresh));
+    const openTb = button(
+      'guildimg-sidebar-open-tb',
+      'Open TensorBoard',
+      'Open TensorBoard in a tab'
+    );
+    openTb.addEventListener('click', () => this._actions.openTensorBoard());
+    actions.append(refresh, openTb);
+    header.append(actions);
+
+    this._filter.type = 'search';
+    this._filter.className = 'guildimg-sidebar-filter jp-mod-styled';
+    this._filter.placeholder = 'Filter runs (id, operation, label, status)';
+    this._filter.setAttribute('aria-label', 'Filter runs');
+    this._filter.addEventListener('input', () => {
+      this._renderRuns();
+      this._actions.stateChanged(this.state);
+    });
+
+    this._runList.setAttribute('role', 'listbox');
+    this._runList.setAttribute('aria-label', 'Runs');
+    this._runList.addEventListener('keydown', event => this._onKey(event));
+
+    node.append(
+      header,
+      this._filter,
+      this._message,
+      this._runList,
+      this._imagesPane
+    );
+    this._imagesPane.append(this._imagesTitle, this._thumbs);
+    this._imagesPane.hidden = true;
+  }
+
+  private async _refresh(refresh: HTMLButtonElement): Promise<void> {
+    refresh.disabled = true;
+    try {
+      await this.model.refresh();
+      await this._loadImages();
+    } finally {
+      refresh.disabled = false;
+    }
+  }
+
+  private _onChanged(): void {
+    this._renderRuns();
+    if (this._selected) {
+      void this._loadImages();
+    }
+  }
+
+  private _onTensorBoard(_: GuildImgModel, state: ITensorBoardState): void {
+    const words: Record<string, string> = {
+      ready: 'TensorBoard is ready',
+      starting: 'TensorBoard is starting…',
+      stopped: 'TensorBoard is stopped (it starts when opened)',
+      failed: `TensorBoard failed: ${state.reason || 'see the server log'}`
+    };
+    this._tbState.className = 'guildimg-sidebar-tb';
+    this._tbState.dataset.status = state.status;
+    this._tbState.textContent = words[state.status] ?? state.status;
+  }
+
+  private _renderRuns(): void {
+    const runs = this.model.runs;
+    const needle = this._filter.value.trim().toLowerCase();
+    const shown = needle ? runs.filter(run => matches(run, needle)) : runs;
+    this._renderMessage(runs.length, shown.length);
+    const seen = new Set<string>();
+    let previous: Element | null = null;
+    for (const run of shown) {
+      seen.add(run.id);
+      let item = this._items.get(run.id);
+      if (!item) {
+        item = this._makeItem(run.id);
+        this._items.set(run.id, item);
+      }
+      fillItem(item, run, run.id === this._selected);
+      // Keep the DOM order newest first without rebuilding (focus stays put).
+      const expected: Element | null = previous
+        ? previous.nextElementSibling
+        : this._runList.firstElementChild;
+      if (expected !== item) {
+        this._runList.insertBefore(item, expected);
+      }
+      previous = item;
+    }
+    for (const [id, item] of this._items) {
+      if (!seen.has(id)) {
+        item.remove();
+        this._items.delete(id);
+      }
+    }
+    if (this._selected && !runs.some(run => run.id === this._selected)) {
+      this._imagesTitle.textContent =
+        'This run is no longer in the watched sources.';
+      this._clearThumbs();
+    }
+  }
+
+  private _renderMessage(total: number, shown: number): void {
+    const error = this.model.error;
+    let text = '';
+    if (error) {
+      text = error;
+    } else if (total === 0 && this.model.generation >= 0) {
+      text = 'No runs yet. Runs appear here as soon as they start.';
+      void this._showSources();
+    } else if (shown === 0 && total > 0) {
+      text = `No run matches "${this._filter.value}" (${total} runs).`;
+    }
+    this._message.className = 'guildimg-sidebar-message';
+    this._message.classList.toggle('guildimg-mod-error', Boolean(error));
+    this._message.textContent = text;
+    this._message.hidden = !text;
+  }
+
+  private async _showSources(): Promise<void> {
+    try {
+      const sources = await this.model.api.sources();
+      if (this.model.runs.length === 0 && !this.model.error) {
+        this._message.textContent =
+          'No runs yet. Watching: ' +
+          sources.join(', ') +
+          '. Runs appear here as they start.';
+      }
+    } catch {
+      // The message without the sources is still right.
+    }
+  }
+
+  private _makeItem(runId: string): HTMLLIElement {
+    const item = document.createElement('li');
+    item.className = 'guildimg-run';
+    item.dataset.runId = runId;
+    item.tabIndex = 0;
+    item.setAttribute('role', 'option');
+    for (const part of ['status', 'short', 'op', 'label', 'started', 'count']) {
+      item.append(el('span', `guildimg-run-${part}`));
+    }
+    item.addEventListener('click', () => this.select(runId));
+    return item;
+  }
+
+  private _onKey(event: KeyboardEvent): void {
+    const items = [...this._runList.children] as HTMLElement[];
+    const index = items.indexOf(document.activeElement as HTMLElement);
+    if (index < 0) {
+      return;
+    }
+    let next = index;
+    if (event.key === 'ArrowDown') {
+      next = Math.min(items.length - 1, index + 1);
+    } else if (event.key === 'ArrowUp') {
+      next = Math.max(0, index - 1);
+    } else if (event.key === 'Enter' || event.key === ' ') {
+      this.select(items[index].dataset.runId ?? null);
+    } else {
+      return;
+    }
+    event.preventDefault();
+    items[next].focus();
+  }
+
+  /** Fetch the selected run's images and show a thumbnail per image; a
+   * thumbnail is fetched again only when its image has a new revision. */
+  private async _loadImages(): Promise<void> {
+    const runId = this._selected;
+    if (!runId) {
+      this._imagesPane.hidden = true;
+      return;
+    }
+    this._imagesPane.hidden = false;
+    let images: IImage[];
+    let run: IRun;
+    try {
+      ({ run, images } = await this.model.api.images(runId));
+    } catch (error) {
+      if (runId === this._selected) {
+        this._imagesTitle.textContent = `Cannot list this run's images: ${(error as Error).message}`;
+      }
+      return;
+    }
+    if (runId !== this._selected) {
+      return; // another run was selected meanwhile
+    }
+    const count = images.length === 1 ? '1 image' : `${images.length} images`;
+    this._imagesTitle.textContent = `${run.short_id} ${run.operation}: ${count}`;
+    const wanted = new Set(images.map(image => image.path));
+    for (const [path, thumb] of this._thumbItems) {
+      if (!wanted.has(path)) {
+        releaseThumb(thumb);
+        this._thumbItems.delete(path);
+      }
+    }
+    images.forEach((image, index) => {
+      let thumb = this._thumbItems.get(image.path);
+      if (!thumb) {
+        thumb = this._makeThumb(runId, image.path);
+        this._thumbItems.set(image.path, thumb);
+      }
+      const newest = image.revisions[0];
+      const revisions = image.revisions.length;
+      thumb.title = `${image.path}\n${newest.width}×${newest.height}, ${revisions} revision${revisions === 1 ? '' : 's'}`;
+      if (thumb.dataset.revision !== String(newest.revision)) {
+        thumb.dataset.revision = String(newest.revision);
+        void this._loadThumb(
+          this.model.api,
+          runId,
+          image.path,
+          newest.revision,
+          thumb
+        );
+      }
+      if (this._thumbs.children[index] !== thumb) {
+        this._thumbs.insertBefore(thumb, this._thumbs.children[index] ?? null);
+      }
+    });
+  }
+
+  private _makeThumb(runId: string, path: string): HTMLButtonElement {
+    const thumb = button('guildimg-thumb-item', '', path);
+    thumb.dataset.path = path;
+    const image = document.createElement('img');
+    image.className = 'guildimg-sidebar-thumb';
+    image.alt = path;
+    const caption = el('span', 'guildimg-thumb-caption', path);
+    thumb.append(image, caption);
+    thumb.addEventListener('click', () => this._actions.openImage(runId, path));
+    return thumb;
+  }
+
+  private async _loadThumb(
+    api: GuildImgApi,
+    runId: string,
+    path: string,
+    revision: number,
+    thumb: HTMLButtonElement
+  ): Promise<void> {
+    const image = thumb.querySelector('img') as HTMLImageElement;
+    try {
+      const blob = await api.image(runId, path, {
+        revision,
+        thumb: THUMB_PIXELS
+      });
+      if (thumb.dataset.revision !== String(revision) || !thumb.isConnected) {
+        return;
+      }
+      const old = image.src;
+      image.src = URL.createObjectURL(blob);
+      if (old.startsWith('blob:')) {
+        URL.revokeObjectURL(old);
+      }
+      thumb.classList.remove('guildimg-mod-broken');
+    } catch (error) {
+      thumb.classList.add('guildimg-mod-broken');
+      thumb.title = `${path}\n${(error as Error).message}`;
+    }
+  }
+
+  private _clearThumbs(): void {
+    for (const thumb of this._thumbItems.values()) {
+      releaseThumb(thumb);
+    }
+    this._thumbItems.clear();
+    this._imagesTitle.textContent = '';
+  }
+
+  private _selected: string | null = null;
+  private _clock: number;
+  private _items = new Map<string, HTMLLIElement>();
+  private _thumbItems = new Map<string, HTMLButtonElement>();
+  private _tbState = el('div', 'guildimg-sidebar-tb', 'TensorBoard: …');
+  private _filter = document.createElement('input');
+  private _message = el('div', 'guildimg-sidebar-message');
+  private _runList = el('ul', 'guildimg-sidebar-runs');
+  private _imagesPane = el('section', 'guildimg-sidebar-images');
+  private _imagesTitle = el('h3', 'guildimg-sidebar-images-title');
+  private _thumbs = el('div', 'guildimg-sidebar-thumbs');
+}
+
+const STATUS_ICONS: Record<string, string> = {
+  running: '▶',
+  completed: '✓',
+  error: '✕',
+  terminated: '■',
+  staged: '…',
+  pending: '…'
+};
+
+function fillItem(item: HTMLElement, run: IRun, selected: boolean): void {
+  const [status, short, op, label, started, count] = [
+    ...item.children
+  ] as HTMLElement[];
+  item.dataset.status = run.status;
+  item.classList.toggle('jp-mod-selected', selected);
+  item.setAttribute('aria-selected', String(selected));
+  item.title = run.name;
+  status.textContent = STATUS_ICONS[run.status] ?? '?';
+  status.title = run.status;
+  status.setAttribute('aria-label', run.status);
+  short.textContent = run.short_id;
+  op.textContent = run.operation;
+  label.textContent = run.label;
+  started.textContent = timeAgo(run.started);
+  started.title = run.started
+    ? new Date(run.started * 1000).toLocaleString()
+    : '';
+  count.textContent =
+    run.image_count === 1 ? '1 image' : `${run.image_count} images`;
+}
+
+function matches(run: IRun, needle: string): boolean {
+  return [run.run_id, run.operation, run.label, run.status, run.name].some(
+    text => (text ?? '').toLowerCase().includes(needle)
+  );
+}
+
+function releaseThumb(thumb: HTMLElement): void {
+  const image = thumb.querySelector('img');
+  if (image?.src.startsWith('blob:')) {
+    URL.revokeObjectURL(image.src);
+  }
+  thumb.remove();
+}

@@ -1,0 +1,102 @@
+/**
+ * The TensorBoard tab: the proxied TensorBoard page in an iframe, once it is
+ * ready. Until then it says "Starting TensorBoard…"; a failure shows
+ * TensorBoard's reason and a Retry button.
+ */
+import { IFrame } from '@jupyterlab/ui-components';
+import { Panel, Widget } from '@lumino/widgets';
+
+import { ITensorBoardState } from './api';
+import { button, el } from './dom';
+import { GuildImgModel } from './model';
+
+/** What TensorBoard's page needs inside the sandbox: its scripts, its own
+ * (same-origin, proxied) XHRs, links opened in a new tab, forms and downloads
+ * (CSV/JSON exports of its charts). */
+const SANDBOX: IFrame.SandboxExceptions[] = [
+  'allow-scripts',
+  'allow-same-origin',
+  'allow-popups',
+  'allow-forms',
+  'allow-downloads'
+];
+
+export class TensorBoardView extends Panel {
+  constructor(readonly model: GuildImgModel) {
+    super();
+    this.id = 'guildimg-tensorboard';
+    this.addClass('guildimg-tensorboard');
+    this.title.label = 'TensorBoard';
+    this.title.caption = 'TensorBoard on the watched runs';
+    this._frame.addClass('guildimg-tensorboard-frame');
+    this._frame.hide();
+    this._retry.addEventListener('click', () => void this.start());
+    this._status.node.append(this._statusText, this._details, this._retry);
+    this._status.addClass('guildimg-tensorboard-status');
+    this.addWidget(this._status);
+    this.addWidget(this._frame);
+    model.tensorBoardChanged.connect((_, state) => this._render(state), this);
+    this._render(model.tensorBoard);
+    void this.start();
+  }
+
+  /** Start TensorBoard unless it runs, and show it once it is ready. */
+  async start(): Promise<void> {
+    this._retry.disabled = true;
+    try {
+      this._render(await this.model.startTensorBoard());
+    } finally {
+      this._retry.disabled = false;
+    }
+  }
+
+  /** Load TensorBoard's page again (after a TensorBoard restart, say). */
+  reload(): void {
+    if (this._frame.url) {
+      this._frame.url = '';
+    }
+    this._render(this.model.tensorBoard);
+  }
+
+  private _render(state: ITensorBoardState | null): void {
+    const status = state?.status ?? 'starting';
+    this.node.dataset.status = status;
+    if (status === 'ready') {
+      this._status.hide();
+      this._frame.show();
+      if (!this._frame.url) {
+        this._frame.url = this.model.api.tensorBoardUrl;
+      }
+      return;
+    }
+    // A TensorBoard that went away takes its page with it; load it afresh later.
+    this._frame.url = '';
+    this._frame.hide();
+    this._status.show();
+    this._details.textContent = '';
+    this._retry.hidden = status === 'starting';
+    if (status === 'starting') {
+      this._statusText.textContent = 'Starting TensorBoard…';
+    } else if (status === 'failed') {
+      this._statusText.textContent = `TensorBoard failed: ${state?.reason || 'no reason given'}`;
+      this._details.textContent = (state?.stderr_tail ?? []).join('\n');
+      this._retry.textContent = 'Retry';
+    } else {
+      this._statusText.textContent = 'TensorBoard is stopped.';
+      this._retry.textContent = 'Start TensorBoard';
+    }
+  }
+
+  private _frame = new IFrame({
+    sandbox: SANDBOX,
+    referrerPolicy: 'same-origin'
+  });
+  private _status = new Widget();
+  private _statusText = el('p', 'guildimg-tensorboard-message');
+  private _details = el('pre', 'guildimg-tensorboard-details');
+  private _retry = button(
+    'guildimg-tensorboard-retry',
+    'Retry',
+    'Start TensorBoard again'
+  );
+}
