@@ -10,6 +10,9 @@ import { IImage, IRun } from './api';
 import { button, el, formatSize } from './dom';
 import { GuildImgModel } from './model';
 
+/** Images smaller than this are enlarged by a whole factor. */
+const MIN_SHOWN_PIXELS = 384;
+
 /** What a tab is reopened from after a reload. */
 export interface IViewerArgs {
   runId: string;
@@ -173,6 +176,7 @@ class ImageColumn {
     );
     this._image.className = 'guildimg-viewer-image';
     this._image.alt = _viewer.path;
+    this._image.addEventListener('load', () => this._enlargeSmall());
     const frame = el('div', 'guildimg-viewer-frame');
     frame.append(this._image);
     this.node.append(
@@ -259,6 +263,17 @@ class ImageColumn {
         `Cannot load revision ${index + 1}: ${(error as Error).message}`
       );
     }
+  }
+
+  /** ML images are often tiny (28×28): show them at a whole multiple of their
+   * size, at least ~384 px, with crisp pixels; large ones just fit the column. */
+  private _enlargeSmall(): void {
+    const image = this._image;
+    const largest = Math.max(image.naturalWidth, image.naturalHeight);
+    const factor =
+      largest > 0 ? Math.max(1, Math.floor(MIN_SHOWN_PIXELS / largest)) : 1;
+    image.style.width = factor > 1 ? `${image.naturalWidth * factor}px` : '';
+    image.classList.toggle('guildimg-mod-pixelated', factor > 1);
   }
 
   private _fail(message: string): void {
