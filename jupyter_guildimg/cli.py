@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import secrets
@@ -46,32 +47,24 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve_demo(home: str, port: int) -> int:
-    """A Jupyter server on the demo runs, the extension on, TensorBoard started."""
+    """JupyterLab (else a bare Jupyter server) on the demo runs, the extension on,
+    TensorBoard started."""
+    # JupyterLab is an optional extra: without it the demo still serves the API
+    # and TensorBoard, and says how to get the sidebar.
+    lab = importlib.util.find_spec("jupyterlab") is not None
     token = secrets.token_hex(16)
     root = os.path.dirname(home)
     config = os.path.join(root, "jupyter_guildimg_demo_config.py")
     with open(config, "w", encoding="utf-8") as f:
-        f.write(
-            "c.ServerApp.jpserver_extensions = {'jupyter_guildimg': True}\n"
-            f"c.GuildImgApp.sources = [{'guild:' + home!r}]\n"
-            "c.GuildImgApp.tensorboard_autostart = True\n"
-        )
+        f.write(_demo_config(home, lab))
     command = [
-        sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}", f"--config={config}",
-        f"--IdentityProvider.token={token}",
+        sys.executable, "-m", "jupyter", "lab" if lab else "server", "--no-browser",
+        f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}",
+        f"--config={config}", f"--IdentityProvider.token={token}",
         # Jupyter refuses root unless told; containers and CI machines often are root.
         *(["--allow-root"] if os.geteuid() == 0 else []),
     ]  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    print(
-        f"\nStarting Jupyter with the demo runs. Open:\n"
-        f"  TensorBoard  {base}/guildimg/tensorboard/?token={token}\n"
-        f"  Runs (API)   {base}/guildimg/api/runs?token={token}\n"
-        f"  Jupyter      {base}/?token={token}\n"
-        "Ctrl+C stops the server, its TensorBoard and the monitor.\n",
-        flush=True,
-    )
+    print(_demo_message(f"http://127.0.0.1:{port}", token, lab), flush=True)
     # Its own session, and SIGTERM from us: Jupyter's SIGINT handler asks for
     # confirmation on a terminal and, without one, can end without stopping its
     # extensions (and so TensorBoard). SIGTERM always shuts it down cleanly.
@@ -90,6 +83,47 @@ def _serve_demo(home: str, port: int) -> int:
             server.kill()
             server.wait()
     return 0
+
+
+def _demo_config(home: str, lab: bool) -> str:
+    """The demo server's config file: the extension on, the demo home its source."""
+    config = (
+        "c.ServerApp.jpserver_extensions = {'jupyter_guildimg': True}\n"
+        f"c.GuildImgApp.sources = [{'guild:' + home!r}]\n"
+        "c.GuildImgApp.tensorboard_autostart = True\n"
+    )
+    if lab:
+        # No network is assumed: JupyterLab would otherwise fetch news and check
+        # PyPI for updates, and show a notification asking about it.
+        config += (
+            "c.LabApp.check_for_updates_class = 'jupyterlab.NeverCheckForUpdate'\n"
+            "c.LabApp.news_url = None\n"
+        )
+    return config
+
+
+def _demo_message(base: str, token: str, lab: bool) -> str:
+    """What the demo prints: the URL to open, where to click, the direct URLs."""
+    direct = (
+        f"  TensorBoard  {base}/guildimg/tensorboard/?token={token}\n"
+        f"  Runs (API)   {base}/guildimg/api/runs?token={token}\n"
+    )
+    stop = "Ctrl+C stops the server, its TensorBoard and the monitor.\n"
+    if not lab:
+        return (
+            "\nJupyterLab is not installed, so this is a plain Jupyter server without"
+            " the Guild Images sidebar; pip install 'jupyter_guildimg[lab]' adds it.\n"
+            f"Starting Jupyter with the demo runs. Open:\n{direct}"
+            f"  Jupyter      {base}/?token={token}\n{stop}"
+        )
+    return (
+        "\nStarting JupyterLab with the demo runs. Open:\n"
+        f"  {base}/lab?token={token}\n"
+        "then click Guild Images (the picture-frame icon) in the left sidebar for the\n"
+        "runs and their images, and Open TensorBoard there (or the command palette:\n"
+        '"Guild Images: Open TensorBoard"). Directly:\n'
+        f"{direct}{stop}"
+    )
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -176,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guildimg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="make demo runs and start Jupyter on them with the extension and TensorBoard"
+        "demo",
+        help="make demo runs and start JupyterLab on them with the extension and TensorBoard",
     )
     demo.add_argument("--home", default="guildimg-demo/guild-home", help="Guild home for the runs")
     demo.add_argument("--runs", type=int, default=3, help="how many runs to make")

@@ -160,11 +160,11 @@ def test_tensorboard_serves_the_runs_until_interrupted_and_leaves_nothing(tmp_pa
         httpx.get(f"http://127.0.0.1:{port}/data/runs", timeout=2)
 
 
-@pytest.mark.tensorboard
-def test_demo_serves_jupyter_with_the_extension_and_tensorboard(tmp_path, env):
-    port = free_port()
-    process = subprocess.Popen(
-        [*COMMAND, "demo", "--home", "H", "--runs", "1", "--port", str(port)],
+def start_demo(tmp_path: Path, env: dict[str, str], port: int, *python: str) -> subprocess.Popen:
+    """``guildimg demo`` on one run, in its own session as at a terminal; ``python``
+    replaces the plain ``python -m jupyter_guildimg.cli`` start."""
+    return subprocess.Popen(
+        [*(python or COMMAND), "demo", "--home", "H", "--runs", "1", "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -172,10 +172,36 @@ def test_demo_serves_jupyter_with_the_extension_and_tensorboard(tmp_path, env):
         text=True,
         start_new_session=True,
     )
+
+
+def demo_message(process: subprocess.Popen) -> str:
+    """What the demo printed up to and including its last line before serving."""
+    lines = []
+    while not lines or "Ctrl+C stops" not in lines[-1]:
+        line = process.stdout.readline()
+        assert line, f"the demo ended early: {''.join(lines)}"
+        lines.append(line)
+    return "".join(lines)
+
+
+def stop_demo(process: subprocess.Popen) -> int:
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl+C at the terminal
+    code = process.wait(60)
+    process.stdout.close()
+    return code
+
+
+@pytest.mark.tensorboard
+def test_demo_serves_jupyterlab_with_the_extension_and_tensorboard(tmp_path, env):
+    port = free_port()
+    process = start_demo(tmp_path, env, port)
     try:
-        lines = [process.stdout.readline() for _ in range(4)]
-        (tensorboard_url,) = [line.split()[1] for line in lines if "TensorBoard" in line]
-        token = tensorboard_url.split("token=")[1]
+        message = demo_message(process)
+        lab_url = f"http://127.0.0.1:{port}/lab?token="
+        (lab_line,) = [line for line in message.splitlines() if lab_url in line]
+        token = lab_line.split("token=")[1].strip()
+        assert "Guild Images" in message and "Open TensorBoard" in message
+        assert f"/guildimg/tensorboard/?token={token}" in message
         headers = {"Authorization": f"token {token}"}
         base = f"http://127.0.0.1:{port}/guildimg"
 
@@ -187,14 +213,60 @@ def test_demo_serves_jupyter_with_the_extension_and_tensorboard(tmp_path, env):
             return response.status_code == 200 and response.json()
 
         assert any(run.endswith("/.images") for run in wait_for(served, 120, "TensorBoard"))
+        lab = httpx.get(lab_line.strip(), timeout=30)
+        assert lab.status_code == 200
+        assert "jupyter-config-data" in lab.text  # JupyterLab's page, not a login form
+        # Started as JupyterLab, not a bare server that happens to have it: the
+        # server's front page is JupyterLab.
+        front = httpx.get(f"http://127.0.0.1:{port}/", headers=headers)
+        assert front.status_code == 302
+        assert httpx.URL(front.headers["location"]).path == "/lab"
         runs = httpx.get(f"{base}/api/runs", headers=headers).json()["runs"]
         assert [run["image_count"] for run in runs] == [3]
         status = httpx.get(f"{base}/api/status", headers=headers).json()
         tensorboard_pid = status["tensorboard"]["pid"]
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl+C at the terminal
-        code = process.wait(60)
-        process.stdout.close()
+        code = stop_demo(process)
     assert code == 0
     with pytest.raises(ProcessLookupError):
         os.kill(tensorboard_pid, 0)
+    config = (tmp_path / "jupyter_guildimg_demo_config.py").read_text()
+    assert "c.LabApp.news_url = None" in config  # no network: no news, no update check
+    assert "NeverCheckForUpdate" in config
+
+
+@pytest.mark.tensorboard
+def test_demo_without_jupyterlab_serves_plain_jupyter_and_says_how_to_get_it(tmp_path, env):
+    port = free_port()
+    # A None entry in sys.modules is what find_spec reports as not installed.
+    hide_lab = (
+        "import sys; sys.modules['jupyterlab'] = None; "
+        "from jupyter_guildimg.cli import main; sys.exit(main())"
+    )
+    process = start_demo(tmp_path, env, port, sys.executable, "-c", hide_lab)
+    try:
+        message = demo_message(process)
+        assert "JupyterLab is not installed" in message
+        assert "pip install 'jupyter_guildimg[lab]'" in message
+        assert "/lab?token=" not in message
+        lines = [line.split() for line in message.splitlines()]
+        (jupyter_url,) = [words[1] for words in lines if words[:1] == ["Jupyter"]]
+        token = jupyter_url.split("token=")[1]
+        api = f"http://127.0.0.1:{port}/guildimg/api/status"
+
+        def answered():
+            try:
+                response = httpx.get(api, headers={"Authorization": f"token {token}"})
+            except httpx.TransportError:
+                return None
+            return response.status_code == 200 and response.json()
+
+        assert wait_for(answered, 120, "the server extension")["monitor"]["sources"]
+        # A bare Jupyter server: its front page is not JupyterLab.
+        front = httpx.get(f"http://127.0.0.1:{port}/", headers={"Authorization": f"token {token}"})
+        assert front.status_code == 200
+    finally:
+        code = stop_demo(process)
+    assert code == 0
+    config = (tmp_path / "jupyter_guildimg_demo_config.py").read_text()
+    assert "LabApp" not in config
