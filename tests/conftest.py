@@ -1,12 +1,14 @@
 """Shared fixtures: an isolated Guild home for every test, the monitor tests' ``home``
-and ``logdir``, and the helpers the spec doctest (tests/image-summaries.md) uses.
-Plain helper functions are in helpers.py."""
+and ``logdir``, the helpers the spec doctest (tests/image-summaries.md) uses, and
+the browser tests' Jupyter servers and Chromium. Plain helper functions are in
+helpers.py and browser.py."""
 
 from __future__ import annotations
 
 import os
 import pprint
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from jupyter_guildimg.project import Project
 from jupyter_guildimg.runs import GuildHome
 
+import browser
 from helpers import SAMPLES
 
 
@@ -100,3 +103,43 @@ def no_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-servers"))
     yield
     close_shared_backend()
+
+
+@pytest.fixture
+def lab(tmp_path: Path, guild_home: Path) -> Iterator[browser.Lab]:
+    """``jupyter lab`` with the extension on the test's Guild home."""
+    with browser.jupyter("lab", tmp_path, guild_home) as server:
+        yield server
+
+
+@pytest.fixture
+def notebook7(tmp_path: Path, guild_home: Path) -> Iterator[browser.Lab]:
+    """``jupyter notebook`` (Notebook 7) with the extension on the test's Guild home."""
+    with browser.jupyter("notebook", tmp_path, guild_home) as server:
+        yield server
+
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test, for fixtures that act on a failure."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture
+def chromium(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[browser.Browser]:
+    """A page of headless Chromium collecting its page and console errors. When the
+    test fails: a screenshot, test-output/<test name>-failure.png, and the errors."""
+    with browser.chromium(tmp_path / "chromium-profile") as session:
+        yield session
+        report = request.node.stash.get(_REPORTS, {}).get("call")
+        if report is None or report.failed:
+            name = re.sub(r"[^\w.-]+", "-", request.node.name).strip("-")
+            print(f"screenshot: {browser.screenshot(session.page, f'{name}-failure')}")
+            print(f"page errors: {session.errors}\nconsole errors: {session.console_errors}")
