@@ -8,12 +8,16 @@ page error. Screenshots go to test-output/lab-*.png."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jupyter_guildimg import __version__
 from jupyter_guildimg.demo import make_demo_runs
 from jupyter_guildimg.project import write_run
 
@@ -399,3 +403,21 @@ def test_notebook7_loads_cleanly_with_the_sidebar(
     screenshot(page, "lab-notebook7")
 
     assert_no_errors(chromium, known=(NOTEBOOK_OWN_ERROR,))
+
+
+# -- the package --------------------------------------------------------------
+
+
+def test_the_installed_package_carries_the_enabled_extension() -> None:
+    """``pip install`` put the built sidebar where JupyterLab finds it, enabled and
+    OK, at the Python package's version (no separate npm step for users)."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text = re.sub(r"\x1b\[[0-9;]*m", "", listing.stdout + listing.stderr)
+    assert re.search(r"jupyter-guildimg v\S+ enabled OK \(python, jupyter_guildimg\)", text), text
+    built = Path(__file__).parent.parent / "jupyter_guildimg" / "labextension" / "package.json"
+    assert json.loads(built.read_text())["version"] == __version__
