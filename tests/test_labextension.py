@@ -336,6 +336,7 @@ def test_filter_and_selection_survive_a_reload(
 
 
 def test_palette_commands(lab: Lab, chromium: Browser, guild_home: Path) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect
 
     page = chromium.page
@@ -344,10 +345,18 @@ def test_palette_commands(lab: Lab, chromium: Browser, guild_home: Path) -> None
     open_lab(page, lab)
 
     def palette(search: str) -> Any:
-        page.keyboard.press("Control+Shift+C")
+        # The palette is a modal that closes when it loses focus, which Lab still
+        # moves around while it restores its layout: open it again if it closed.
         entry = page.locator(".lm-CommandPalette-input")
-        expect(entry).to_be_visible()
-        entry.fill(search)
+        for _attempt in range(5):
+            if not entry.is_visible():
+                page.keyboard.press("Control+Shift+C")
+            try:
+                entry.fill(search, timeout=3000)
+                break
+            except PlaywrightTimeoutError:
+                continue
+        expect(entry).to_have_value(search)
         return page.locator(".lm-CommandPalette-item .lm-CommandPalette-itemLabel")
 
     labels = palette("Guild Images")
