@@ -96,10 +96,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def jupyter(app: str, tmp_path: Path, guild_home: Path) -> Iterator[Lab]:
+def jupyter(app: str, tmp_path: Path, guild_home: Path, extra_config: str = "") -> Iterator[Lab]:
     """``jupyter <app>`` (``lab`` or ``notebook``) on a free port with the extension
     watching ``guild_home``, an empty root directory, and every Jupyter directory
-    (config, data, runtime, Lab settings and workspaces) its own."""
+    (config, data, runtime, Lab settings and workspaces) its own. ``extra_config``:
+    more lines for its config file."""
     root = tmp_path / "root"
     root.mkdir()
     home = tmp_path / "jupyter"
@@ -115,7 +116,7 @@ def jupyter(app: str, tmp_path: Path, guild_home: Path) -> Iterator[Lab]:
         "c.LabApp.check_for_updates_class = 'jupyterlab.NeverCheckForUpdate'\n"
         "c.LabApp.news_url = None\n"
         # window.jupyterapp: Notebook 7 has no other way in for the sidebar's command.
-        "c.JupyterNotebookApp.expose_app_in_browser = True\n"
+        "c.JupyterNotebookApp.expose_app_in_browser = True\n" + extra_config
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_GUILDIMG_")}
     env.update(

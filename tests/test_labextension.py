@@ -21,7 +21,7 @@ from jupyter_guildimg import __version__
 from jupyter_guildimg.demo import make_demo_runs
 from jupyter_guildimg.project import write_run
 
-from browser import Browser, Lab, all_loaded, screenshot
+from browser import Browser, Lab, all_loaded, jupyter, screenshot
 from helpers import png, wait_for
 
 pytestmark = pytest.mark.browser
@@ -283,6 +283,48 @@ def test_open_tensorboard_button(lab: Lab, chromium: Browser, guild_home: Path) 
     expect(page.locator(f"{TENSORBOARD_TAB} .guildimg-tensorboard")).to_have_attribute(
         "data-status", "ready"
     )
+    assert_no_errors(chromium)
+
+
+def test_a_tensorboard_that_cannot_start_shows_why_and_a_retry(
+    tmp_path: Path, chromium: Browser, guild_home: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    bad_flag = "c.GuildImgApp.tensorboard_args = ['--no_such_flag=1']\n"
+    with jupyter("lab", tmp_path, guild_home, extra_config=bad_flag) as lab:
+        page = chromium.page
+        open_lab(page, lab)
+        open_sidebar(page)
+        # No runs yet: the sidebar says what it watches.
+        message = page.locator(f"{SIDEBAR} .guildimg-sidebar-message")
+        expect(message).to_contain_text(f"No runs yet. Watching: {guild_home}")
+        page.locator(f"{SIDEBAR} button.guildimg-sidebar-open-tb").click()
+        view = page.locator(f"{TENSORBOARD_TAB} .guildimg-tensorboard")
+        expect(view).to_have_attribute("data-status", "failed", timeout=120_000)
+        status = view.locator(".guildimg-tensorboard-status")
+        # TensorBoard's own complaint, not a generic message; and no page in the frame.
+        expect(status).to_contain_text("TensorBoard failed")
+        expect(status).to_contain_text("no_such_flag")
+        expect(view.locator(".guildimg-tensorboard-frame")).to_be_hidden()
+        expect(page.locator(f"{SIDEBAR} .guildimg-sidebar-tb")).to_have_attribute(
+            "data-status", "failed"
+        )
+        screenshot(page, "lab-tensorboard-failed")
+
+        # Retry asks the server to start it again (and says so again when it fails).
+        retry = status.locator("button.guildimg-tensorboard-retry")
+        with page.expect_response(
+            lambda r: (
+                r.url.split("?")[0].endswith("/guildimg/api/tensorboard")
+                and r.request.method == "POST"
+            ),
+            timeout=120_000,
+        ) as started:
+            retry.click()
+        assert started.value.json()["status"] == "failed"
+        expect(view).to_have_attribute("data-status", "failed")
+        expect(retry).to_be_enabled()
     assert_no_errors(chromium)
 
 

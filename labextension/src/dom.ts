@@ -59,3 +59,10 @@ export function formatSize(bytes: number): string {
   }
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
+
+/** The first sentence of TensorBoard's failure reason (the rest is its stderr,
+ * which the TensorBoard tab shows in full). */
+export function shortReason(reason: string): string {
+  const end = reason.indexOf('. ');
+  return end > 0 ? reason.slice(0, end + 1) : reason;
+}

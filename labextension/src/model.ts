@@ -1,6 +1,6 @@
 /**
- * The state every view shares: the runs, TensorBoard's state and the change
- * generation, kept current by one long poll of the server's change feed.
+ * The state every view shares: the runs and TensorBoard's state, kept current
+ * by one long poll of the server's change feed.
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -27,9 +27,9 @@ export class GuildImgModel {
     return this._error;
   }
 
-  /** The change generation of the last runs fetched. */
-  get generation(): number {
-    return this._generation;
+  /** Whether the runs were fetched at least once (an empty list means no runs). */
+  get loaded(): boolean {
+    return this._loaded;
   }
 
   /** Emitted after the runs or the error changed (a monitor pass changed something). */
@@ -67,6 +67,7 @@ export class GuildImgModel {
   async reload(): Promise<void> {
     try {
       this._runs = await this.api.runs();
+      this._loaded = true;
       this._error = '';
     } catch (error) {
       this._setError(error);
@@ -156,7 +157,6 @@ export class GuildImgModel {
       const first = since === -1;
       if (generation !== since) {
         since = generation;
-        this._generation = generation;
         if (!first) {
           await this.reload();
         }
@@ -191,7 +191,7 @@ export class GuildImgModel {
   private _runs: IRun[] = [];
   private _tensorBoard: ITensorBoardState | null = null;
   private _error = '';
-  private _generation = -1;
+  private _loaded = false;
   private _started = false;
   private _startingPoll: Promise<ITensorBoardState | null> | null = null;
   private _disposed = false;

@@ -5,7 +5,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { GuildImgApi, IImage, IRun, ITensorBoardState } from './api';
-import { button, el, timeAgo } from './dom';
+import { button, el, shortReason, timeAgo } from './dom';
 import { GuildImgModel } from './model';
 
 /** Thumbnails are asked for at twice their CSS size, for high-DPI screens. */
@@ -148,11 +148,12 @@ export class GuildImgSidebar extends Widget {
       ready: 'TensorBoard is ready',
       starting: 'TensorBoard is starting…',
       stopped: 'TensorBoard is stopped (it starts when opened)',
-      failed: `TensorBoard failed: ${state.reason || 'see the server log'}`
+      failed: `TensorBoard failed: ${shortReason(state.reason) || 'see the server log'}`
     };
     this._tbState.className = 'guildimg-sidebar-tb';
     this._tbState.dataset.status = state.status;
     this._tbState.textContent = words[state.status] ?? state.status;
+    this._tbState.title = state.reason;
   }
 
   private _renderRuns(): void {
@@ -197,7 +198,7 @@ export class GuildImgSidebar extends Widget {
     let text = '';
     if (error) {
       text = error;
-    } else if (total === 0 && this.model.generation >= 0) {
+    } else if (total === 0 && this.model.loaded) {
       text = 'No runs yet. Runs appear here as soon as they start.';
       void this._showSources();
     } else if (shown === 0 && total > 0) {

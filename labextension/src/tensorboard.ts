@@ -7,7 +7,7 @@ import { IFrame } from '@jupyterlab/ui-components';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { ITensorBoardState } from './api';
-import { button, el } from './dom';
+import { button, el, shortReason } from './dom';
 import { GuildImgModel } from './model';
 
 /** What TensorBoard's page needs inside the sandbox: its scripts, its own
@@ -78,8 +78,10 @@ export class TensorBoardView extends Panel {
     if (status === 'starting') {
       this._statusText.textContent = 'Starting TensorBoard…';
     } else if (status === 'failed') {
-      this._statusText.textContent = `TensorBoard failed: ${state?.reason || 'no reason given'}`;
-      this._details.textContent = (state?.stderr_tail ?? []).join('\n');
+      const details = (state?.stderr_tail ?? []).join('\n');
+      const reason = state?.reason || 'no reason given';
+      this._statusText.textContent = `TensorBoard failed: ${details ? shortReason(reason) : reason}`;
+      this._details.textContent = details;
       this._retry.textContent = 'Retry';
     } else {
       this._statusText.textContent = 'TensorBoard is stopped.';
