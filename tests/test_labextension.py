@@ -377,34 +377,32 @@ def test_filter_and_selection_survive_a_reload(
     assert_no_errors(chromium)
 
 
+def palette_search(page: Any, search: str) -> Any:
+    """The command palette's entries for ``search``."""
+    from playwright.sync_api import expect
+
+    entry = page.locator(".lm-CommandPalette-input")
+    if not entry.is_visible():  # the shortcut toggles it
+        page.keyboard.press("Control+Shift+C")
+    expect(entry).to_be_visible()
+    entry.fill(search)
+    return page.locator(".lm-CommandPalette-item .lm-CommandPalette-itemLabel")
+
+
 def test_palette_commands(lab: Lab, chromium: Browser, guild_home: Path) -> None:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect
 
     page = chromium.page
     write_run(guild_home, op="train", label="palette", files={"a.png": png()})
     (run,) = wait_for_runs(lab, 1)
     open_lab(page, lab)
+    # The palette is a modal that closes when it loses focus: wait for the focus
+    # JupyterLab gives its launcher once it has restored a fresh layout.
+    page.wait_for_function("document.activeElement?.closest('.jp-Launcher') != null")
 
-    def palette(search: str) -> Any:
-        # The palette is a modal that closes when it loses focus, which Lab still
-        # moves around while it restores its layout: open it again if it closed.
-        entry = page.locator(".lm-CommandPalette-input")
-        for _attempt in range(5):
-            if not entry.is_visible():
-                page.keyboard.press("Control+Shift+C")
-            try:
-                entry.fill(search, timeout=3000)
-                break
-            except PlaywrightTimeoutError:
-                continue
-        expect(entry).to_have_value(search)
-        return page.locator(".lm-CommandPalette-item .lm-CommandPalette-itemLabel")
-
-    labels = palette("Guild Images")
-    expect(labels.filter(has_text="Open TensorBoard")).to_have_count(1)
-    expect(labels.filter(has_text="Refresh runs")).to_have_count(1)
-    expect(labels.filter(has_text="Show runs")).to_have_count(1)
+    labels = palette_search(page, "Guild Images")
+    for command in ("Open TensorBoard", "Refresh runs", "Show runs"):
+        expect(labels.filter(has_text=f"Guild Images: {command}")).to_have_count(1)
     screenshot(page, "lab-palette")
 
     # Refresh runs: a monitor pass on the server, and no error.
@@ -413,11 +411,11 @@ def test_palette_commands(lab: Lab, chromium: Browser, guild_home: Path) -> None
             r.url.split("?")[0].endswith("/guildimg/api/refresh") and r.request.method == "POST"
         )
     ) as refreshed:
-        labels.filter(has_text="Refresh runs").click()
+        palette_search(page, "Guild Images: Refresh runs").first.click()
     assert refreshed.value.status == 200
 
     # Show runs: the sidebar, listing the run.
-    palette("Guild Images: Show runs").filter(has_text="Show runs").click()
+    palette_search(page, "Guild Images: Show runs").first.click()
     expect(page.locator(SIDEBAR)).to_be_visible()
     expect(page.locator(RUNS)).to_have_count(1, timeout=30_000)
     assert listed(page) == [run["id"]]
