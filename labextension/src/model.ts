@@ -37,6 +37,13 @@ export class GuildImgModel {
     return this._changed;
   }
 
+  /** Emitted as soon as the server reports a monitor pass that changed something
+   * (or after Refresh), before the runs are fetched again: views showing images
+   * fetch theirs at once, alongside the run list. */
+  get passed(): ISignal<this, void> {
+    return this._passed;
+  }
+
   get tensorBoardChanged(): ISignal<this, ITensorBoardState> {
     return this._tensorBoardChanged;
   }
@@ -61,6 +68,7 @@ export class GuildImgModel {
     } catch (error) {
       this._setError(error);
     }
+    this._passed.emit();
     await Promise.all([this.reload(), this.reloadTensorBoard()]);
   }
 
@@ -154,15 +162,16 @@ export class GuildImgModel {
         await sleep(Math.min(30_000, 1000 * 2 ** Math.min(failures, 5)));
         continue;
       }
-      const first = since === -1;
-      if (generation !== since) {
-        since = generation;
-        if (!first) {
-          await this.reload();
-        }
+      const passed = since !== -1 && generation !== since;
+      since = generation;
+      if (passed) {
+        this._passed.emit();
       }
       // TensorBoard's state is not in the change feed: look at it each round.
-      const state = await this.reloadTensorBoard();
+      const [, state] = await Promise.all([
+        passed ? this.reload() : Promise.resolve(),
+        this.reloadTensorBoard()
+      ]);
       if (state?.status === 'starting') {
         void this._waitWhileStarting();
       }
@@ -197,6 +206,7 @@ export class GuildImgModel {
   private _disposed = false;
   private _abort = new AbortController();
   private _changed = new Signal<this, void>(this);
+  private _passed = new Signal<this, void>(this);
   private _tensorBoardChanged = new Signal<this, ITensorBoardState>(this);
 }
 

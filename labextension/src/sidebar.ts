@@ -33,11 +33,12 @@ export class GuildImgSidebar extends Widget {
     this.addClass('guildimg-sidebar');
     this.title.caption = 'Guild Images: runs and their images';
     this._build();
-    model.changed.connect(this._onChanged, this);
+    model.changed.connect(() => this._renderRuns(), this);
+    model.passed.connect(() => void this._loadImages(), this);
     model.tensorBoardChanged.connect(this._onTensorBoard, this);
     // "3 min ago" ages while nothing else changes.
     this._clock = window.setInterval(() => this._renderRuns(), 30_000);
-    this._onChanged();
+    this._renderRuns();
     if (model.tensorBoard) {
       this._onTensorBoard(model, model.tensorBoard);
     }
@@ -130,16 +131,8 @@ export class GuildImgSidebar extends Widget {
     refresh.disabled = true;
     try {
       await this.model.refresh();
-      await this._loadImages();
     } finally {
       refresh.disabled = false;
-    }
-  }
-
-  private _onChanged(): void {
-    this._renderRuns();
-    if (this._selected) {
-      void this._loadImages();
     }
   }
 
@@ -383,7 +376,17 @@ const STATUS_ICONS: Record<string, string> = {
   pending: '…'
 };
 
+/** Fill a run's row; a row whose content is unchanged is not touched, so a pass
+ * that changed one run costs one row's layout, not the whole list's. */
 function fillItem(item: HTMLElement, run: IRun, selected: boolean): void {
+  const ago = timeAgo(run.started);
+  const key = [run.name, run.status, run.image_count, ago, selected].join(
+    '\u0000'
+  );
+  if (item.dataset.key === key) {
+    return;
+  }
+  item.dataset.key = key;
   const [status, short, op, label, started, count] = [
     ...item.children
   ] as HTMLElement[];
@@ -397,7 +400,7 @@ function fillItem(item: HTMLElement, run: IRun, selected: boolean): void {
   short.textContent = run.short_id;
   op.textContent = run.operation;
   label.textContent = run.label;
-  started.textContent = timeAgo(run.started);
+  started.textContent = ago;
   started.title = run.started
     ? new Date(run.started * 1000).toLocaleString()
     : '';

@@ -49,7 +49,7 @@ export class ImageViewer extends Widget {
     for (const runId of runIds) {
       this.addRun(runId);
     }
-    model.changed.connect(this._onChanged, this);
+    model.passed.connect(this._onPassed, this);
   }
 
   /** The run ids shown, the first one first. */
@@ -97,7 +97,7 @@ export class ImageViewer extends Widget {
     super.dispose();
   }
 
-  private _onChanged(): void {
+  private _onPassed(): void {
     for (const column of this._columns) {
       void column.load();
     }
