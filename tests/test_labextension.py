@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +327,31 @@ def test_a_tensorboard_that_cannot_start_shows_why_and_a_retry(
         expect(view).to_have_attribute("data-status", "failed")
         expect(retry).to_be_enabled()
     assert_no_errors(chromium)
+
+
+def test_without_the_server_extension_the_sidebar_says_so(
+    tmp_path: Path, chromium: Browser, guild_home: Path
+) -> None:
+    """The frontend installed but the server extension off (or in another
+    environment): a clear message, not an empty list, and Lab keeps working."""
+    from playwright.sync_api import expect
+
+    write_run(guild_home, op="train", label="unseen", files={"a.png": png()})
+    disabled = "c.ServerApp.jpserver_extensions = {'jupyter_guildimg': False}\n"
+    with jupyter("lab", tmp_path, guild_home, extra_config=disabled) as lab:
+        with pytest.raises(urllib.error.HTTPError) as missing:  # nothing of ours answers
+            lab.get("/guildimg/api/runs")
+        assert missing.value.code == 404
+        page = chromium.page
+        open_lab(page, lab)
+        open_sidebar(page)
+        message = page.locator(f"{SIDEBAR} .guildimg-sidebar-message")
+        expect(message).to_contain_text("server extension does not answer", timeout=30_000)
+        expect(message).to_contain_text("jupyter server extension list")
+        expect(page.locator(RUNS)).to_have_count(0)
+        screenshot(page, "lab-no-server-extension")
+    # Our requests' 404s are the only console errors: none is a page error.
+    assert not chromium.errors, chromium.errors
 
 
 def test_filter_and_selection_survive_a_reload(

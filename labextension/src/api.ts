@@ -167,13 +167,20 @@ export class GuildImgApi {
       throw new ApiError(0, `The Jupyter server did not answer: ${error}`);
     }
     if (!response.ok) {
-      let message = response.statusText;
+      let message = '';
       try {
-        message = (await response.json()).message || message;
+        message = (await response.json()).message ?? '';
       } catch {
-        // Not JSON (a proxy's error page, say): the status text says enough.
+        // Not JSON: not one of our handlers (a proxy's error page, say).
       }
-      throw new ApiError(response.status, message);
+      if (!message && response.status === 404) {
+        // Every route of ours answers JSON, even its 404s: nothing of ours is here.
+        message =
+          'The jupyter_guildimg server extension does not answer on this ' +
+          'server. Is it installed in the environment that runs Jupyter, and ' +
+          'enabled? (jupyter server extension list)';
+      }
+      throw new ApiError(response.status, message || response.statusText);
     }
     return response;
   }
