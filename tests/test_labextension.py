@@ -341,6 +341,7 @@ def test_without_the_server_extension_the_sidebar_says_so(
     with jupyter("lab", tmp_path, guild_home, extra_config=disabled) as lab:
         with pytest.raises(urllib.error.HTTPError) as missing:  # nothing of ours answers
             lab.get("/guildimg/api/runs")
+        missing.value.close()  # an HTTPError holds its response open
         assert missing.value.code == 404
         page = chromium.page
         open_lab(page, lab)

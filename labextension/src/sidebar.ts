@@ -4,12 +4,10 @@
  */
 import { Widget } from '@lumino/widgets';
 
-import { GuildImgApi, IImage, IRun, ITensorBoardState } from './api';
+import { IRun, ITensorBoardState } from './api';
 import { button, el, shortReason, timeAgo } from './dom';
 import { GuildImgModel } from './model';
-
-/** Thumbnails are asked for at twice their CSS size, for high-DPI screens. */
-const THUMB_PIXELS = 192;
+import { RunThumbnails } from './thumbnails';
 
 /** What the sidebar keeps across a page reload. */
 export interface ISidebarState {
@@ -34,7 +32,7 @@ export class GuildImgSidebar extends Widget {
     this.title.caption = 'Guild Images: runs and their images';
     this._build();
     model.changed.connect(() => this._renderRuns(), this);
-    model.passed.connect(() => void this._loadImages(), this);
+    model.passed.connect(() => void this._thumbnails.load(), this);
     model.tensorBoardChanged.connect(this._onTensorBoard, this);
     // "3 min ago" ages while nothing else changes.
     this._clock = window.setInterval(() => this._renderRuns(), 30_000);
@@ -67,9 +65,8 @@ export class GuildImgSidebar extends Widget {
       item.classList.toggle('jp-mod-selected', id === runId);
       item.setAttribute('aria-selected', String(id === runId));
     }
-    this._clearThumbs();
     this._actions.stateChanged(this.state);
-    void this._loadImages();
+    void this._thumbnails.show(runId);
   }
 
   dispose(): void {
@@ -77,7 +74,7 @@ export class GuildImgSidebar extends Widget {
       return;
     }
     window.clearInterval(this._clock);
-    this._clearThumbs();
+    this._thumbnails.dispose();
     super.dispose();
   }
 
@@ -121,10 +118,8 @@ export class GuildImgSidebar extends Widget {
       this._filter,
       this._message,
       this._runList,
-      this._imagesPane
+      this._thumbnails.node
     );
-    this._imagesPane.append(this._imagesTitle, this._thumbs);
-    this._imagesPane.hidden = true;
   }
 
   private async _refresh(refresh: HTMLButtonElement): Promise<void> {
@@ -180,9 +175,7 @@ export class GuildImgSidebar extends Widget {
       }
     }
     if (this._selected && !runs.some(run => run.id === this._selected)) {
-      this._imagesTitle.textContent =
-        'This run is no longer in the watched sources.';
-      this._clearThumbs();
+      this._thumbnails.gone();
     }
   }
 
@@ -250,121 +243,16 @@ export class GuildImgSidebar extends Widget {
     items[next].focus();
   }
 
-  /** Fetch the selected run's images and show a thumbnail per image; a
-   * thumbnail is fetched again only when its image has a new revision. */
-  private async _loadImages(): Promise<void> {
-    const runId = this._selected;
-    if (!runId) {
-      this._imagesPane.hidden = true;
-      return;
-    }
-    this._imagesPane.hidden = false;
-    let images: IImage[];
-    let run: IRun;
-    try {
-      ({ run, images } = await this.model.api.images(runId));
-    } catch (error) {
-      if (runId === this._selected) {
-        this._imagesTitle.textContent = `Cannot list this run's images: ${(error as Error).message}`;
-      }
-      return;
-    }
-    if (runId !== this._selected) {
-      return; // another run was selected meanwhile
-    }
-    const count = images.length === 1 ? '1 image' : `${images.length} images`;
-    this._imagesTitle.textContent = `${run.short_id} ${run.operation}: ${count}`;
-    const wanted = new Set(images.map(image => image.path));
-    for (const [path, thumb] of this._thumbItems) {
-      if (!wanted.has(path)) {
-        releaseThumb(thumb);
-        this._thumbItems.delete(path);
-      }
-    }
-    images.forEach((image, index) => {
-      let thumb = this._thumbItems.get(image.path);
-      if (!thumb) {
-        thumb = this._makeThumb(runId, image.path);
-        this._thumbItems.set(image.path, thumb);
-      }
-      const newest = image.revisions[0];
-      const revisions = image.revisions.length;
-      thumb.title = `${image.path}\n${newest.width}×${newest.height}, ${revisions} revision${revisions === 1 ? '' : 's'}`;
-      if (thumb.dataset.revision !== String(newest.revision)) {
-        thumb.dataset.revision = String(newest.revision);
-        void this._loadThumb(
-          this.model.api,
-          runId,
-          image.path,
-          newest.revision,
-          thumb
-        );
-      }
-      if (this._thumbs.children[index] !== thumb) {
-        this._thumbs.insertBefore(thumb, this._thumbs.children[index] ?? null);
-      }
-    });
-  }
-
-  private _makeThumb(runId: string, path: string): HTMLButtonElement {
-    const thumb = button('guildimg-thumb-item', '', path);
-    thumb.dataset.path = path;
-    const image = document.createElement('img');
-    image.className = 'guildimg-sidebar-thumb';
-    image.alt = path;
-    const caption = el('span', 'guildimg-thumb-caption', path);
-    thumb.append(image, caption);
-    thumb.addEventListener('click', () => this._actions.openImage(runId, path));
-    return thumb;
-  }
-
-  private async _loadThumb(
-    api: GuildImgApi,
-    runId: string,
-    path: string,
-    revision: number,
-    thumb: HTMLButtonElement
-  ): Promise<void> {
-    const image = thumb.querySelector('img') as HTMLImageElement;
-    try {
-      const blob = await api.image(runId, path, {
-        revision,
-        thumb: THUMB_PIXELS
-      });
-      if (thumb.dataset.revision !== String(revision) || !thumb.isConnected) {
-        return;
-      }
-      const old = image.src;
-      image.src = URL.createObjectURL(blob);
-      if (old.startsWith('blob:')) {
-        URL.revokeObjectURL(old);
-      }
-      thumb.classList.remove('guildimg-mod-broken');
-    } catch (error) {
-      thumb.classList.add('guildimg-mod-broken');
-      thumb.title = `${path}\n${(error as Error).message}`;
-    }
-  }
-
-  private _clearThumbs(): void {
-    for (const thumb of this._thumbItems.values()) {
-      releaseThumb(thumb);
-    }
-    this._thumbItems.clear();
-    this._imagesTitle.textContent = '';
-  }
-
   private _selected: string | null = null;
   private _clock: number;
   private _items = new Map<string, HTMLLIElement>();
-  private _thumbItems = new Map<string, HTMLButtonElement>();
   private _tbState = el('div', 'guildimg-sidebar-tb', 'TensorBoard: …');
   private _filter = document.createElement('input');
   private _message = el('div', 'guildimg-sidebar-message');
   private _runList = el('ul', 'guildimg-sidebar-runs');
-  private _imagesPane = el('section', 'guildimg-sidebar-images');
-  private _imagesTitle = el('h3', 'guildimg-sidebar-images-title');
-  private _thumbs = el('div', 'guildimg-sidebar-thumbs');
+  private _thumbnails = new RunThumbnails(this.model.api, (runId, path) =>
+    this._actions.openImage(runId, path)
+  );
 }
 
 const STATUS_ICONS: Record<string, string> = {
@@ -412,12 +300,4 @@ function matches(run: IRun, needle: string): boolean {
   return [run.run_id, run.operation, run.label, run.status, run.name].some(
     text => (text ?? '').toLowerCase().includes(needle)
   );
-}
-
-function releaseThumb(thumb: HTMLElement): void {
-  const image = thumb.querySelector('img');
-  if (image?.src.startsWith('blob:')) {
-    URL.revokeObjectURL(image.src);
-  }
-  thumb.remove();
 }
