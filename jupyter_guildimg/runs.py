@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from ._guildmeta import guild_status, micros_to_seconds, parse_opref, read_attr, read_sourcecode
 
 __all__ = [
     "FINAL_STATUSES",
@@ -38,9 +36,6 @@ FINAL_STATUSES = frozenset({"completed", "error", "terminated"})
 # Metadata younger than this may still change within the same file-system clock
 # tick, so it is never trusted from the cache (the "racy" rule git uses).
 _RACY_SECONDS = 2.0
-
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_INTEGER = re.compile(r"-?[0-9]+\Z")
 
 
 @dataclass(frozen=True)
@@ -94,99 +89,6 @@ def _newest_first(runs: list[Run]) -> list[Run]:
 # Guild homes
 
 
-def _read_attr(attrs_dir: str, name: str) -> Any:
-    """One YAML value from ``.guild/attrs/<name>``; ``None`` if missing or unreadable."""
-    try:
-        with open(os.path.join(attrs_dir, name), encoding="utf-8") as f:
-            text = f.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, UnicodeDecodeError):
-        log.warning("Cannot read run attribute %s in %s", name, attrs_dir, exc_info=True)
-        return None
-    # Most attributes are plain integers; skip the YAML parser for them.
-    stripped = text.strip()
-    if _INTEGER.match(stripped):
-        return int(stripped)
-    try:
-        return yaml.load(text, Loader=_YAML_LOADER)
-    except yaml.YAMLError:
-        log.warning("Run attribute %s in %s is not valid YAML", name, attrs_dir, exc_info=True)
-        return None
-
-
-def _micros_to_seconds(value: Any) -> float | None:
-    return value / 1_000_000 if isinstance(value, int) and value > 0 else None
-
-
-def _parse_opref(text: str) -> str:
-    """``"[model:]op"`` from an opref line ``pkg_type:pkg_name pkg_version model op``."""
-    try:
-        parts = shlex.split(text)
-    except ValueError:
-        parts = text.split()
-    if len(parts) < 4:
-        return parts[-1] if parts else ""
-    model, op = parts[2], parts[3]
-    return f"{model}:{op}" if model else op
-
-
-def _pid_alive(lock_path: str) -> bool:
-    try:
-        with open(lock_path, encoding="ascii") as f:
-            pid = int(f.read().strip() or "0")
-    except (OSError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _guild_status(guild_dir: str, names: set[str], exit_status: Any) -> str:
-    if "LOCK.remote" in names:
-        return "running"
-    if "PENDING" in names:
-        return "pending"
-    if "STAGED" in names:
-        return "staged"
-    if isinstance(exit_status, int):
-        if exit_status == 0:
-            return "completed"
-        return "terminated" if exit_status < 0 else "error"
-    if "LOCK" in names and _pid_alive(os.path.join(guild_dir, "LOCK")):
-        return "running"
-    return "error"
-
-
-def _read_sourcecode(guild_dir: str) -> frozenset[str]:
-    """Run-relative paths of the ``s`` (source code) lines of ``.guild/manifest``."""
-    try:
-        with open(os.path.join(guild_dir, "manifest"), encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return frozenset()
-    except (OSError, UnicodeDecodeError):
-        log.warning("Cannot read run manifest in %s", guild_dir, exc_info=True)
-        return frozenset()
-    paths = []
-    for line in lines:
-        if not line.startswith("s "):
-            continue
-        try:
-            parts = shlex.split(line)
-        except ValueError:
-            parts = line.split()
-        if len(parts) >= 2:
-            paths.append(os.path.normpath(parts[1]))
-    return frozenset(paths)
-
-
 def _stat_mtime(path: str) -> int:
     try:
         return os.stat(path).st_mtime_ns
@@ -205,29 +107,29 @@ def read_guild_run(run_dir: str, source: str = "") -> Run | None:
         return None
     try:
         with open(os.path.join(guild_dir, "opref"), encoding="utf-8") as f:
-            operation = _parse_opref(f.read().strip())
+            operation = parse_opref(f.read().strip())
     except (OSError, UnicodeDecodeError):
         log.warning("Cannot read opref of run %s", run_dir, exc_info=True)
         operation = ""
     attrs = os.path.join(guild_dir, "attrs")
-    exit_status = _read_attr(attrs, "exit_status")
-    flags = _read_attr(attrs, "flags")
-    label = _read_attr(attrs, "label")
-    started = _read_attr(attrs, "started")
+    exit_status = read_attr(attrs, "exit_status")
+    flags = read_attr(attrs, "flags")
+    label = read_attr(attrs, "label")
+    started = read_attr(attrs, "started")
     if started is None:
-        started = _read_attr(attrs, "initialized")
+        started = read_attr(attrs, "initialized")
     return Run(
         id=os.path.basename(run_dir),
         dir=run_dir,
         operation=operation,
         label="" if label is None else str(label),
-        status=_guild_status(guild_dir, names, exit_status),
-        started=_micros_to_seconds(started),
-        stopped=_micros_to_seconds(_read_attr(attrs, "stopped")),
+        status=guild_status(guild_dir, names, exit_status),
+        started=micros_to_seconds(started),
+        stopped=micros_to_seconds(read_attr(attrs, "stopped")),
         flags=flags if isinstance(flags, dict) else {},
         source=source,
         kind="guild",
-        sourcecode=_read_sourcecode(guild_dir),
+        sourcecode=read_sourcecode(guild_dir),
     )
 
 
