@@ -246,6 +246,22 @@ def test_sidebar_follows_new_images_and_runs(lab: Lab, chromium: Browser, guild_
     assert listed(page) == [r["id"] for r in api_runs(lab)]
     expect(item).to_have_class(re.compile(r"\bjp-mod-selected\b"))
     screenshot(page, "lab-live")
+
+    # An open image follows its new revisions while its slider is at the newest,
+    # and stays on the revision the user chose otherwise.
+    page.locator(f'{THUMB_ITEMS}[data-path="fresh.png"]').click()
+    meta = page.locator(f"{VIEWER} .guildimg-viewer-meta")
+    expect(meta).to_contain_text("revision 1 of 1", timeout=30_000)
+    Path(run_dir, "fresh.png").write_bytes(png((64, 32), "blue"))
+    expect(meta).to_contain_text("revision 2 of 2", timeout=10_000)
+    wait_for_natural_width(page, f"{VIEWER} img.guildimg-viewer-image", 64)
+    slider = page.locator(f"{VIEWER} input.guildimg-viewer-slider")
+    slider.fill("0")
+    expect(meta).to_contain_text("revision 1 of 2")
+    Path(run_dir, "fresh.png").write_bytes(png((80, 32), "red"))
+    expect(meta).to_contain_text("revision 1 of 3", timeout=10_000)
+    expect(slider).to_have_attribute("max", "2")
+    wait_for_natural_width(page, f"{VIEWER} img.guildimg-viewer-image", 48)
     assert_no_errors(chromium)
 
 
