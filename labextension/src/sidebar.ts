@@ -61,10 +61,7 @@ export class GuildImgSidebar extends Widget {
       return;
     }
     this._selected = runId;
-    for (const [id, item] of this._items) {
-      item.classList.toggle('jp-mod-selected', id === runId);
-      item.setAttribute('aria-selected', String(id === runId));
-    }
+    this._renderRuns();
     this._actions.stateChanged(this.state);
     void this._thumbnails.show(runId);
   }
@@ -174,7 +171,8 @@ export class GuildImgSidebar extends Widget {
         this._items.delete(id);
       }
     }
-    if (this._selected && !runs.some(run => run.id === this._selected)) {
+    const known = runs.some(run => run.id === this._selected);
+    if (this._selected && this.model.loaded && !known) {
       this._thumbnails.gone();
     }
   }
@@ -185,8 +183,11 @@ export class GuildImgSidebar extends Widget {
     if (error) {
       text = error;
     } else if (total === 0 && this.model.loaded) {
-      text = 'No runs yet. Runs appear here as soon as they start.';
-      void this._showSources();
+      const watching = this._sources
+        ? ` Watching: ${this._sources.join(', ')}.`
+        : '';
+      text = `No runs yet.${watching} Runs appear here as soon as they start.`;
+      void this._loadSources();
     } else if (shown === 0 && total > 0) {
       text = `No run matches "${this._filter.value}" (${total} runs).`;
     }
@@ -196,18 +197,18 @@ export class GuildImgSidebar extends Widget {
     this._message.hidden = !text;
   }
 
-  private async _showSources(): Promise<void> {
-    try {
-      const sources = await this.model.api.sources();
-      if (this.model.runs.length === 0 && !this.model.error) {
-        this._message.textContent =
-          'No runs yet. Watching: ' +
-          sources.join(', ') +
-          '. Runs appear here as they start.';
-      }
-    } catch {
-      // The message without the sources is still right.
+  /** The watched sources, for the empty list's message: asked for once. */
+  private async _loadSources(): Promise<void> {
+    if (this._sourcesAsked) {
+      return;
     }
+    this._sourcesAsked = true;
+    try {
+      this._sources = await this.model.api.sources();
+    } catch {
+      return; // the message without the sources is still right
+    }
+    this._renderRuns();
   }
 
   private _makeItem(runId: string): HTMLLIElement {
@@ -244,6 +245,8 @@ export class GuildImgSidebar extends Widget {
   }
 
   private _selected: string | null = null;
+  private _sources: string[] | null = null;
+  private _sourcesAsked = false;
   private _clock: number;
   private _items = new Map<string, HTMLLIElement>();
   private _tbState = el('div', 'guildimg-sidebar-tb', 'TensorBoard: …');

@@ -40,11 +40,11 @@ export class TensorBoardView extends Panel {
     void this.start();
   }
 
-  /** Start TensorBoard unless it runs, and show it once it is ready. */
+  /** Start TensorBoard unless it runs; the model's state changes render it. */
   async start(): Promise<void> {
     this._retry.disabled = true;
     try {
-      this._render(await this.model.startTensorBoard());
+      await this.model.startTensorBoard();
     } finally {
       this._retry.disabled = false;
     }
