@@ -1,12 +1,14 @@
 """Image files: which names are images, whether a file is complete, and the bytes
 TensorBoard will show.
 
-PNG, JPEG, GIF and BMP go into summaries exactly as written (TensorBoard's image
-plugin serves them as they are); their size comes from the header, nothing is
-decoded. TIFF, WebP and CMYK JPEG are re-encoded with Pillow, since browsers or
-TensorBoard cannot show them as they are. Every format's size is read from its
-header before Pillow sees it, so a decompression bomb is refused without being
-opened.
+PNG, JPEG (CMYK JPEG included: browsers show it), GIF and BMP go into summaries
+exactly as written (TensorBoard's image plugin serves them as they are); their
+size comes from the header, nothing is decoded. TIFF and WebP are re-encoded
+with Pillow to PNG, which is lossless: the stored image decodes to the pixels
+Pillow reads from the file (except where PNG has no such mode: CMYK, YCbCr and
+LAB become RGB, and float or 32-bit grey beyond 16 bits is stretched to 8 bits).
+Every format's size is read from its header before Pillow sees it, so a
+decompression bomb is refused without being opened.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "SIGNATURE_BYTES",
     "ImageError",
     "ImageIncompleteError",
     "PreparedImage",
     "is_image_name",
     "mime_type",
     "prepare_image",
+    "sniff_format",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
@@ -45,6 +49,8 @@ _SIGNATURES = (
     b"II*\x00",
     b"MM\x00*",
 )
+# The most bytes sniff_format looks at (WebP: "RIFF", a size, "WEBP").
+SIGNATURE_BYTES = 12
 _PNG_BANDS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type → bands
 # SOF0..SOF15 carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -86,11 +92,10 @@ def mime_type(image_format: str) -> str:
 def prepare_image(data: bytes) -> PreparedImage:
     """The summary form of an image file's bytes.
 
-    Raises :class:`ImageIncompleteError` for a file that ends early and
-    :class:`ImageError` for anything that is not a usable image.
+    Raises :class:`ImageIncompleteError` for a file that ends early (an empty
+    file included) and :class:`ImageError` for anything that is not a usable
+    image.
     """
-    if not data:
-        raise ImageError("empty file")
     image_format, width, height, bands = _read_header(data)
     if width <= 0 or height <= 0:
         raise ImageError(f"{image_format} header gives an empty size ({width}×{height})")
@@ -99,32 +104,48 @@ def prepare_image(data: bytes) -> PreparedImage:
         raise ImageError(
             f"{width}×{height} pixels is over Pillow's limit of {limit} (a decompression bomb?)"
         )
-    if image_format == "jpeg" and bands == 4:
-        return _reencode(data, image_format, "JPEG")
     if image_format in _MIME_TYPES:
+        if image_format == "jpeg" and bands == 4:
+            # CMYK (or YCCK) JPEG: passed as it is, since browsers show it and
+            # re-encoding would change its pixels; it is shown as RGB.
+            bands = 3
         return PreparedImage(data, width, height, bands, image_format, image_format)
-    return _reencode(data, image_format, "PNG")
+    return _reencode(data, image_format)
+
+
+def sniff_format(head: bytes) -> str:
+    """The image format a file's first bytes announce: ``png``, ``jpeg``, ``gif``,
+    ``bmp``, ``webp`` or ``tiff``. ``head`` needs at most :data:`SIGNATURE_BYTES`
+    bytes (fewer only when the file is shorter); nothing past the signature is
+    checked.
+
+    Raises :class:`ImageIncompleteError` when ``head`` is empty or could still
+    become a signature, :class:`ImageError` when it cannot.
+    """
+    if head.startswith(_PNG_SIGNATURE):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if not head:
+        raise ImageIncompleteError("empty file")
+    if any(len(head) < len(sig) and sig.startswith(head) for sig in _SIGNATURES) or (
+        head[:4] == b"RIFF" and len(head) < 12
+    ):
+        raise ImageIncompleteError("file ends inside the image signature")
+    raise ImageError("not an image (unknown file signature)")
 
 
 def _read_header(data: bytes) -> tuple[str, int, int, int]:
     """(format, width, height, bands), checking the file is complete."""
-    if data.startswith(_PNG_SIGNATURE):
-        return _png_header(data)
-    if data.startswith(b"\xff\xd8\xff"):
-        return _jpeg_header(data)
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return _gif_header(data)
-    if data.startswith(b"BM"):
-        return _bmp_header(data)
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return _webp_header(data)
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return _tiff_header(data)
-    if any(len(data) < len(sig) and sig.startswith(data) for sig in _SIGNATURES) or (
-        data[:4] == b"RIFF" and len(data) < 12
-    ):
-        raise ImageIncompleteError("file ends inside the image signature")
-    raise ImageError("not an image (unknown file signature)")
+    return _HEADER_READERS[sniff_format(data)](data)
 
 
 def _png_header(data: bytes) -> tuple[str, int, int, int]:
@@ -298,18 +319,31 @@ def _tiff_header(data: bytes) -> tuple[str, int, int, int]:
     return "tiff", tags[256], tags[257], tags.get(277, 1)
 
 
+_HEADER_READERS = {
+    "png": _png_header,
+    "jpeg": _jpeg_header,
+    "gif": _gif_header,
+    "bmp": _bmp_header,
+    "webp": _webp_header,
+    "tiff": _tiff_header,
+}
+
 _TRUNCATION = re.compile(r"[Tt]runcat|[Ee]xpecting to read")
 
-# What a browser can show, by Pillow mode: keep these, convert the rest.
+# What PNG stores as it is, by Pillow mode: keep these, convert the rest.
 _PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
 _BANDS = {"1": 1, "L": 1, "I;16": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+# 16-bit grey in another byte order → the raw mode that reads its bytes as I;16.
+_GREY16_RAW = {"I;16B": "I;16B", "I;16L": "I;16", "I;16N": "I;16N"}
+_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 
 
-def _reencode(data: bytes, source_format: str, target: str) -> PreparedImage:
+def _reencode(data: bytes, source_format: str) -> PreparedImage:
+    """TIFF or WebP as PNG, with the pixels Pillow decodes (see the module doc)."""
     try:
         # Pillow warns (instead of raising) on some truncated TIFFs. The warnings
         # filter is process-wide, so other threads' warnings are also caught for
-        # these few milliseconds; re-encoding is rare (TIFF, WebP, CMYK only).
+        # these few milliseconds; re-encoding is rare (TIFF and WebP only).
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with Image.open(io.BytesIO(data)) as image:
@@ -322,9 +356,8 @@ def _reencode(data: bytes, source_format: str, target: str) -> PreparedImage:
                     converted = image
                     image.save(out, "PNG", save_all=True)
                 else:
-                    converted = _browser_mode(image, target)
-                    options = {"quality": 95} if target == "JPEG" else {}
-                    converted.save(out, target, **options)
+                    converted = _png_mode(image)
+                    converted.save(out, "PNG")
                 bands = _BANDS.get(converted.mode, 4 if "transparency" in converted.info else 3)
                 width, height = converted.size
     except ImageIncompleteError:
@@ -335,21 +368,25 @@ def _reencode(data: bytes, source_format: str, target: str) -> PreparedImage:
         raise ImageError(f"cannot decode {source_format.upper()}: {e}") from e
     except (UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise ImageError(f"cannot decode {source_format.upper()}: {e}") from e
-    return PreparedImage(
-        out.getvalue(), width, height, bands, target.lower(), source_format, reencoded=True
-    )
+    return PreparedImage(out.getvalue(), width, height, bands, "png", source_format, reencoded=True)
 
 
-def _browser_mode(image: Image.Image, target: str) -> Image.Image:
-    if target == "JPEG":
-        return image.convert("L" if image.mode in ("1", "L") else "RGB")
+def _png_mode(image: Image.Image) -> Image.Image:
+    """``image`` in a mode PNG stores, changing no pixel value where PNG can hold it."""
     if image.mode in _PNG_MODES:
         return image
-    if image.mode in ("I", "I;16B", "I;16L", "I;16N"):
-        return image.convert("I;16") if image.getextrema()[1] < 65536 else _scaled(image)
+    if image.mode in _GREY16_RAW:
+        # Pillow does not convert between 16-bit byte orders: read the bytes again.
+        return Image.frombytes("I;16", image.size, image.tobytes(), "raw", _GREY16_RAW[image.mode])
+    if image.mode == "I":
+        low, high = image.getextrema()
+        return image.convert("I;16") if low >= 0 and high < 65536 else _scaled(image)
     if image.mode == "F":
         return _scaled(image)
-    has_alpha = "A" in image.getbands() or "transparency" in image.info
+    if image.mode == "La":
+        return image.convert("LA")  # un-premultiplied; Pillow has no La → RGBA
+    # "A" is not alpha in LAB: only these modes (and a palette's) carry transparency.
+    has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
     return image.convert("RGBA" if has_alpha else "RGB")
 
 

@@ -104,26 +104,40 @@ def write_event_file(
     """Write a complete event file (version record first, then ``events``) at ``path``.
 
     The file is written under a temporary name in the same directory and renamed
-    into place, so a reader sees either nothing or the whole file. ``mtime_ns``, if
-    given, becomes the file's modification time. Returns the number of bytes.
+    into place, so a reader sees either nothing or the whole file; if anything
+    fails (a full disk, a rename refused), the temporary file is removed and the
+    error raised. ``mtime_ns``, if given, becomes the file's modification time.
+    Returns the number of bytes.
     """
     payload = b"".join([_version_record()] + [encode_record(e.SerializeToString()) for e in events])
     directory = os.path.dirname(path)
     temp = os.path.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view) :]
-        if mtime_ns is not None:
-            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            if mtime_ns is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)  # can fail too (a delayed write error): the file is then unsafe
+        os.replace(temp, path)
     except BaseException:
-        os.close(fd)
-        os.unlink(temp)
+        _remove_temp(temp)
         raise
-    os.close(fd)
-    os.replace(temp, path)
     return len(payload)
+
+
+def _remove_temp(temp: str) -> None:
+    try:
+        os.unlink(temp)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        # The write's own error is the one raised; TensorBoard ignores a leftover
+        # temporary name (no "tfevents" in it).
+        log.warning("Cannot remove the temporary file %r", temp, exc_info=True)
 
 
 def event_file_names(directory: str) -> list[str]:

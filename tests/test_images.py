@@ -17,12 +17,14 @@ import pytest
 from PIL import Image
 
 from jupyter_guildimg.images import (
+    SIGNATURE_BYTES,
     ImageError,
     ImageIncompleteError,
     PreparedImage,
     is_image_name,
     mime_type,
     prepare_image,
+    sniff_format,
 )
 
 SIZE = (37, 23)  # not square, so a width/height swap shows
@@ -115,6 +117,8 @@ AS_IS = [
     ("jpeg-rgb", lambda: encode(noise("RGB"), "JPEG"), "jpeg", 3),
     ("jpeg-grey", lambda: encode(noise("L"), "JPEG"), "jpeg", 1),
     ("jpeg-progressive", lambda: encode(noise("RGB"), "JPEG", progressive=True), "jpeg", 3),
+    # Browsers show CMYK JPEG (as RGB): re-encoding it would change its pixels.
+    ("jpeg-cmyk", lambda: encode(noise("CMYK"), "JPEG"), "jpeg", 3),
     ("gif", lambda: encode(noise("P"), "GIF"), "gif", 3),
     ("gif-animated", lambda: animation("P", "GIF"), "gif", 3),
     # A palette with a transparent entry is 4 bands, as for PNG (palette + tRNS) and as
@@ -166,26 +170,16 @@ def test_animated_gif_keeps_every_frame() -> None:
 # --- formats that are re-encoded ------------------------------------------------------
 
 
-def test_cmyk_jpeg_becomes_rgb_jpeg() -> None:
+def test_cmyk_jpeg_is_stored_byte_identical() -> None:
     red = Image.new("CMYK", SIZE, (0, 255, 255, 0))
-    result = prepare_image(encode(red, "JPEG", quality=95))
-    assert result.format == "jpeg"
-    assert mime_type(result.format) == "image/jpeg"
-    assert (result.width, result.height) == SIZE
-    assert result.colorspace == 3
+    original = encode(red, "JPEG", quality=95)
+    result = prepare_image(original)
+    assert result.data == original
+    assert (result.format, result.colorspace, result.reencoded) == ("jpeg", 3, False)
     image = open_image(result.data)
-    assert image.format == "JPEG"
-    assert image.mode == "RGB"
-    assert image.size == SIZE
-    r, g, b = image.getpixel((SIZE[0] // 2, SIZE[1] // 2))
+    assert image.mode == "CMYK"
+    r, g, b = image.convert("RGB").getpixel((SIZE[0] // 2, SIZE[1] // 2))
     assert r > 230 and g < 25 and b < 25, (r, g, b)
-
-
-def test_cmyk_jpeg_is_marked_reencoded() -> None:
-    result = prepare_image(encode(noise("CMYK"), "JPEG"))
-    assert result.source_format == "jpeg"
-    reencoded = result.reencoded
-    assert reencoded
 
 
 def check_png(result: PreparedImage, source_format: str) -> Image.Image:
@@ -257,6 +251,53 @@ def test_float_tiff_becomes_grey_png_stretched_to_full_range() -> None:
     assert image.getpixel((0, 0)) == 0
     assert image.getpixel((SIZE[0] - 1, SIZE[1] - 1)) == 255
     assert 100 < image.getpixel((SIZE[0] // 2, SIZE[1] // 2)) < 155
+
+
+def grey32(low: int, high: int) -> Image.Image:
+    """Mode I (32-bit signed grey), random values from ``low`` to ``high``."""
+    rng = random.Random(0)
+    values = [rng.randint(low, high) for _ in range(SIZE[0] * SIZE[1])]
+    return Image.frombytes("I", SIZE, struct.pack(f"<{len(values)}i", *values))
+
+
+def pixels(image: Image.Image) -> list[object]:
+    """Every pixel's value (a palette image's as RGBA), row by row; works for every
+    mode, 16-bit byte orders included."""
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    width, height = image.size
+    return [image.getpixel((x, y)) for y in range(height) for x in range(width)]
+
+
+# Every mode PNG can hold keeps its values. PNG has no CMYK, YCbCr, LAB or float:
+# those are converted, which is not checked here.
+LOSSLESS_TIFF = [
+    ("rgb", lambda: noise("RGB")),
+    ("rgba", lambda: noise("RGBA")),
+    ("grey", lambda: noise("L")),
+    ("grey-alpha", lambda: noise("LA")),
+    ("bilevel", lambda: noise("1")),
+    ("palette", lambda: noise("P")),
+    ("grey-16bit", lambda: noise("I;16")),
+    ("grey-16bit-big-endian", lambda: noise("I;16B")),
+    ("grey-32bit-within-16bit", lambda: grey32(0, 65535)),
+]
+
+
+@pytest.mark.parametrize("make", [pytest.param(make, id=name) for name, make in LOSSLESS_TIFF])
+def test_reencoded_tiff_keeps_the_pixels_of_the_file(make: Callable[[], Image.Image]) -> None:
+    data = encode(make(), "TIFF")
+    source = open_image(data)
+    image = check_png(prepare_image(data), "tiff")
+    assert pixels(image) == pixels(source)
+
+
+def test_32bit_grey_tiff_with_negative_values_is_stretched_not_clipped() -> None:
+    # PNG cannot hold negative values: stretched to 8 bits like float, instead of every
+    # negative value turning black.
+    image = check_png(prepare_image(encode(grey32(-1000, 1000), "TIFF")), "tiff")
+    assert image.mode == "L"
+    assert image.getextrema() == (0, 255)
 
 
 # --- files still being written --------------------------------------------------------
@@ -377,9 +418,40 @@ def test_jpeg_cut_just_after_its_embedded_thumbnail_is_incomplete() -> None:
 # --- broken files ---------------------------------------------------------------------
 
 
-def test_empty_file_is_an_error() -> None:
-    with pytest.raises(ImageError, match="empty"):
+def test_empty_file_is_incomplete() -> None:
+    # An empty file is one just created, about to be written.
+    with pytest.raises(ImageIncompleteError, match="empty"):
         prepare_image(b"")
+
+
+SNIFFED = [
+    ("png", lambda: encode(noise("RGB"), "PNG")),
+    ("jpeg", lambda: encode(noise("RGB"), "JPEG")),
+    ("gif", lambda: encode(noise("P"), "GIF")),
+    ("bmp", lambda: encode(noise("RGB"), "BMP")),
+    ("webp", lambda: encode(noise("RGB"), "WEBP")),
+    ("tiff", lambda: encode(noise("RGB"), "TIFF")),
+]
+
+
+@pytest.mark.parametrize(
+    ("image_format", "make"), [pytest.param(fmt, make, id=fmt) for fmt, make in SNIFFED]
+)
+def test_the_signature_alone_names_the_format(image_format: str, make: Callable[[], bytes]) -> None:
+    head = make()[:SIGNATURE_BYTES]
+    assert sniff_format(head) == image_format
+    with pytest.raises(ImageIncompleteError):
+        prepare_image(head)  # only the whole file says whether it is complete
+
+
+def test_a_signature_cut_short_is_incomplete_and_text_is_not_an_image() -> None:
+    with pytest.raises(ImageIncompleteError):
+        sniff_format(b"\x89PN")
+    with pytest.raises(ImageIncompleteError):
+        sniff_format(b"")
+    with pytest.raises(ImageError, match="unknown file signature") as caught:
+        sniff_format(b"epoch 1: loss")
+    assert not isinstance(caught.value, ImageIncompleteError)
 
 
 def not_incomplete(data: bytes) -> ImageError:

@@ -3,10 +3,15 @@ reader and its pure-Python masked CRC-32C."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import logging
 import os
 import random
+import resource
+import signal
+from collections.abc import Iterator
 
 import pytest
 from tensorboard.backend.event_processing.event_file_loader import (
@@ -182,15 +187,39 @@ def test_rewrite_replaces_the_previous_file(tmp_path) -> None:
     assert os.listdir(tmp_path) == ["events.out.tfevents.1"]
 
 
-def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch) -> None:
-    def disk_full(fd: int, data: object) -> int:
-        raise OSError(28, "No space left on device")
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past ``limit`` bytes of any file fail with EFBIG, as on a full disk
+    (SIGXFSZ ignored, so it is an error rather than a signal)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
 
-    monkeypatch.setattr(tfevent.os, "write", disk_full)
-    with pytest.raises(OSError, match="No space"):
-        write_event_file(str(tmp_path / "events.out.tfevents.1"), [image_event("a.png")])
-    monkeypatch.undo()
+
+def test_failed_write_leaves_nothing_behind(tmp_path) -> None:
+    event = image_event("a.png")
+    event.summary.value[0].image.encoded_image_string = random.Random(0).randbytes(20_000)
+    with file_size_limit(4096), pytest.raises(OSError) as caught:
+        write_event_file(str(tmp_path / "events.out.tfevents.1"), [event])
+    assert caught.value.errno == errno.EFBIG
     assert os.listdir(tmp_path) == []
+
+
+def test_refused_rename_leaves_nothing_behind(tmp_path) -> None:
+    # A directory (not empty) already holds the final name: the rename fails after
+    # the whole temporary file was written.
+    taken = tmp_path / "events.out.tfevents.1"
+    taken.mkdir()
+    (taken / "keep").write_bytes(b"")
+    with pytest.raises(OSError):
+        write_event_file(str(taken), [image_event("a.png")])
+    assert os.listdir(tmp_path) == ["events.out.tfevents.1"]
+    assert os.listdir(taken) == ["keep"]
 
 
 # --- EventReader ----------------------------------------------------------------------
