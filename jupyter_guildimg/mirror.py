@@ -1,4 +1,4 @@
-"""The mirror of one run in the log dir: a symlink for every file of the run.
+r"""The mirror of one run in the log dir: a symlink for every file of the run.
 
 A pass costs one ``stat`` per directory of the run: a directory is listed again
 only when its modification time moved (an entry was added, removed or renamed),
@@ -8,7 +8,12 @@ the run directory: every write goes through a path under ``log_dir``.
 What is mirrored: every file of the run except source code, the top-level
 ``.guild`` (only TensorBoard event files are taken from it) and symlinked
 directories. Files that are symlinks in the run are mirrored but are not
-reported as images: they are inputs, not outputs.
+reported as images: they are inputs, not outputs. Sockets, FIFOs and devices are
+neither mirrored nor ever opened: the mirror only lists, ``stat``\ s and links.
+
+A directory below the run's top that cannot be read (a permission, a path too
+long) is reported once and left as it was last seen; it is looked at again on
+every pass.
 """
 
 from __future__ import annotations
@@ -67,9 +72,11 @@ class RunMirror:
         self._made: set[str] = set()  # mirror directories known to exist
         self._outputs: set[str] = set()  # image files the run wrote itself
         self._warned_images_dir = False
+        self._unreadable: set[str] = set()  # directories reported as unreadable
 
     def scan(self, report: Reporter) -> MirrorChanges:
-        """Bring the mirror up to date; returns the image files added and removed."""
+        """Bring the mirror up to date; returns the image files added and removed.
+        Raises :class:`OSError` only if the run directory itself cannot be read."""
         changes = MirrorChanges()
         now_ns = time.time_ns()
         stack = [""]
@@ -79,14 +86,24 @@ class RunMirror:
             try:
                 path = state.path if state else os.path.join(self.run_dir, rel)
                 mtime_ns = os.stat(path).st_mtime_ns
+                if state is None or state.mtime_ns != mtime_ns:
+                    state = self._rescan(rel, state, changes, report)
+                    state.mtime_ns = mtime_ns if now_ns - mtime_ns > _RACY_NS else None
             except (FileNotFoundError, NotADirectoryError):
                 if rel == "":
                     raise
                 self._drop_dir(rel, changes)
                 continue
-            if state is None or state.mtime_ns != mtime_ns:
-                state = self._rescan(rel, state, changes, report)
-                state.mtime_ns = mtime_ns if now_ns - mtime_ns > _RACY_NS else None
+            except OSError as e:
+                if rel == "":
+                    raise
+                # Unknown is not gone: what was mirrored from it stays.
+                if rel not in self._unreadable:
+                    self._unreadable.add(rel)
+                    report(rel, f"directory not mirrored: {e.strerror or e}; kept as last seen")
+                continue
+            if self._unreadable:
+                self._unreadable.discard(rel)
             stack.extend(state.subdir_rels)
         return changes
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 
 from .runs import Run
@@ -21,6 +22,21 @@ __all__ = ["MAX_NAME_BYTES", "assign_names", "default_run_name", "safe_name"]
 MAX_NAME_BYTES = 160
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def _visible(name: str) -> str:
+    """``name`` without invisible format characters (Unicode category Cf: bidi
+    controls such as U+202E that reorder what is shown, zero-width spaces and
+    joiners, tag characters) and with other control characters (C1 ones, such as
+    U+009B, a terminal's CSI) as spaces; unpaired surrogates (undecodable bytes of
+    a file name) become ``?``."""
+    out = []
+    for char in name:
+        category = unicodedata.category(char)
+        if category == "Cf":
+            continue
+        out.append(" " if category == "Cc" else "?" if category == "Cs" else char)
+    return "".join(out)
 
 
 def default_run_name(run: Run) -> str:
@@ -37,8 +53,12 @@ def default_run_name(run: Run) -> str:
 
 def safe_name(name: str) -> str:
     """``name`` as one safe path component: no separators, no control characters,
-    no ``…`` (it breaks TensorBoard's run selector), not hidden, at most
-    :data:`MAX_NAME_BYTES` bytes of UTF-8."""
+    no invisible format characters (bidi controls, zero-width characters: they
+    could make one run's name look like another's), no ``…`` (it breaks
+    TensorBoard's run selector), not hidden, valid UTF-8 of at most
+    :data:`MAX_NAME_BYTES` bytes."""
+    if not name.isascii():
+        name = _visible(name)
     name = _UNSAFE.sub(" ", name).replace("…", "?").replace("/", "_").replace("\\", "_")
     name = " ".join(name.split())
     encoded = name.encode("utf-8")

@@ -21,8 +21,10 @@ __all__ = [
     "FINAL_STATUSES",
     "GuildHome",
     "Run",
+    "RunList",
     "RunSource",
     "RunsDir",
+    "Unreadable",
     "combine_sources",
     "default_guild_home",
     "open_source",
@@ -66,12 +68,54 @@ class Run:
             object.__setattr__(self, "short_id", self.id[:8] if self.kind == "guild" else self.id)
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A path (absolute) that could not be read while listing runs, and why.
+
+    A run missing from a listing that reports it may be hidden by it rather than
+    gone: see :meth:`hides`."""
+
+    path: str
+    message: str
+
+    def hides(self, run: Run) -> bool:
+        """Whether ``run`` may be missing from the listing because of this path: the
+        path is the run's source, or lies at, above or below the run's directory."""
+        if run.source == self.path or run.dir == self.path:
+            return True
+        return _is_below(run.dir, self.path) or _is_below(self.path, run.dir)
+
+
+def _is_below(path: str, parent: str) -> bool:
+    return path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def _cannot_read(error: OSError) -> str:
+    return f"cannot read: {error.strerror or error}"
+
+
+class RunList(list[Run]):
+    """What a listing found: the runs (it is a list of them) and ``unreadable``, the
+    paths it could not read. Runs below an unreadable path are unknown, not gone.
+
+    Sources return one from ``list_runs()``; a plain list from any other callable
+    means everything was read."""
+
+    def __init__(self, runs: Iterable[Run] = (), unreadable: Iterable[Unreadable] = ()) -> None:
+        super().__init__(runs)
+        self.unreadable: list[Unreadable] = list(unreadable)
+
+
 class RunSource:
-    """What the monitor and the server need from a source of runs."""
+    """What the monitor and the server need from a source of runs.
+
+    ``list_runs()`` does not raise for what it cannot read: an entry that cannot
+    be read is skipped and named in the result's ``unreadable``, and so is the
+    source's own directory when it cannot be listed at all (but exists)."""
 
     path: str
 
-    def list_runs(self) -> list[Run]:  # pragma: no cover - interface
+    def list_runs(self) -> RunList:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -80,7 +124,7 @@ def default_guild_home() -> str:
     return os.path.abspath(os.environ.get("GUILD_HOME") or os.path.expanduser("~/.guild"))
 
 
-def _newest_first(runs: list[Run]) -> list[Run]:
+def _newest_first(runs: RunList) -> RunList:
     runs.sort(key=lambda run: (run.started is not None, run.started or 0.0, run.id), reverse=True)
     return runs
 
@@ -90,14 +134,17 @@ def _newest_first(runs: list[Run]) -> list[Run]:
 
 
 def _stat_mtime(path: str) -> int:
+    """The modification time of ``path``, -1 if it does not exist; raises
+    :class:`OSError` if it cannot be read."""
     try:
         return os.stat(path).st_mtime_ns
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return -1
 
 
 def read_guild_run(run_dir: str, source: str = "") -> Run | None:
-    """The :class:`Run` of a Guild run directory, or ``None`` if it is not one."""
+    """The :class:`Run` of a Guild run directory, or ``None`` if it is not one.
+    Raises :class:`OSError` if its ``.guild`` directory exists but cannot be listed."""
     guild_dir = os.path.join(run_dir, ".guild")
     try:
         names = set(os.listdir(guild_dir))
@@ -109,7 +156,7 @@ def read_guild_run(run_dir: str, source: str = "") -> Run | None:
         with open(os.path.join(guild_dir, "opref"), encoding="utf-8") as f:
             operation = parse_opref(f.read().strip())
     except (OSError, UnicodeDecodeError):
-        log.warning("Cannot read opref of run %s", run_dir, exc_info=True)
+        log.warning("Cannot read opref of run %r", run_dir, exc_info=True)
         operation = ""
     attrs = os.path.join(guild_dir, "attrs")
     exit_status = read_attr(attrs, "exit_status")
@@ -149,39 +196,55 @@ class GuildHome(RunSource):
     def __repr__(self) -> str:
         return f"GuildHome({self.path!r})"
 
-    def list_runs(self) -> list[Run]:
+    def list_runs(self) -> RunList:
         try:
-            entries = [e for e in os.scandir(self.runs_dir) if e.is_dir(follow_symlinks=False)]
-        except FileNotFoundError:
+            with os.scandir(self.runs_dir) as scan:
+                entries = [e for e in scan if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
             self._cache.clear()
-            return []
+            return RunList()
+        except OSError as e:
+            # The runs are unknown, not gone: the cache is kept for the next call.
+            return RunList(unreadable=[Unreadable(self.runs_dir, _cannot_read(e))])
         now_ns = time.time_ns()
-        racy_ns = int(_RACY_SECONDS * 1e9)
         cache: dict[str, tuple[tuple[int, int, int], Run]] = {}
-        runs = []
+        listing = RunList()
         for entry in entries:
-            guild_dir = os.path.join(entry.path, ".guild")
-            signature = (
-                _stat_mtime(guild_dir),
-                _stat_mtime(os.path.join(guild_dir, "attrs")),
-                _stat_mtime(os.path.join(guild_dir, "attrs", "label")),
-            )
-            if signature[0] < 0:
+            try:
+                run = self._read_entry(entry, now_ns, cache)
+            except OSError as e:
+                where = e.filename if isinstance(e.filename, str) else entry.path
+                listing.unreadable.append(Unreadable(where, _cannot_read(e)))
                 continue
-            cached = self._cache.get(entry.name)
-            # A running run can end without touching its files (killed with its
-            # LOCK left behind), so its status is always read afresh.
-            if cached is not None and cached[0] == signature and cached[1].status != "running":
-                run = cached[1]
-            else:
-                run = read_guild_run(entry.path, self.path)
-            if run is None:
-                continue
-            runs.append(run)
-            if now_ns - max(signature) > racy_ns:
-                cache[entry.name] = (signature, run)
+            if run is not None:
+                listing.append(run)
         self._cache = cache
-        return _newest_first(runs)
+        return _newest_first(listing)
+
+    def _read_entry(
+        self,
+        entry: os.DirEntry[str],
+        now_ns: int,
+        cache: dict[str, tuple[tuple[int, int, int], Run]],
+    ) -> Run | None:
+        guild_dir = os.path.join(entry.path, ".guild")
+        signature = (
+            _stat_mtime(guild_dir),
+            _stat_mtime(os.path.join(guild_dir, "attrs")),
+            _stat_mtime(os.path.join(guild_dir, "attrs", "label")),
+        )
+        if signature[0] < 0:
+            return None
+        cached = self._cache.get(entry.name)
+        # A running run can end without touching its files (killed with its
+        # LOCK left behind), so its status is always read afresh.
+        if cached is not None and cached[0] == signature and cached[1].status != "running":
+            run: Run | None = cached[1]
+        else:
+            run = read_guild_run(entry.path, self.path)
+        if run is not None and now_ns - max(signature) > int(_RACY_SECONDS * 1e9):
+            cache[entry.name] = (signature, run)
+        return run
 
 
 # ---------------------------------------------------------------------------
@@ -218,43 +281,58 @@ class RunsDir(RunSource):
     def __repr__(self) -> str:
         return f"RunsDir({self.path!r})"
 
-    def list_runs(self) -> list[Run]:
-        runs: list[Run] = []
-        self._collect(self.path, "", 1, runs, time.time())
-        return _newest_first(runs)
+    def list_runs(self) -> RunList:
+        listing = RunList()
+        self._collect(self.path, "", 1, listing, time.time())
+        return _newest_first(listing)
 
-    def _collect(self, path: str, relpath: str, depth: int, runs: list[Run], now: float) -> None:
+    def _collect(self, path: str, relpath: str, depth: int, listing: RunList, now: float) -> None:
         try:
-            entries = [e for e in os.scandir(path) if not e.name.startswith(".")]
+            with os.scandir(path) as scan:
+                entries = [e for e in scan if not e.name.startswith(".")]
         except (FileNotFoundError, NotADirectoryError):
             return
-        except OSError:
-            log.warning("Cannot list runs directory %s", path, exc_info=True)
+        except OSError as e:
+            listing.unreadable.append(Unreadable(path, _cannot_read(e)))
             return
         for entry in entries:
-            if not entry.is_dir(follow_symlinks=False):
+            try:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                child_rel = f"{relpath}/{entry.name}" if relpath else entry.name
+                run = self._read_run(entry.path, child_rel, now, listing.unreadable)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed since the listing
+            except OSError as e:
+                listing.unreadable.append(Unreadable(entry.path, _cannot_read(e)))
                 continue
-            child_rel = f"{relpath}/{entry.name}" if relpath else entry.name
-            run = self._read_run(entry.path, child_rel, now)
             if run is not None:
-                runs.append(run)
+                listing.append(run)
             elif depth < self.max_depth:
-                self._collect(entry.path, child_rel, depth + 1, runs, now)
+                self._collect(entry.path, child_rel, depth + 1, listing, now)
 
-    def _read_run(self, path: str, relpath: str, now: float) -> Run | None:
-        try:
-            times = [os.stat(path).st_mtime]
-            has_file = False
-            for entry in os.scandir(path):
+    def _read_run(
+        self, path: str, relpath: str, now: float, unreadable: list[Unreadable]
+    ) -> Run | None:
+        """The run at ``path``, or ``None`` if it holds no file. An entry that cannot
+        be read is added to ``unreadable`` and skipped; raises :class:`OSError` if
+        ``path`` itself cannot be read."""
+        times = [os.stat(path).st_mtime]
+        has_file = False
+        with os.scandir(path) as scan:
+            for entry in scan:
                 # Hidden files (.DS_Store, .nfs*) do not make a grouping folder a run.
-                if not entry.name.startswith(".") and not entry.is_dir():
-                    has_file = True
-                    try:
-                        times.append(entry.stat().st_mtime)
-                    except FileNotFoundError:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir():
                         continue
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+                    has_file = True
+                    times.append(entry.stat().st_mtime)
+                except FileNotFoundError:
+                    continue  # a broken symlink, or removed since the listing
+                except OSError as e:  # a symlink loop, a permission
+                    unreadable.append(Unreadable(entry.path, _cannot_read(e)))
         if not has_file:
             return None
         newest = max(times)
@@ -310,18 +388,29 @@ def _holds_guild_runs(runs_dir: str) -> bool:
         return False
 
 
-def combine_sources(sources: Iterable[RunSource]) -> Callable[[], list[Run]]:
-    """A ``list_runs`` callback over several sources; a failing source is logged and
-    skipped so the others still list."""
+def combine_sources(sources: Iterable[RunSource]) -> Callable[[], RunList]:
+    """A ``list_runs`` callback over several sources. A source whose ``list_runs()``
+    raises lists nothing and is named in the result's ``unreadable`` (its runs are
+    unknown, not gone); the others still list. Its traceback is logged the first
+    time it fails in a row."""
     sources = list(sources)
+    failing: set[str] = set()
 
-    def list_runs() -> list[Run]:
-        runs: list[Run] = []
+    def list_runs() -> RunList:
+        listing = RunList()
         for source in sources:
             try:
-                runs.extend(source.list_runs())
-            except Exception:
-                log.warning("Listing runs of %r failed", source, exc_info=True)
-        return _newest_first(runs)
+                found = source.list_runs()
+            except Exception as e:
+                level = logging.DEBUG if source.path in failing else logging.WARNING
+                log.log(level, "Listing runs of %r failed", source, exc_info=True)
+                failing.add(source.path)
+                message = f"listing failed: {type(e).__name__}: {e}"
+                listing.unreadable.append(Unreadable(source.path, message))
+                continue
+            failing.discard(source.path)
+            listing.extend(found)
+            listing.unreadable.extend(getattr(found, "unreadable", ()))
+        return _newest_first(listing)
 
     return list_runs

@@ -5,6 +5,11 @@ each run brings its mirror (symlinks), image summaries and hparams up to date.
 A pass costs one ``stat`` per directory and per image of every run, plus real
 work only for what changed. A failure in one run is reported and the pass goes
 on; a failure of a whole pass is logged and the thread goes on.
+
+Only a run that is really gone is removed: runs a listing could not see (its
+source, or a path at, above or below the run, could not be read; the listing
+callback raised) are kept as they were, and what could not be read is reported
+once. The monitor holds an exclusive lock on its log dir (see :mod:`._fs`).
 """
 
 from __future__ import annotations
@@ -14,25 +19,26 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from . import _fs
-from .hparams import session_end_events, session_start_events
-from .mirror import IMAGES_DIR, RunMirror
+from ._fs import LogDirLockedError, logdir_in_use
+from ._runlog import END_FILE, HPARAMS_FILE, PassReport, Problem, RunLog, RunView
 from .naming import assign_names
-from .runs import FINAL_STATUSES, Run
-from .summaries import ImageSummaries, Revision
-from .tfevent import write_event_file
+from .runs import Run, Unreadable
 
 __all__ = [
     "DEFAULT_INTERVAL",
+    "END_FILE",
+    "HPARAMS_FILE",
     "MIN_INTERVAL",
+    "LogDirLockedError",
     "PassReport",
     "Problem",
     "RunView",
     "RunsMonitor",
+    "logdir_in_use",
     "setup_logging",
 ]
 
@@ -40,9 +46,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 2.0
 MIN_INTERVAL = 0.5
-HPARAMS_FILE = "events.out.tfevents.0000000000.hparams"
-# Sorts after every event file a run writes itself, so TensorBoard reads it last.
-END_FILE = "events.out.tfevents.9999999999.time"
 
 
 def setup_logging() -> None:
@@ -54,121 +57,6 @@ def setup_logging() -> None:
         package.setLevel(logging.INFO)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """Something the monitor could not do. ``run`` is the run's log dir name and
-    ``path`` run-relative ("" for the run as a whole)."""
-
-    time: float
-    run: str
-    path: str
-    message: str
-
-
-@dataclass
-class PassReport:
-    """What one pass did."""
-
-    finished: float = 0.0
-    duration: float = 0.0
-    runs: int = 0
-    images: int = 0
-    written: list[tuple[str, str]] = field(default_factory=list)  # (run name, image path)
-    runs_added: list[str] = field(default_factory=list)
-    runs_removed: list[str] = field(default_factory=list)
-    runs_changed: list[str] = field(default_factory=list)  # status, label, times…
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.written or self.runs_added or self.runs_removed or self.runs_changed)
-
-    def to_json(self) -> dict[str, Any]:
-        """The report as the REST API's ``POST refresh`` answers it."""
-        return {
-            "duration": round(self.duration, 4),
-            "runs": self.runs,
-            "images": self.images,
-            "written": [{"run": run, "path": path} for run, path in self.written],
-            "runs_added": self.runs_added,
-            "runs_removed": self.runs_removed,
-            "runs_changed": self.runs_changed,
-            "problems": [
-                {"run": p.run, "path": p.path, "message": p.message} for p in self.problems
-            ],
-        }
-
-
-@dataclass(frozen=True)
-class RunView:
-    """A run as the monitor last left it, safe to read from any thread.
-    ``images`` maps run-relative image paths to their revisions, oldest first."""
-
-    run: Run
-    name: str
-    log_dir: str
-    images: Mapping[str, tuple[Revision, ...]]
-
-    @property
-    def images_dir(self) -> str:
-        return os.path.join(self.log_dir, IMAGES_DIR)
-
-
-class _RunLog:
-    """Everything the monitor keeps for one run."""
-
-    def __init__(self, run: Run, log_dir: str, max_images: int | None) -> None:
-        self.log_dir = log_dir
-        self.mirror = RunMirror(run.dir, log_dir, run.sourcecode)
-        self.summaries = ImageSummaries(run.dir, os.path.join(log_dir, IMAGES_DIR), max_images)
-        self.wrote_start = self.wrote_end = None  # unknown until the first sync
-        self.run = run
-        self._view: RunView | None = None  # rebuilt only after a change
-
-    def move_to(self, log_dir: str) -> None:
-        os.replace(self.log_dir, log_dir)
-        self.log_dir = self.mirror.log_dir = log_dir
-        self.summaries.images_dir = os.path.join(log_dir, IMAGES_DIR)
-        self._view = None
-
-    def view(self, name: str) -> RunView:
-        if self._view is None:
-            images = self.summaries.history() if self.summaries.revisions else {}
-            self._view = RunView(self.run, name, self.log_dir, images)
-        return self._view
-
-    def sync(self, run: Run, monitor: RunsMonitor, report: Callable[[str, str], None]) -> list[str]:
-        if run != self.run:
-            self._view = None
-        self.run = run
-        self.mirror.sourcecode = run.sourcecode
-        changes = self.mirror.scan(report)
-        written: list[str] = []
-        if monitor.log_images:
-            self.summaries.remove(changes.removed_images)
-            self.summaries.add(changes.added_images)
-            written = self.summaries.update(report)
-        if monitor.log_hparams and run.kind == "guild":
-            self._sync_hparams(run)
-        if written:
-            self._view = None
-        return written
-
-    def _sync_hparams(self, run: Run) -> None:
-        if self.wrote_start is None:
-            self.wrote_start = os.path.exists(os.path.join(self.log_dir, HPARAMS_FILE))
-            self.wrote_end = os.path.exists(os.path.join(self.log_dir, END_FILE))
-        if not self.wrote_start:
-            os.makedirs(self.log_dir, exist_ok=True)
-            group = f"{run.short_id} {run.operation}".strip()
-            events = session_start_events(run, group)
-            write_event_file(os.path.join(self.log_dir, HPARAMS_FILE), events)
-            self.wrote_start = True
-        if not self.wrote_end and run.status in FINAL_STATUSES:
-            write_event_file(os.path.join(self.log_dir, END_FILE), session_end_events(run))
-            self.wrote_end = True
-
-
 class RunsMonitor:
     """Mirror runs into ``logdir`` with image summaries and hparams.
 
@@ -176,8 +64,14 @@ class RunsMonitor:
     list; ``run_name_cb`` may name runs (names are made safe and unique either
     way). ``interval`` (seconds, at least 0.5) paces the thread started by
     :meth:`start`. At most ``max_images_per_run`` distinct images are summarized
-    per run (``None``: no cap). The monitor writes only inside ``logdir`` and
-    only ever deletes symlinks and files it writes itself.
+    per run, and at most ``max_revisions_per_image`` revisions of each are kept,
+    the oldest removed first (``None`` or 0: no cap). The monitor writes only inside
+    ``logdir`` and only ever deletes symlinks and files it writes itself.
+
+    The log dir is locked (:meth:`acquire_logdir`) before the first pass writes;
+    :meth:`close` (or :meth:`stop`) lets it go. A pass running for longer than
+    ``stall_after`` seconds (default: the larger of 30 s and 10 intervals) shows
+    as ``stalled`` in :meth:`status`.
     """
 
     def __init__(
@@ -190,10 +84,14 @@ class RunsMonitor:
         run_name_cb: Callable[[Run], str] | None = None,
         *,
         max_images_per_run: int | None = 100,
+        max_revisions_per_image: int | None = 100,
+        stall_after: float | None = None,
     ) -> None:
         interval = DEFAULT_INTERVAL if interval is None else float(interval)
         if interval < MIN_INTERVAL:
             raise ValueError(f"interval must be at least {MIN_INTERVAL} s, got {interval}")
+        if max_revisions_per_image is not None and max_revisions_per_image < 0:
+            raise ValueError(f"max_revisions_per_image must be >= 0, got {max_revisions_per_image}")
         self.logdir = os.path.abspath(os.fspath(logdir))
         if os.path.exists(self.logdir) and not os.path.isdir(self.logdir):
             raise NotADirectoryError(f"log dir {self.logdir!r} is not a directory")
@@ -201,13 +99,20 @@ class RunsMonitor:
         self.log_images = log_images
         self.log_hparams = log_hparams
         self.max_images_per_run = max_images_per_run
+        self.max_revisions_per_image = max_revisions_per_image or None
+        self.stall_after = stall_after
         self._list_runs = list_runs_cb
         self._run_name_cb = run_name_cb
-        self._logs: dict[str, _RunLog] = {}  # by run dir
+        self._logs: dict[str, RunLog] = {}  # by run dir
         self._refused: set[str] = set()  # run dirs that overlap the log dir
         self._accepted: set[str] = set()  # run dirs checked and found apart from it
         self._refused_logdir = False  # the log dir lies inside a run
         self._real_logdir = os.path.realpath(self.logdir)
+        self._logdir_lock = _fs.LogDirLock(self.logdir)
+        self._logdir_error: str | None = None  # why the last pass could not lock the log dir
+        self._unreadable: set[tuple[str, str]] = set()  # reported, and still unreadable
+        self._pass_started: tuple[float, float] | None = None  # (monotonic, wall) of a pass
+        self._closed = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,11 +136,16 @@ class RunsMonitor:
 
     def run_pass(self) -> PassReport:
         """One pass now, returning what it did. Passes never overlap: a call made
-        while the thread is in a pass waits for it."""
+        while the thread is in a pass waits for it. Raises
+        :class:`LogDirLockedError` if another monitor holds the log dir."""
         with self._lock:
             started = time.monotonic()
+            self._pass_started = (started, time.time())
             report = PassReport()
-            self._pass(report)
+            try:
+                self._pass(report)
+            finally:
+                self._pass_started = None
             report.duration = time.monotonic() - started
             report.finished = time.time()
             self.passes += 1
@@ -250,10 +160,16 @@ class RunsMonitor:
         return report
 
     def _pass(self, report: PassReport) -> None:
-        runs = [run for run in self._list_runs() if self._acceptable(run, report)]
+        listing = self._listing(report)
+        if listing is None:  # nothing known about any run: everything stays as it was
+            report.runs = len(self.views)
+            return
+        runs, kept = listing
         if self._refused_logdir:
             return
-        os.makedirs(self.logdir, exist_ok=True)
+        self.acquire_logdir()
+        if kept:  # the kept runs among the listed ones, newest first
+            runs = sorted([*runs, *kept], key=_newest_first, reverse=True)
         names = assign_names(runs, self._run_name_cb)
         current = {run.dir for run in runs}
         for run_dir in [d for d in self._logs if d not in current]:
@@ -268,13 +184,19 @@ class RunsMonitor:
         for name in os.listdir(self.logdir):
             if name not in wanted:
                 _fs.safe_remove(os.path.join(self.logdir, name))
+        kept_dirs = {run.dir for run in kept}
         for run in runs:
+            if run.dir in kept_dirs:  # not seen this pass: left as it was
+                report.images += self._logs[run.dir].summaries.image_count
+                continue
             name = names[run.dir]
             run_log = self._logs.get(run.dir)
             if run_log is None:
-                run_log = self._logs[run.dir] = _RunLog(
-                    run, os.path.join(self.logdir, name), self.max_images_per_run
+                log_dir = os.path.join(self.logdir, name)
+                run_log = RunLog(
+                    run, log_dir, self.max_images_per_run, self.max_revisions_per_image
                 )
+                self._logs[run.dir] = run_log
                 report.runs_added.append(name)
             elif run_log.run != run:
                 report.runs_changed.append(name)
@@ -282,20 +204,52 @@ class RunsMonitor:
         report.runs = len(runs)
         self.views = tuple(self._logs[run.dir].view(names[run.dir]) for run in runs)
 
-    def _sync(self, run: Run, name: str, run_log: _RunLog, report: PassReport) -> None:
+    def _listing(self, report: PassReport) -> tuple[list[Run], list[Run]] | None:
+        """The runs listed (and accepted), and the known runs missing from the listing
+        that it could not see; ``None`` if the callback raised."""
+        try:
+            listed = self._list_runs()
+        except Exception as e:
+            message = f"listing runs failed: {type(e).__name__}: {e}; the runs known are kept"
+            if ("", message) not in self._unreadable:
+                log.warning("Listing runs failed", exc_info=True)
+            self._report_unreadable(report, [Unreadable("", message)])
+            return None
+        unreadable: list[Unreadable] = list(getattr(listed, "unreadable", ()))
+        self._report_unreadable(report, unreadable)
+        runs = [run for run in listed if self._acceptable(run, report)]
+        listed_dirs = {run.dir for run in runs}
+        kept = [
+            run_log.run
+            for run_dir, run_log in self._logs.items()
+            if run_dir not in listed_dirs and any(u.hides(run_log.run) for u in unreadable)
+        ]
+        return runs, kept
+
+    def _report_unreadable(self, report: PassReport, unreadable: list[Unreadable]) -> None:
+        """Report each unreadable path once, until it has been read again."""
+        current = {(u.path, u.message) for u in unreadable}
+        for path, message in sorted(current - self._unreadable):
+            if path:
+                message = f"{message}; skipped, and runs there are kept as they were"
+            self._problem(report, "", path, message)
+        self._unreadable = current
+
+    def _sync(self, run: Run, name: str, run_log: RunLog, report: PassReport) -> None:
         def problem(path: str, message: str) -> None:
             self._problem(report, name, path, message)
 
         try:
-            for path in run_log.sync(run, self, problem):
+            written = run_log.sync(run, problem, images=self.log_images, hparams=self.log_hparams)
+            for path in written:
                 report.written.append((name, path))
         except FileNotFoundError:
             if os.path.isdir(run.dir):
-                log.warning("Run %s: a file vanished during the pass", name, exc_info=True)
+                log.warning("Run %r: a file vanished during the pass", name, exc_info=True)
             else:
-                log.info("Run %s vanished during the pass", name)
+                log.info("Run %r vanished during the pass", name)
         except Exception as e:
-            log.warning("Run %s: pass failed", name, exc_info=True)
+            log.warning("Run %r: pass failed", name, exc_info=True)
             problem("", f"pass failed: {type(e).__name__}: {e}")
         report.images += run_log.summaries.image_count
 
@@ -322,7 +276,7 @@ class RunsMonitor:
         return False
 
     def _problem(self, report: PassReport, run: str, path: str, message: str) -> None:
-        log.warning("Run %s: %s%s", run, f"{path}: " if path else "", message)
+        log.warning("Problem: run %r, path %r: %r", run, path, message)
         item = Problem(time.time(), run, path, message)
         self.problems.append(item)
         report.problems.append(item)
@@ -338,19 +292,53 @@ class RunsMonitor:
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the thread and wait for its pass in progress to end."""
+        """Stop the thread, wait (at most ``timeout`` seconds) for its pass in
+        progress to end, and let the log dir's lock go (a later pass takes it again)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
+        self._logdir_lock.release()
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """:meth:`stop` for good: the log dir is let go and never taken (nor made)
+        again, so it can be renamed or removed; later passes raise RuntimeError."""
+        self._closed = True
+        self.stop(timeout)
+
+    def acquire_logdir(self) -> None:
+        """Make the log dir and take its exclusive lock; idempotent. Every pass calls
+        it first. Raises :class:`LogDirLockedError` (naming the holder's pid where
+        the system tells it) if another monitor holds it."""
+        if self._closed:
+            raise RuntimeError(f"the monitor of {self.logdir!r} is closed")
+        os.makedirs(self.logdir, exist_ok=True)
+        try:
+            self._logdir_lock.acquire()
+        except LogDirLockedError as e:
+            self._logdir_error = str(e)
+            raise
+        self._logdir_error = None
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def stall_bound(self) -> float:
+        """Seconds after which a pass still running counts as stalled."""
+        if self.stall_after is not None:
+            return self.stall_after
+        return max(30.0, 10 * self.interval)
+
     def status(self) -> dict[str, Any]:
-        """JSON-able state: the thread, the last pass and the latest problems."""
+        """JSON-able state: the thread, the pass in progress (``pass_started``,
+        ``pass_running_for``, ``stalled`` once it runs past :attr:`stall_bound`),
+        ``logdir_error`` (why the log dir could not be taken, else ``None``), the
+        last pass and the latest problems."""
         report = self.last_report
+        started = self._pass_started
+        running_for = None if started is None else time.monotonic() - started[0]
         return {
             "running": self.running,
             "logdir": self.logdir,
@@ -361,6 +349,10 @@ class RunsMonitor:
             "last_pass_duration": None if report is None else round(report.duration, 4),
             "runs": 0 if report is None else report.runs,
             "images": 0 if report is None else report.images,
+            "pass_started": None if started is None else round(started[1], 3),
+            "pass_running_for": None if running_for is None else round(running_for, 3),
+            "stalled": running_for is not None and running_for > self.stall_bound,
+            "logdir_error": self._logdir_error,
             "problems": [
                 {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
                 for p in list(self.problems)[-20:]
@@ -371,9 +363,19 @@ class RunsMonitor:
         while not self._stop.is_set():
             try:
                 self.run_pass()
+            except LogDirLockedError as e:
+                # Capture stays off while another monitor holds the log dir; it
+                # starts by itself once that one lets go. Said once, not every pass.
+                if not any(p.message == str(e) for p in self.problems):
+                    log.warning("Not capturing", exc_info=True)
+                    self.problems.append(Problem(time.time(), "", "", str(e)))
             except Exception as e:
                 # One bad pass (an unreadable log dir, a failing source) must not
                 # end monitoring: the next pass may well succeed.
                 log.exception("Monitor pass failed; trying again in %s s", self.interval)
                 self.problems.append(Problem(time.time(), "", "", f"pass failed: {e!r}"))
             self._stop.wait(self.interval)
+
+
+def _newest_first(run: Run) -> tuple[bool, float, str]:
+    return (run.started is not None, run.started or 0.0, run.id)

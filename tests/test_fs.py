@@ -1,11 +1,23 @@
-"""Nothing a user put in the log dir is ever deleted by the monitor."""
+"""Nothing a user put in the log dir is ever deleted by the monitor, and one
+monitor at a time owns a log dir."""
 
 from __future__ import annotations
 
+import gc
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from jupyter_guildimg._fs import is_own_file, safe_remove
+import pytest
+
+from jupyter_guildimg._fs import (
+    LogDirLock,
+    LogDirLockedError,
+    is_own_file,
+    logdir_in_use,
+    safe_remove,
+)
 from jupyter_guildimg.project import write_run
 from jupyter_guildimg.tensorboard import RunsMonitor
 from jupyter_guildimg.tfevent import TEMP_PREFIX
@@ -98,3 +110,71 @@ def test_safe_remove_of_one_path(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["dir", "mine.txt"]
     assert (tmp_path / "dir" / "x").read_text() == "x"
     assert mine.read_text() == "mine"
+
+
+# -- the log dir's lock ------------------------------------------------------
+
+
+def test_a_second_lock_in_the_same_process_conflicts(tmp_path):
+    first, second = LogDirLock(str(tmp_path)), LogDirLock(str(tmp_path))
+    first.acquire()
+    first.acquire()  # idempotent
+
+    with pytest.raises(LogDirLockedError) as refused:
+        second.acquire()
+
+    assert refused.value.pid == os.getpid()
+    assert first.held and not second.held
+    first.release()
+    first.release()
+    second.acquire()
+    assert second.held
+    second.release()
+
+
+def test_the_lock_writes_nothing_in_the_log_dir(tmp_path):
+    lock = LogDirLock(str(tmp_path))
+    lock.acquire()
+    assert os.listdir(tmp_path) == []
+    lock.release()
+
+
+def test_a_dropped_lock_lets_go(tmp_path):
+    lock = LogDirLock(str(tmp_path))
+    lock.acquire()
+    del lock
+    gc.collect()
+    assert not logdir_in_use(str(tmp_path))
+
+
+PROBE = """
+import sys
+from jupyter_guildimg._fs import logdir_in_use
+print(logdir_in_use(sys.argv[1]))
+"""
+
+
+def test_logdir_in_use_sees_a_holder_in_another_process_and_leaves_it_alone(tmp_path):
+    lock = LogDirLock(str(tmp_path))
+    assert not logdir_in_use(str(tmp_path))
+    lock.acquire()
+
+    probe = [sys.executable, "-c", PROBE, str(tmp_path)]
+    seen = [subprocess.run(probe, capture_output=True, text=True, check=True) for _ in range(2)]
+
+    assert [r.stdout for r in seen] == ["True\n", "True\n"]
+    assert logdir_in_use(str(tmp_path))
+    with pytest.raises(LogDirLockedError):
+        LogDirLock(str(tmp_path)).acquire()  # the probes took nothing away
+    lock.release()
+    assert subprocess.run(probe, capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_logdir_in_use_of_a_missing_dir_is_false(tmp_path):
+    assert not logdir_in_use(str(tmp_path / "missing"))
+
+
+def test_the_locked_error_without_a_known_holder_still_reads_well():
+    error = LogDirLockedError("/tb", None)
+    assert str(error).startswith("log dir '/tb' is in use by another monitor (held by another")
+    assert error.pid is None and error.logdir == "/tb"

@@ -102,3 +102,38 @@ def test_symlinked_images_are_mirrored_but_not_summarized(home, logdir, tmp_path
 
     assert os.path.islink(os.path.join(run_logdir(logdir, run_dir), "input.png"))
     assert tags(logdir, run_dir) == ["out.png"]
+
+
+DEEP = "d" * 250
+
+
+def _deeper_than_path_max(root: str) -> None:
+    """Directories nested under ``root`` past PATH_MAX (made one level at a time
+    through descriptors), so paths to the deepest cannot be used, even by root."""
+    name = DEEP
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):
+            os.mkdir(name, dir_fd=fd)
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(os.open("x.png", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_a_directory_out_of_reach_is_reported_once_and_the_rest_mirrored(home, logdir):
+    run_dir = write_run(home.path, op="a", files={"a.png": png()})
+    _deeper_than_path_max(run_dir)
+    monitor = RunsMonitor(logdir, home.list_runs)
+    try:
+        reports = [monitor.run_pass() for _ in range(3)]
+    finally:
+        shutil.rmtree(run_dir)  # descriptor-based: handles the depth
+
+    assert [p for _, p in reports[0].written] == ["a.png"]
+    # The first level whose path (in the run or in the mirror) is too long.
+    ((path, message),) = [(p.path, p.message) for r in reports for p in r.problems]
+    assert set(path.split("/")) == {DEEP}
+    assert message == "directory not mirrored: File name too long; kept as last seen"

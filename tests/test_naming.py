@@ -12,7 +12,7 @@ import pytest
 
 from jupyter_guildimg.naming import MAX_NAME_BYTES, assign_names, safe_name
 from jupyter_guildimg.project import write_run
-from jupyter_guildimg.runs import Run
+from jupyter_guildimg.runs import Run, RunsDir
 from jupyter_guildimg.tensorboard import RunsMonitor
 
 from helpers import png, run_logdir, summaries
@@ -78,6 +78,48 @@ def test_a_relabelled_run_keeps_its_history_under_the_new_name(home, logdir):
 )
 def test_safe_name(name, expected):
     assert safe_name(name) == expected
+
+
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\u061c",  # Arabic letter mark
+        "\u200e",  # left-to-right mark
+        "\u200f",  # right-to-left mark
+        *(chr(c) for c in range(0x202A, 0x202F)),  # embeddings, overrides, pop
+        *(chr(c) for c in range(0x2066, 0x206A)),  # isolates
+        "\u200b",  # zero-width space
+        "\u200c",  # zero-width non-joiner
+        "\u200d",  # zero-width joiner
+        "\u2060",  # word joiner
+        "\ufeff",  # zero-width no-break space
+        "\u00ad",  # soft hyphen
+        "\U000e0041",  # tag latin capital letter a
+    ],
+)
+def test_safe_name_strips_bidi_controls_and_invisible_format_characters(char):
+    assert safe_name(f"run{char}1 gnp.exe{char}") == "run1 gnp.exe"
+
+
+def test_a_right_to_left_override_cannot_make_one_name_look_like_another():
+    # Shown as "train cod.exe" if the override were kept.
+    assert safe_name("train \u202eexe.doc") == "train exe.doc"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("csi\x9b31m", "csi 31m"),  # C1 control: a terminal's CSI
+        ("nel\x85x", "nel x"),
+        ("bytes\udcff\udcfe", "bytes??"),  # undecodable bytes of a file name
+        ("line\u2028sep", "line sep"),
+        ("e\u0301 ✓ 😀", "e\u0301 ✓ 😀"),  # combining marks and symbols stay
+    ],
+)
+def test_safe_name_other_controls(name, expected):
+    safe = safe_name(name)
+    assert safe == expected
+    safe.encode("utf-8")  # always valid UTF-8
 
 
 def test_safe_name_keeps_a_name_of_exactly_the_cap():
@@ -147,3 +189,14 @@ def test_assign_names_lengthens_a_suffix_that_would_take_another_runs_name():
         assert again[first.dir].startswith(names[first.dir])
         assert len(again[first.dir]) == len(names[first.dir]) + 2
         assert again[second.dir] == names[second.dir]
+
+
+def test_a_run_folder_whose_name_is_not_utf8_is_monitored(tmp_path, logdir):
+    run = os.path.join(os.fsencode(tmp_path), b"runs", b"exp\xff")
+    os.makedirs(run)
+    Path(os.fsdecode(run), "a.png").write_bytes(png())
+
+    report = RunsMonitor(logdir, RunsDir(tmp_path / "runs").list_runs).run_pass()
+
+    assert report.problems == [] and [p for _, p in report.written] == ["a.png"]
+    assert os.listdir(logdir) == ["exp?"]

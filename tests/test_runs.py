@@ -26,8 +26,10 @@ import jupyter_guildimg.runs as runs_module
 from jupyter_guildimg.runs import (
     GuildHome,
     Run,
+    RunList,
     RunsDir,
     RunSource,
+    Unreadable,
     combine_sources,
     default_guild_home,
     open_source,
@@ -689,8 +691,15 @@ def test_combine_sources_survives_a_failing_source(
     caplog.set_level(logging.WARNING, logger="jupyter_guildimg.runs")
     list_runs = combine_sources([BrokenSource(), GuildHome(fixture_home)])
 
-    assert [run.id for run in list_runs()] == [e["id"] for e in EXPECTED]
+    for _ in range(3):
+        listing = list_runs()
+        assert [run.id for run in listing] == [e["id"] for e in EXPECTED]
+        # Its runs are unknown, not gone.
+        assert listing.unreadable == [
+            Unreadable("/broken", "listing failed: PermissionError: runs folder not readable")
+        ]
 
+    # The traceback once, not on every call.
     (record,) = [r for r in caplog.records if r.name == "jupyter_guildimg.runs"]
     assert record.levelno == logging.WARNING
     assert "BrokenSource()" in record.getMessage()
@@ -708,3 +717,108 @@ def test_combined_sources_list_afresh_on_every_call(fixture_home: Path, tmp_path
     merged = list_runs()
     assert len(merged) == len(EXPECTED) + 1
     assert merged[0].id == "exp1"  # written just now: newer than every Guild run
+
+
+# -- what cannot be read is skipped and named, never taken for "no runs" ---------
+
+
+def loop(path: Path) -> Path:
+    """A symlink to itself at ``path``: stat() fails with ELOOP, for root too."""
+    os.symlink(path.name, path)
+    return path
+
+
+def test_a_symlink_loop_in_a_run_is_skipped_and_named(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_files(runs, "exp1/a.png", "exp2/b.txt")
+    loop(runs / "exp2" / "loop")
+
+    listing = RunsDir(runs).list_runs()
+
+    assert sorted(run.id for run in listing) == ["exp1", "exp2"]
+    assert listing.unreadable == [
+        Unreadable(str(runs / "exp2" / "loop"), "cannot read: Too many levels of symbolic links")
+    ]
+
+
+def test_a_folder_holding_only_a_symlink_loop_is_named_not_listed(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_files(runs, "exp1/a.png")
+    (runs / "exp2").mkdir()
+    loop(runs / "exp2" / "loop")
+
+    listing = RunsDir(runs).list_runs()
+
+    assert [run.id for run in listing] == ["exp1"]
+    assert [u.path for u in listing.unreadable] == [str(runs / "exp2" / "loop")]
+
+
+def test_a_runs_dir_that_cannot_be_listed_names_itself(tmp_path: Path) -> None:
+    runs = loop(tmp_path / "runs")
+    listing = RunsDir(runs).list_runs()
+    assert listing == []
+    assert [u.path for u in listing.unreadable] == [str(runs)]
+
+
+def test_a_runs_dir_that_does_not_exist_is_empty_not_unreadable(tmp_path: Path) -> None:
+    listing = RunsDir(tmp_path / "missing").list_runs()
+    assert listing == [] and listing.unreadable == []
+
+
+def test_a_guild_home_whose_runs_cannot_be_listed_names_them(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(FIXTURE_HOME, home, symlinks=True)
+    source = GuildHome(home)
+    before = source.list_runs()
+    os.rename(home / "runs", home / "runs.away")
+    loop(home / "runs")
+
+    listing = source.list_runs()
+
+    assert listing == []
+    assert listing.unreadable == [
+        Unreadable(str(home / "runs"), "cannot read: Too many levels of symbolic links")
+    ]
+    os.remove(home / "runs")
+    os.rename(home / "runs.away", home / "runs")
+    assert source.list_runs() == before
+
+
+def test_a_guild_run_that_cannot_be_read_is_named_and_the_others_listed(
+    fixture_home: Path,
+) -> None:
+    expected_id = EXPECTED[0]["id"]
+    guild = fixture_home / "runs" / expected_id / ".guild"
+    os.rename(guild, guild.with_name("guild.away"))
+    loop(guild)
+
+    listing = GuildHome(fixture_home).list_runs()
+
+    assert [run.id for run in listing] == [e["id"] for e in EXPECTED[1:]]
+    assert [u.path for u in listing.unreadable] == [str(guild)]
+
+
+def test_combine_sources_passes_on_what_its_sources_could_not_read(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_files(runs, "exp1/a.png")
+    loop(runs / "exp1" / "loop")
+    listing = combine_sources([RunsDir(runs), RunsDir(tmp_path / "missing")])()
+    assert [run.id for run in listing] == ["exp1"]
+    assert [u.path for u in listing.unreadable] == [str(runs / "exp1" / "loop")]
+
+
+def test_an_unreadable_path_hides_runs_at_above_and_below_it_or_of_its_source() -> None:
+    run = Run(id="exp1", dir="/s/group/exp1", source="/s", kind="dir")
+    for path in ["/s/group/exp1", "/s/group/exp1/x/loop", "/s/group", "/s", "/"]:
+        assert Unreadable(path, "").hides(run), path
+    for path in ["/s/group/exp10", "/s/group/exp", "/s/other", "/t", "/s/group/exp1x/a"]:
+        assert not Unreadable(path, "").hides(run), path
+    remote = Run(id="r", dir="/cache/r", source="s3://bucket", kind="dir")
+    assert Unreadable("s3://bucket", "").hides(remote)
+
+
+def test_a_run_list_is_a_list() -> None:
+    run = Run(id="a", dir="/a")
+    listing = RunList([run], [Unreadable("/b", "why")])
+    assert listing == [run] and isinstance(listing, list)
+    assert RunList().unreadable == []

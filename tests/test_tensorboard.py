@@ -4,6 +4,7 @@ thread, its refusals, and a real TensorBoard reading what it wrote."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,10 +19,15 @@ import pytest
 
 from jupyter_guildimg.demo import DEMO_PROJECT
 from jupyter_guildimg.project import Project, write_run
-from jupyter_guildimg.runs import RunsDir
-from jupyter_guildimg.tensorboard import RunsMonitor
+from jupyter_guildimg.runs import Run, RunsDir, combine_sources
+from jupyter_guildimg.tensorboard import (
+    LogDirLockedError,
+    RunsMonitor,
+    RunView,
+    logdir_in_use,
+)
 
-from helpers import jpeg, png, run_logdir, summaries, tree_digest, wait_for
+from helpers import age, jpeg, png, run_logdir, summaries, tree_digest, wait_for
 
 # -- the guarantee: run directories are read-only to the monitor -------------
 
@@ -54,6 +60,7 @@ def test_many_passes_leave_the_runs_tree_unchanged(home, logdir, tmp_path):
     monitor = RunsMonitor(logdir, home.list_runs)
     for _ in range(5):
         monitor.run_once()
+    monitor.close()
     RunsMonitor(logdir, home.list_runs, run_name_cb=lambda r: f"renamed {r.id}").run_once()
     RunsMonitor(logdir, home.list_runs).run_once()
 
@@ -143,6 +150,333 @@ def test_plain_runs_directories_are_monitored(tmp_path, logdir):
 
     assert os.listdir(logdir) == ["version_0"]
     assert os.listdir(os.path.join(logdir, "version_0", ".images"))
+
+
+# -- nothing is lost to what cannot be read -----------------------------------
+
+LOOP_MESSAGE = (
+    "cannot read: Too many levels of symbolic links; skipped, and runs there are kept as they were"
+)
+
+
+def _loop(path: Path) -> None:
+    """A symlink to itself: stat() fails with ELOOP, for root too."""
+    os.symlink(path.name, path)
+
+
+def _history(monitor: RunsMonitor, run_id: str) -> dict[str, int]:
+    (view,) = [v for v in monitor.views if v.run.id == run_id]
+    return {path: len(revisions) for path, revisions in view.images.items()}
+
+
+@pytest.mark.parametrize("combined", [True, False], ids=["combine_sources", "list_runs"])
+def test_a_symlink_loop_in_a_runs_folder_loses_no_run_and_no_revision(tmp_path, logdir, combined):
+    runs = tmp_path / "runs"
+    (runs / "exp1").mkdir(parents=True)
+    (runs / "exp2").mkdir()
+    image = runs / "exp1" / "a.png"
+    image.write_bytes(png(colour="red"))
+    age(str(image), 120)
+    (runs / "exp2" / "b.txt").write_text("x")
+    source = RunsDir(runs)
+    monitor = RunsMonitor(logdir, combine_sources([source]) if combined else source.list_runs)
+    monitor.run_pass()
+
+    _loop(runs / "exp2" / "loop")
+    reports = [monitor.run_pass()]
+    image.write_bytes(png(colour="green"))
+    age(str(image), 60)
+    reports.append(monitor.run_pass())
+    os.remove(runs / "exp2" / "loop")
+    reports.append(monitor.run_pass())
+
+    assert [r.runs_removed for r in reports] == [[], [], []]
+    assert [p for r in reports for _, p in r.written] == ["a.png"]
+    problems = [(p.run, p.path, p.message) for r in reports for p in r.problems]
+    assert problems == [("", str(runs / "exp2" / "loop"), LOOP_MESSAGE)]
+    assert _history(monitor, "exp1") == {"a.png": 2}
+    assert len(os.listdir(os.path.join(logdir, "exp1", ".images"))) == 2
+
+
+def test_a_run_made_unreadable_is_kept_and_removed_only_once_gone(tmp_path, logdir):
+    runs = tmp_path / "runs"
+    for name in ("exp1", "exp2"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "a.png").write_bytes(png())
+    monitor = RunsMonitor(logdir, combine_sources([RunsDir(runs)]))
+    monitor.run_pass()
+    before = tree_digest(os.path.join(logdir, "exp2", ".images"))
+
+    # exp2's only file turns into a loop: whether exp2 is still a run is unknown.
+    os.remove(runs / "exp2" / "a.png")
+    _loop(runs / "exp2" / "a.png")
+    unknown = monitor.run_pass()
+    kept = _history(monitor, "exp2")
+    after = tree_digest(os.path.join(logdir, "exp2", ".images"))
+    shutil.rmtree(runs / "exp2")
+    gone = monitor.run_pass()
+
+    assert unknown.runs_removed == [] and unknown.runs == 2
+    assert kept == {"a.png": 1} and after == before
+    assert [p.path for p in unknown.problems] == [str(runs / "exp2" / "a.png")]
+    assert gone.runs_removed == ["exp2"]
+    assert sorted(os.listdir(logdir)) == ["exp1"]
+
+
+def test_a_runs_folder_that_cannot_be_listed_keeps_its_runs(tmp_path, logdir):
+    runs = tmp_path / "runs"
+    (runs / "exp1").mkdir(parents=True)
+    (runs / "exp1" / "a.png").write_bytes(png())
+    monitor = RunsMonitor(logdir, combine_sources([RunsDir(runs)]))
+    monitor.run_pass()
+
+    os.rename(runs, tmp_path / "away")
+    _loop(runs)
+    reports = [monitor.run_pass() for _ in range(2)]
+    os.remove(runs)
+    os.rename(tmp_path / "away", runs)
+    back = monitor.run_pass()
+
+    assert [(r.runs, r.images, r.runs_removed) for r in reports] == [(1, 1, [])] * 2
+    assert [p.path for r in reports for p in r.problems] == [str(runs)]
+    assert back.runs_added == [] and back.runs_removed == []
+    assert _history(monitor, "exp1") == {"a.png": 1}
+
+
+def test_a_guild_run_made_unreadable_is_kept_and_removed_only_once_gone(home, logdir):
+    run_dir = write_run(home.path, op="a", files={"a.png": png()})
+    monitor = RunsMonitor(logdir, home.list_runs)
+    monitor.run_pass()
+    name = os.path.basename(run_logdir(logdir, run_dir))
+    guild = Path(run_dir, ".guild")
+
+    os.rename(guild, guild.with_name("guild.away"))
+    _loop(guild)
+    unknown = monitor.run_pass()
+    kept = [v.name for v in monitor.views]
+    os.remove(guild)
+    os.rename(guild.with_name("guild.away"), guild)
+    back = monitor.run_pass()
+    shutil.rmtree(run_dir)
+    gone = monitor.run_pass()
+
+    assert unknown.runs_removed == [] and kept == [name]
+    assert [p.path for p in unknown.problems] == [str(guild)]
+    assert back.runs_added == [] and back.written == []
+    assert gone.runs_removed == [name]
+
+
+def test_a_listing_callback_that_raises_keeps_every_run(home, logdir):
+    run_dir = write_run(home.path, op="a", files={"a.png": png()})
+    failing = False
+
+    def list_runs():
+        if failing:
+            raise OSError("source unreachable")
+        return home.list_runs()
+
+    monitor = RunsMonitor(logdir, list_runs)
+    monitor.run_pass()
+    views = monitor.views
+    before = tree_digest(logdir)
+
+    failing = True
+    reports = [monitor.run_pass() for _ in range(3)]
+
+    assert [(r.runs, r.runs_removed) for r in reports] == [(1, [])] * 3
+    assert monitor.views == views
+    assert tree_digest(logdir) == before
+    problems = [p.message for r in reports for p in r.problems]
+    assert problems == ["listing runs failed: OSError: source unreachable; the runs known are kept"]
+    assert monitor.status()["problems"][-1]["message"] == problems[0]
+    failing = False
+    assert monitor.run_pass().runs_removed == []
+    assert len(summaries(logdir, run_dir)) == 1
+
+
+# -- health: a pass that does not end shows ----------------------------------
+
+
+def test_a_pass_running_past_the_bound_shows_as_stalled(home, logdir):
+    write_run(home.path, op="a", files={"a.png": png()})
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck_list_runs():
+        entered.set()
+        release.wait(60)
+        return home.list_runs()
+
+    monitor = RunsMonitor(logdir, stuck_list_runs, stall_after=0.2)
+    idle = monitor.status()
+    worker = threading.Thread(target=monitor.run_pass)
+    worker.start()
+    try:
+        assert entered.wait(30)
+        stalled = wait_for(
+            lambda: (status := monitor.status())["stalled"] and status, 30, "stalled"
+        )
+    finally:
+        release.set()
+        worker.join(30)
+    done = monitor.status()
+
+    assert (idle["pass_started"], idle["pass_running_for"], idle["stalled"]) == (None, None, False)
+    assert stalled["pass_started"] is not None and stalled["pass_running_for"] > 0.2
+    assert (done["pass_started"], done["stalled"], done["passes"]) == (None, False, 1)
+
+
+def test_the_stall_bound_defaults_to_ten_intervals_and_at_least_30_seconds(logdir):
+    assert RunsMonitor(logdir, list, interval=1).stall_bound == 30
+    assert RunsMonitor(logdir + "2", list, interval=5).stall_bound == 50
+
+
+# -- one monitor per log dir -------------------------------------------------
+
+
+def test_a_second_monitor_on_the_log_dir_is_refused_naming_the_holder(home, logdir):
+    run_dir = write_run(home.path, op="a", files={"a.png": png()})
+    first = RunsMonitor(logdir, home.list_runs)
+    first.run_pass()
+    second = RunsMonitor(logdir, home.list_runs)
+
+    with pytest.raises(LogDirLockedError, match=rf"in use .* pid {os.getpid()}, this process"):
+        second.run_pass()
+    with pytest.raises(LogDirLockedError):
+        second.acquire_logdir()
+
+    assert "in use by another monitor" in second.status()["logdir_error"]
+    assert first.status()["logdir_error"] is None
+    assert logdir_in_use(logdir)
+    first.close()
+    assert not logdir_in_use(logdir)
+    second.run_pass()
+    assert second.status()["logdir_error"] is None
+    assert len(summaries(logdir, run_dir)) == 1
+    assert os.listdir(logdir) == [os.path.basename(run_logdir(logdir, run_dir))]
+
+
+HOLDER = """
+import sys
+from jupyter_guildimg.tensorboard import RunsMonitor
+monitor = RunsMonitor(sys.argv[1], list)
+monitor.acquire_logdir()
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_monitor_in_another_process_holds_the_log_dir_until_it_dies(home, logdir):
+    write_run(home.path, op="a", files={"a.png": png()})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, logdir],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        monitor = RunsMonitor(logdir, home.list_runs)
+        with pytest.raises(LogDirLockedError) as refused:
+            monitor.run_pass()
+        in_use = logdir_in_use(logdir)
+    finally:
+        holder.kill()
+        holder.wait(30)
+        holder.stdin.close()
+        holder.stdout.close()
+
+    assert refused.value.pid == holder.pid
+    assert f"pid {holder.pid})" in str(refused.value) and logdir in str(refused.value)
+    assert in_use and not logdir_in_use(logdir)
+    assert monitor.run_pass().runs_added  # a killed holder holds nothing
+
+
+def test_the_thread_waits_for_a_held_log_dir_and_says_so_once(home, logdir):
+    run_dir = write_run(home.path, op="a", files={"a.png": png()})
+    holder = RunsMonitor(logdir, list)
+    holder.acquire_logdir()
+    monitor = RunsMonitor(logdir, home.list_runs, interval=0.5)
+    monitor.start()
+    try:
+        wait_for(lambda: monitor.status()["logdir_error"], 30, "the refusal")
+        wait_for(lambda: monitor.passes == 0 and len(monitor.problems) == 1, 30, "one problem")
+        holder.close()
+        wait_for(lambda: monitor.views, 30, "capture to start")
+    finally:
+        monitor.stop()
+    assert len(summaries(logdir, run_dir)) == 1
+    (problem,) = monitor.problems
+    assert problem.message.startswith(f"log dir {logdir!r} is in use")
+    assert monitor.status()["logdir_error"] is None
+
+
+def test_a_closed_monitor_lets_the_log_dir_go_for_good(home, logdir):
+    write_run(home.path, op="a", files={"a.png": png()})
+    monitor = RunsMonitor(logdir, home.list_runs, interval=0.5)
+    monitor.start()
+    wait_for(lambda: monitor.passes, 30, "a pass")
+    monitor.close()
+
+    assert not monitor.running and not logdir_in_use(logdir)
+    shutil.rmtree(logdir)
+    with pytest.raises(RuntimeError, match="closed"):
+        monitor.run_pass()
+    assert not os.path.exists(logdir)
+
+
+# -- revisions per image -----------------------------------------------------
+
+
+def test_revisions_beyond_the_cap_are_dropped_and_counted(home, logdir):
+    run_dir = write_run(home.path, op="a", files={"a.png": png(colour="red")})
+    image = os.path.join(run_dir, "a.png")
+    monitor = RunsMonitor(logdir, home.list_runs, max_revisions_per_image=2)
+    for i, colour in enumerate(["red", "green", "blue"]):
+        Path(image).write_bytes(png(colour=colour))
+        age(image, 300 - 60 * i)
+        monitor.run_pass()
+
+    (view,) = monitor.views
+    assert len(view.images["a.png"]) == 2
+    assert view.dropped == {"a.png": 1}
+    assert len(summaries(logdir, run_dir)) == 2
+
+
+def test_no_revision_cap_keeps_every_revision(home, logdir):
+    run_dir = write_run(home.path, op="a", files={"a.png": png(colour="red")})
+    image = os.path.join(run_dir, "a.png")
+    monitor = RunsMonitor(logdir, home.list_runs, max_revisions_per_image=None)
+    for i, colour in enumerate(["red", "green", "blue"]):
+        Path(image).write_bytes(png(colour=colour))
+        age(image, 300 - 60 * i)
+        monitor.run_pass()
+    (view,) = monitor.views
+    assert len(view.images["a.png"]) == 3 and view.dropped == {}
+    with pytest.raises(ValueError, match="max_revisions_per_image"):
+        RunsMonitor(logdir, list, max_revisions_per_image=-1)
+
+
+def test_a_run_view_made_elsewhere_drops_nothing():
+    assert RunView(Run(id="a", dir="/a"), "a", "/logdir/a", {}).dropped == {}
+
+
+# -- logs: names from the file system cannot forge log lines ------------------
+
+
+def test_file_names_with_newlines_and_escapes_stay_on_one_log_line(tmp_path, logdir, caplog):
+    runs = tmp_path / "runs"
+    run = runs / "evil\x1b[2J\nWARNING forged run"
+    run.mkdir(parents=True)
+    (run / "bad\nWARNING forged\x1b[31m.png").write_bytes(b"not an image")
+    _loop(run / "loop\nWARNING forged")
+
+    report = RunsMonitor(logdir, RunsDir(runs).list_runs).run_pass()
+
+    assert len(report.problems) == 2
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("jupyter_guildimg")]
+    assert len(messages) >= 2
+    for message in messages:
+        assert "\n" not in message and "\x1b" not in message
 
 
 # -- a real TensorBoard reads what the monitor wrote -------------------------

@@ -1,0 +1,151 @@
+"""What the monitor keeps and hands out: one run's part of the log dir (its
+mirror, image summaries and hparams files: :class:`RunLog`), the read-only view
+of it (:class:`RunView`), and what a pass did (:class:`PassReport`,
+:class:`Problem`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .hparams import session_end_events, session_start_events
+from .mirror import IMAGES_DIR, RunMirror
+from .runs import FINAL_STATUSES, Run
+from .summaries import ImageSummaries, Revision
+from .tfevent import write_event_file
+
+__all__ = ["END_FILE", "HPARAMS_FILE", "PassReport", "Problem", "RunLog", "RunView"]
+
+HPARAMS_FILE = "events.out.tfevents.0000000000.hparams"
+# Sorts after every event file a run writes itself, so TensorBoard reads it last.
+END_FILE = "events.out.tfevents.9999999999.time"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the monitor could not do. ``run`` is the run's log dir name and
+    ``path`` run-relative ("" for the run as a whole). ``run`` is "" for what no
+    run owns: ``path`` is then absolute (what a listing could not read), or ""
+    (the listing or the pass as a whole)."""
+
+    time: float
+    run: str
+    path: str
+    message: str
+
+
+@dataclass
+class PassReport:
+    """What one pass did."""
+
+    finished: float = 0.0
+    duration: float = 0.0
+    runs: int = 0
+    images: int = 0
+    written: list[tuple[str, str]] = field(default_factory=list)  # (run name, image path)
+    runs_added: list[str] = field(default_factory=list)
+    runs_removed: list[str] = field(default_factory=list)
+    runs_changed: list[str] = field(default_factory=list)  # status, label, times…
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.runs_added or self.runs_removed or self.runs_changed)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as the REST API's ``POST refresh`` answers it."""
+        return {
+            "duration": round(self.duration, 4),
+            "runs": self.runs,
+            "images": self.images,
+            "written": [{"run": run, "path": path} for run, path in self.written],
+            "runs_added": self.runs_added,
+            "runs_removed": self.runs_removed,
+            "runs_changed": self.runs_changed,
+            "problems": [
+                {"run": p.run, "path": p.path, "message": p.message} for p in self.problems
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as the monitor last left it, safe to read from any thread.
+    ``images`` maps run-relative image paths to their revisions, oldest first;
+    ``dropped`` maps image paths to how many of their oldest revisions were removed
+    under ``max_revisions_per_image`` (by this monitor, since it started)."""
+
+    run: Run
+    name: str
+    log_dir: str
+    images: Mapping[str, tuple[Revision, ...]]
+    dropped: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def images_dir(self) -> str:
+        return os.path.join(self.log_dir, IMAGES_DIR)
+
+
+class RunLog:
+    """Everything the monitor keeps for one run: its log dir, mirror, image summaries
+    and hparams files, and the view of it last handed out."""
+
+    def __init__(
+        self, run: Run, log_dir: str, max_images: int | None, max_revisions: int | None
+    ) -> None:
+        self.log_dir = log_dir
+        self.mirror = RunMirror(run.dir, log_dir, run.sourcecode)
+        self.summaries = ImageSummaries(
+            run.dir, os.path.join(log_dir, IMAGES_DIR), max_images, max_revisions=max_revisions
+        )
+        self.wrote_start = self.wrote_end = None  # unknown until the first sync
+        self.run = run
+        self._view: RunView | None = None  # rebuilt only after a change
+
+    def move_to(self, log_dir: str) -> None:
+        os.replace(self.log_dir, log_dir)
+        self.log_dir = self.mirror.log_dir = log_dir
+        self.summaries.images_dir = os.path.join(log_dir, IMAGES_DIR)
+        self._view = None
+
+    def view(self, name: str) -> RunView:
+        if self._view is None:
+            images = self.summaries.history() if self.summaries.revisions else {}
+            self._view = RunView(self.run, name, self.log_dir, images, self.summaries.dropped())
+        return self._view
+
+    def sync(
+        self, run: Run, report: Callable[[str, str], None], *, images: bool, hparams: bool
+    ) -> list[str]:
+        """Bring the run's log dir up to date; returns the image paths written."""
+        if run != self.run:
+            self._view = None
+        self.run = run
+        self.mirror.sourcecode = run.sourcecode
+        changes = self.mirror.scan(report)
+        written: list[str] = []
+        if images:
+            self.summaries.remove(changes.removed_images)
+            self.summaries.add(changes.added_images)
+            written = self.summaries.update(report)
+        if hparams and run.kind == "guild":
+            self._sync_hparams(run)
+        if written:
+            self._view = None
+        return written
+
+    def _sync_hparams(self, run: Run) -> None:
+        if self.wrote_start is None:
+            self.wrote_start = os.path.exists(os.path.join(self.log_dir, HPARAMS_FILE))
+            self.wrote_end = os.path.exists(os.path.join(self.log_dir, END_FILE))
+        if not self.wrote_start:
+            os.makedirs(self.log_dir, exist_ok=True)
+            group = f"{run.short_id} {run.operation}".strip()
+            events = session_start_events(run, group)
+            write_event_file(os.path.join(self.log_dir, HPARAMS_FILE), events)
+            self.wrote_start = True
+        if not self.wrote_end and run.status in FINAL_STATUSES:
+            write_event_file(os.path.join(self.log_dir, END_FILE), session_end_events(run))
+            self.wrote_end = True
