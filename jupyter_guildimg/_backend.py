@@ -10,7 +10,14 @@ import abc
 import os
 from typing import Any
 
-__all__ = ["START_TIMEOUT", "Backend", "BackendError", "check_source"]
+__all__ = [
+    "START_TIMEOUT",
+    "Backend",
+    "BackendError",
+    "SourceError",
+    "check_source",
+    "logdir_overlap",
+]
 
 START_TIMEOUT = 180.0  # TensorBoard's own ready timeout is 120 s by default
 
@@ -65,7 +72,14 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def add_source(self, path: str) -> dict[str, Any]:
-        """Watch one more run source; ``{"sources": [...]}``."""
+        """Watch one more run source; ``{"sources": [...]}``. A source that contains the
+        log dir or lies inside it is refused (:class:`BackendError` 400, or ValueError)."""
+
+    @abc.abstractmethod
+    def remove_source(self, path: str) -> dict[str, Any]:
+        """Stop watching a run source (as ``status`` lists it, or as it was added); its
+        runs leave the log dir at the next pass. ``{"sources": [...]}``; not watched:
+        :class:`BackendError` with status 404."""
 
     @abc.abstractmethod
     def tensorboard_src(self) -> str:
@@ -96,3 +110,24 @@ def check_source(path: str) -> str:
     if not os.path.exists(full):
         raise FileNotFoundError(f"no such source: {rest}")
     return f"{kind}:{full}" if kind else full
+
+
+class SourceError(ValueError):
+    """A run source that cannot be watched: it contains the log dir or lies inside it."""
+
+
+def logdir_overlap(source: str, logdir: str) -> str:
+    """Why ``source`` cannot be watched with ``logdir`` as the log dir ("" if it can):
+    it contains the log dir (mirroring it would write into the runs it watches, and the
+    monitor refuses every run then) or lies inside it (the mirror would mirror itself).
+    Both are compared after resolving symbolic links."""
+    real_source, real_logdir = os.path.realpath(source), os.path.realpath(logdir)
+    common = os.path.commonpath([real_source, real_logdir])
+    if common == real_source:
+        return (
+            f"run source {source!r} contains the monitor's log dir {logdir!r}; "
+            "watch a folder of runs that does not contain it"
+        )
+    if common == real_logdir:
+        return f"run source {source!r} lies inside the monitor's log dir {logdir!r}"
+    return ""

@@ -8,15 +8,22 @@ import atexit
 import concurrent.futures
 import logging
 import os
-import shutil
 import socket
-import tempfile
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from ._backend import START_TIMEOUT, Backend, BackendError, check_source
-from .catalog import Catalog, NotFoundError
+from . import _processes
+from ._backend import (
+    START_TIMEOUT,
+    Backend,
+    BackendError,
+    SourceError,
+    check_source,
+    logdir_overlap,
+)
+from ._fs import logdir_in_use
+from .catalog import THUMB_MAX, THUMB_MIN, Catalog, NotFoundError, ThumbnailError
 from .runs import (
     GuildHome,
     Run,
@@ -82,8 +89,10 @@ class LocalBackend(Backend):
     API's catalog and, on first use, TensorBoard, all inside this process: for a kernel
     that no server extension serves. ``sources`` default to the Guild home if it
     exists, else ``./runs`` (watched until it appears); a given source that does not
-    exist raises FileNotFoundError. Everything started is stopped by :meth:`close`, or
-    at interpreter exit, so nothing outlives the kernel.
+    exist raises FileNotFoundError, one that contains the log dir :class:`SourceError`.
+    Everything started is stopped by :meth:`close`, or at interpreter exit, so nothing
+    outlives the kernel; a log dir left by a kernel that was killed is removed by the
+    next one (or the next server).
 
     :meth:`tensorboard_src` is ``http://127.0.0.1:<port>/``: it only works for a
     browser on the machine running the kernel."""
@@ -104,8 +113,14 @@ class LocalBackend(Backend):
 
             runtime_dir = jupyter_runtime_dir()
         self._runtime_dir = runtime_dir
-        self.logdir = tempfile.mkdtemp(prefix="guildimg-kernel-")
+        _processes.clean_stale_dirs(_processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
+        self.logdir = _processes.temp_logdir(_processes.KERNEL_LOGDIR_PREFIX)
+        for source in self._sources:
+            if problem := logdir_overlap(source.path, self.logdir):
+                os.rmdir(self.logdir)
+                raise SourceError(problem)
         self.monitor = RunsMonitor(self.logdir, self._list_runs, interval=1.0)
+        self.monitor.acquire_logdir()  # a new dir: free; the lock marks it in use
         self.catalog = Catalog(self.monitor)
         # Chosen now, so tensorboard_src() can answer before TensorBoard has started.
         self._port = _free_port()
@@ -143,6 +158,8 @@ class LocalBackend(Backend):
                 **self.monitor.status(),
                 "sources": [source.path for source in self._sources],
                 "generation": self._generation,
+                "refused_sources": [],
+                "error": None,
             },
             "tensorboard": self._tensorboard_state(),
         }
@@ -162,24 +179,44 @@ class LocalBackend(Backend):
         self, run_id: str, path: str, rev: int | None = None, thumb: int | None = None
     ) -> bytes:
         self._check_open()
+        if thumb is not None and not THUMB_MIN <= thumb <= THUMB_MAX:
+            raise BackendError(f"thumb must be between {THUMB_MIN} and {THUMB_MAX}", 400)
         try:
             if thumb is None:
                 return self.catalog.image(run_id, path, rev).data
             return self.catalog.thumbnail(run_id, path, thumb, rev).data
         except NotFoundError as e:
             raise BackendError(str(e), 404) from None
+        except ThumbnailError as e:
+            raise BackendError(str(e), 422) from None
 
     def refresh(self) -> dict[str, Any]:
         self._check_open()
         return self.monitor.run_pass().to_json()
 
     def add_source(self, path: str) -> dict[str, Any]:
-        """Watch ``path`` too (FileNotFoundError if it does not exist)."""
+        """Watch ``path`` too (FileNotFoundError if it does not exist, SourceError if it
+        contains the log dir or lies inside it)."""
         self._check_open()
         source: RunSource = open_source(check_source(path))
+        if problem := logdir_overlap(source.path, self.logdir):
+            raise SourceError(problem)
         with self._lock:
             if all(known.path != source.path for known in self._sources):
                 self._sources.append(source)
+            return {"sources": [known.path for known in self._sources]}
+
+    def remove_source(self, path: str) -> dict[str, Any]:
+        """Stop watching ``path`` (BackendError 404 if it is not watched)."""
+        self._check_open()
+        kind, sep, rest = path.partition(":")
+        plain = rest if sep and kind in ("guild", "dir") else path
+        full = os.path.abspath(os.path.expanduser(plain))
+        with self._lock:
+            kept = [known for known in self._sources if known.path != full]
+            if len(kept) == len(self._sources):
+                raise BackendError(f"run source {full!r} is not watched", 404)
+            self._sources = kept
             return {"sources": [known.path for known in self._sources]}
 
     # -- TensorBoard ------------------------------------------------------
@@ -237,7 +274,8 @@ class LocalBackend(Backend):
         return self._closed
 
     def close(self) -> None:
-        """Stop TensorBoard, the monitor and the loop thread; remove the log dir."""
+        """Stop TensorBoard, the monitor and the loop thread; remove the log dir (renamed
+        away at once, deleted in the background)."""
         with self._lock:
             if self._closed:
                 return
@@ -254,4 +292,4 @@ class LocalBackend(Backend):
                 self.tensorboard.stop_now()
             loop.close()
         self.monitor.stop()
-        shutil.rmtree(self.logdir, ignore_errors=True)
+        _processes.remove_tree_soon(self.logdir)

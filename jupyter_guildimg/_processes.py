@@ -1,36 +1,252 @@
-"""Processes we own, by process group, and the pid records that outlive their owner.
+"""Processes we own, by process group, what they are given, and what outlives its owner.
 
 A record ``<runtime dir>/jupyter_guildimg-tensorboard-<owner pid>-<pid>.json`` lets
 the next owner end a TensorBoard whose owner was killed with SIGKILL. A recorded pid
 is only ever signalled while it still runs TensorBoard on the recorded log dir, so a
 pid reused by another program is never touched.
+
+TensorBoard gets a minimal environment (no tokens or credentials of the server) and a
+private temporary directory (0700) as its ``TMPDIR``: TensorBoard writes its info file,
+which names its path prefix, into ``$TMPDIR/.tensorboard-info`` readable by everyone,
+and its data server keeps its port file there.
+
+Temporary log dirs are removed by renaming them away and deleting them in a detached
+``rm -rf``: a log dir of 10,000 runs takes tens of seconds to delete, longer than a
+container's stop timeout, and the rename alone is instant. A dir left by an owner that
+died (SIGKILL, a failed start) is removed by the next owner (:func:`clean_stale_dirs`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = [
+    "KERNEL_LOGDIR_PREFIX",
+    "PRIVATE_DIR_PREFIX",
     "RECORD_PREFIX",
+    "REMOVING_SUFFIX",
+    "SERVER_LOGDIR_PREFIX",
+    "TEMP_LOGDIR_PREFIXES",
     "alive",
+    "child_environment",
+    "clean_stale_dirs",
     "cleanup_orphans",
+    "describe_exit",
+    "free_port",
     "kill_group_now",
+    "private_dir",
+    "read_lines",
+    "remove_private_dir",
     "remove_record",
+    "remove_tree_soon",
     "runs_tensorboard_on",
     "signal_group",
+    "temp_logdir",
+    "wait_exit",
+    "write_flagfile",
     "write_record",
 ]
 
 log = logging.getLogger(__name__)
 
 RECORD_PREFIX = "jupyter_guildimg-tensorboard-"
+PRIVATE_DIR_PREFIX = "guildimg-tb-"
+SERVER_LOGDIR_PREFIX = "guildimg-logdir-"  # the server extension's and the command's
+KERNEL_LOGDIR_PREFIX = "guildimg-kernel-"  # a kernel's own monitor
+TEMP_LOGDIR_PREFIXES = (SERVER_LOGDIR_PREFIX, KERNEL_LOGDIR_PREFIX)
+REMOVING_SUFFIX = ".removing"
 _ORPHAN_GRACE = 5.0
+# What Python, TensorBoard and its data server need to start and to find their files;
+# everything else of the server's environment (tokens, cloud credentials…) stays out.
+_ENV_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "PYTHONPATH",
+        "PYTHONHOME", "PYTHONNOUSERSITE", "LD_LIBRARY_PATH", "TENSORBOARD_DATA_SERVER_BINARY",
+    }
+)  # fmt: skip
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH")
+
+
+def free_port(preferred: int | None) -> int:
+    """A port on 127.0.0.1 nothing listens on now: ``preferred`` if free (a restarted
+    TensorBoard keeps its address), else one the kernel picks. Should another program take
+    it before TensorBoard binds, TensorBoard exits and the start reports why."""
+    for candidate in (preferred, 0) if preferred else (0,):
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            # As TensorBoard's server binds: connections it closed last time may sit in
+            # TIME_WAIT on this port, which does not stop a listener from reusing it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", candidate))
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    with contextlib.suppress(ValueError):
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"was killed by signal {-returncode}"
+
+
+async def wait_exit(proc: asyncio.subprocess.Process) -> int:
+    """``proc``'s exit status, once it has exited and its stderr has closed."""
+    waiting = asyncio.ensure_future(proc.wait())
+    try:
+        while not (await asyncio.wait({waiting}, timeout=1.0))[0]:
+            if proc.returncode is not None:
+                # It is gone but a process it started (TensorBoard's data server) holds
+                # stderr open: end the rest of its group.
+                signal_group(proc.pid, signal.SIGKILL)
+        return waiting.result()
+    finally:
+        waiting.cancel()
+
+
+async def read_lines(stream: asyncio.StreamReader, keep: Callable[[bytes], None]) -> None:
+    """Call ``keep`` with every line of ``stream`` until EOF. Reads chunks, not lines: a
+    line longer than the stream's limit must not stop us."""
+    partial = b""
+    while chunk := await stream.read(65536):
+        *lines, partial = (partial + chunk).split(b"\n")
+        if len(partial) > 65536:  # no end of line in sight: keep it as a line
+            lines, partial = [*lines, partial], b""
+        for raw in lines:
+            keep(raw)
+    keep(partial)
+
+
+def child_environment(tmpdir: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment TensorBoard is started with: from ``environ`` (default
+    ``os.environ``) only PATH, HOME, user and locale names (``LANG``, ``LC_*``, ``TZ``),
+    Python's own (``PYTHONPATH``, ``PYTHONHOME``…), ``LD_LIBRARY_PATH`` and
+    ``TENSORBOARD_DATA_SERVER_BINARY``, never one whose name holds TOKEN, SECRET,
+    PASSWORD, KEY, CREDENTIAL or AUTH, or starts with AWS_; and ``TMPDIR=tmpdir``."""
+    env: dict[str, str] = {}
+    for name, value in (os.environ if environ is None else environ).items():
+        upper = name.upper()
+        if name not in _ENV_NAMES and not name.startswith("LC_"):
+            continue
+        if upper.startswith("AWS_") or any(word in upper for word in _SECRET_WORDS):
+            continue
+        env[name] = value
+    env["TMPDIR"] = tmpdir
+    return env
+
+
+def remove_tree_soon(path: str) -> str | None:
+    """Remove the directory ``path`` without waiting: rename it to
+    ``<path>.removing`` (instant; the name is free again at once) and delete that in a
+    detached ``rm -rf`` (its own session, a minimal environment), which carries on should
+    this process exit first; without ``rm``, in a daemon thread. Symbolic links inside are
+    removed, never followed. Returns the path being deleted, None if ``path`` is gone."""
+    target = path + REMOVING_SUFFIX
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        # Taken by an earlier removal still running, or not renameable: delete in place.
+        log.info("Removing %r in place", path, exc_info=True)
+        target = path
+    _delete_in_background(target)
+    return target
+
+
+def _delete_in_background(target: str) -> None:
+    rm = shutil.which("rm", path=os.defpath)
+    if rm is not None:
+        try:
+            child = subprocess.Popen(
+                [rm, "-rf", "--", target],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a signal to our group (Ctrl+C) does not stop it
+                env={"PATH": os.defpath, "LC_ALL": "C"},
+            )
+        except OSError:
+            log.warning("Could not start rm for %r; removing it in a thread", target, exc_info=True)
+        else:
+            # Reaped by a thread should we live on; if we exit first, init adopts it.
+            threading.Thread(target=child.wait, name="guildimg-rm", daemon=True).start()
+            return
+    threading.Thread(target=shutil.rmtree, args=(target, True), daemon=True).start()
+
+
+def temp_logdir(prefix: str) -> str:
+    """A new temporary log dir, ``<prefix><owner pid>-<random>``: the pid tells
+    :func:`clean_stale_dirs` whether its owner still lives."""
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def clean_stale_dirs(
+    prefixes: Iterable[str],
+    in_use: Callable[[str], bool],
+    *,
+    parent: str | None = None,
+    min_age: float = 60.0,
+) -> list[str]:
+    """Remove (as :func:`remove_tree_soon`) the directories in ``parent`` (default: the
+    temporary directory) whose name starts with one of ``prefixes``, that belong to this
+    user and are not symbolic links, and that either end in ``.removing`` (a removal cut
+    short) or are not ``in_use`` (no live monitor holds their lock) and were made by a
+    process that is gone (the pid in a :func:`temp_logdir` name) or, for a name without
+    one, are older than ``min_age`` seconds. A live owner keeps its dir even unlocked:
+    between making it and locking it, or an older version that never locks. Returns the
+    paths being removed."""
+    parent = tempfile.gettempdir() if parent is None else parent
+    prefixes = tuple(prefixes)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        log.warning("Cannot list %r for stale log dirs", parent, exc_info=True)
+        return []
+    removed = []
+    for name in sorted(names):
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        if prefix is None:
+            continue
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        # Another user's entry (or a link planted in a shared /tmp) is never touched.
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        if name.endswith(REMOVING_SUFFIX):
+            _delete_in_background(path)
+            removed.append(path)
+            continue
+        if _owned_by_the_living(name[len(prefix) :], st.st_mtime, min_age) or in_use(path):
+            continue
+        log.info("Removing the stale log dir %r", path)
+        target = remove_tree_soon(path)
+        if target is not None:
+            removed.append(target)
+    return removed
+
+
+def _owned_by_the_living(rest: str, mtime: float, min_age: float) -> bool:
+    owner, sep, _ = rest.partition("-")
+    if sep and owner.isdigit():
+        return alive(int(owner))
+    return time.time() - mtime < min_age  # no owner named: only its age protects it
 
 
 def alive(pid: int) -> bool:
@@ -91,14 +307,21 @@ def remove_record(path: str | None) -> None:
 
 
 def write_record(
-    runtime_dir: str, pid: int, port: int, logdir: str, started: float, cmd: list[str]
+    runtime_dir: str,
+    pid: int,
+    port: int,
+    logdir: str,
+    started: float,
+    cmd: list[str],
+    private_dir: str | None = None,
 ) -> str | None:
     """Write the record of ``pid`` (renamed into place, never read half written);
-    its path, or None if it could not be written (logged)."""
+    its path, or None if it could not be written (logged). ``private_dir`` (see
+    :func:`private_dir`) is removed with an orphan."""
     owner = os.getpid()
     path = os.path.join(runtime_dir, f"{RECORD_PREFIX}{owner}-{pid}.json")
     record: dict[str, Any] = {"owner_pid": owner, "pid": pid, "port": port}
-    record.update(logdir=logdir, started=started, cmdline=cmd)
+    record.update(logdir=logdir, started=started, cmdline=cmd, private_dir=private_dir)
     try:
         os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
         with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -139,5 +362,28 @@ def cleanup_orphans(runtime_dir: str) -> list[int]:
                 else:
                     os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
+        remove_private_dir(record.get("private_dir"))
         remove_record(path)
     return killed
+
+
+def private_dir() -> str:
+    """A new directory only this user can enter (0700), for TensorBoard's TMPDIR and
+    flag file."""
+    return tempfile.mkdtemp(prefix=PRIVATE_DIR_PREFIX)
+
+
+def write_flagfile(directory: str, flags: Iterable[str]) -> str:
+    """Write ``flags`` (one per line) to a new 0600 file in ``directory``, for
+    ``--flagfile``: unlike the command line, which every local user can read in /proc."""
+    path = os.path.join(directory, "flags")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("".join(f"{flag}\n" for flag in flags))
+    return path
+
+
+def remove_private_dir(path: object) -> None:
+    """Remove a directory made by :func:`private_dir` (anything else is left alone)."""
+    if isinstance(path, str) and os.path.basename(path).startswith(PRIVATE_DIR_PREFIX):
+        shutil.rmtree(path, ignore_errors=True)

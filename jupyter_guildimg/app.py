@@ -3,6 +3,11 @@ server, shared by every notebook and the JupyterLab sidebar.
 
 All settings live here, as traitlets (``c.GuildImgApp.<name>`` in a
 ``jupyter_server_config.py``).
+
+Kernels find the API through the environment they inherit: ``JUPYTER_GUILDIMG_URL``,
+``JUPYTER_GUILDIMG_SERVER_PID`` and ``JUPYTER_GUILDIMG_SERVER_INFO`` (the path of the
+server's runtime file, 0600, where Jupyter clients read its token). The token itself is
+never exported: kernels, terminals and TensorBoard would all inherit it.
 """
 
 from __future__ import annotations
@@ -11,27 +16,39 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
 import threading
-import urllib.parse
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
 
+from . import _processes
+from ._backend import SourceError, logdir_overlap
+from ._fs import LogDirLockedError, logdir_in_use
 from .catalog import Catalog
 from .runs import GuildHome, RunsDir, RunSource, combine_sources, default_guild_home, open_source
 from .tbprocess import TensorBoardProcess
 from .tensorboard import MIN_INTERVAL, PassReport, RunsMonitor
 
-__all__ = ["API_PATH", "TENSORBOARD_PATH", "ChangeFeed", "GuildImgApp"]
+__all__ = [
+    "API_PATH",
+    "TENSORBOARD_PATH",
+    "ChangeFeed",
+    "GuildImgApp",
+    "SourceError",
+    "logdir_overlap",
+]
 
 log = logging.getLogger(__name__)
 
 API_PATH = "guildimg/api"
-_URL_VAR, _TOKEN_VAR = "JUPYTER_GUILDIMG_URL", "JUPYTER_GUILDIMG_TOKEN"
 TENSORBOARD_PATH = "guildimg/tensorboard"
+_URL_VAR, _PID_VAR, _INFO_VAR = (
+    "JUPYTER_GUILDIMG_URL",
+    "JUPYTER_GUILDIMG_SERVER_PID",
+    "JUPYTER_GUILDIMG_SERVER_INFO",
+)
+_MONITOR_STOP_WAIT = 3.0  # a pass in progress may go on: the process is ending
 
 
 class ChangeFeed:
@@ -89,8 +106,8 @@ class GuildImgApp(ExtensionApp):
     logdir = Unicode(
         "",
         help="""Where the monitor writes its mirror and summaries (TensorBoard's --logdir).
-        Empty: a temporary directory, removed when the server stops. A directory
-        given here is kept.""",
+        Empty: a temporary directory, removed when the server stops (in the background),
+        or at the next server's start if this one died. A directory given here is kept.""",
     ).tag(config=True)
 
     interval = Float(1.0, help=f"Seconds between monitor passes (at least {MIN_INTERVAL}).").tag(
@@ -124,6 +141,12 @@ class GuildImgApp(ExtensionApp):
         100, help="Revisions per image TensorBoard keeps (--samples_per_plugin images=N)."
     ).tag(config=True)
 
+    max_revisions_per_image = Int(
+        100,
+        help="""At most this many revisions of an image are kept in the log dir: beyond
+        it the oldest revision files the monitor wrote are removed (0: no cap).""",
+    ).tag(config=True)
+
     @default("sources")
     def _default_sources(self) -> list[str]:
         home = default_guild_home()
@@ -139,14 +162,23 @@ class GuildImgApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         root = self.serverapp.root_dir
-        self.run_sources = [_source(root, text) for text in self.sources]
-        self._list_runs = combine_sources(self.run_sources)
         self._own_logdir = not self.logdir
-        self.logdir_path = (
-            tempfile.mkdtemp(prefix="guildimg-logdir-")
-            if self._own_logdir
-            else os.path.abspath(os.path.join(root, self.logdir))
-        )
+        if self._own_logdir:
+            _processes.clean_stale_dirs(_processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
+            self.logdir_path = _processes.temp_logdir(_processes.SERVER_LOGDIR_PREFIX)
+        else:
+            self.logdir_path = os.path.abspath(os.path.join(root, self.logdir))
+        self.refused_sources: list[dict[str, str]] = []
+        self.run_sources = []
+        for text in self.sources:
+            source = _source(root, text)
+            problem = logdir_overlap(source.path, self.logdir_path)
+            if problem:
+                log.error("jupyter_guildimg: not watching a source: %s", problem)
+                self.refused_sources.append({"path": source.path, "message": problem})
+            else:
+                self.run_sources.append(source)
+        self._list_runs = combine_sources(self.run_sources)
         self.monitor = RunsMonitor(
             self.logdir_path,
             lambda: self._list_runs(),
@@ -154,6 +186,7 @@ class GuildImgApp(ExtensionApp):
             log_images=self.log_images,
             log_hparams=self.log_hparams,
             max_images_per_run=self.max_images_per_run or None,
+            max_revisions_per_image=self.max_revisions_per_image or None,
         )
         self.changes = ChangeFeed()
         self.monitor.add_listener(self.changes.publish)
@@ -162,22 +195,27 @@ class GuildImgApp(ExtensionApp):
         killed = TensorBoardProcess.cleanup_orphans(runtime_dir)
         if killed:
             log.warning("Stopped %d TensorBoard process(es) left by a dead server", len(killed))
-        # TensorBoard matches decoded paths ("/a@b/…" for a base_url of "/a%40b/").
-        base_url = urllib.parse.unquote(self.serverapp.base_url)
+        # Only the proxy knows where TensorBoard serves (a secret path per start).
         self.tensorboard = TensorBoardProcess(
             self.logdir_path,
-            path_prefix="/" + f"{base_url.strip('/')}/{TENSORBOARD_PATH}".strip("/"),
             extra_args=self.tensorboard_args,
             samples_per_image=self.image_history,
             ready_timeout=self.tensorboard_ready_timeout,
             runtime_dir=runtime_dir,
+            secret_prefix=True,
         )
         self.settings["guildimg"] = self
         self._export_connection()
+        self.monitor_error = ""
+        try:
+            self.monitor.acquire_logdir()
+        except LogDirLockedError as e:
+            # The server still serves what it can; status says why nothing is captured.
+            self.monitor_error = str(e)
+            log.error("jupyter_guildimg: capture is off: %s", e)
+            return
         self.monitor.start()
-        log.info(
-            "jupyter_guildimg: watching %s into %s", ", ".join(self.source_paths), self.logdir_path
-        )
+        log.info("jupyter_guildimg: watching %r into %r", self.source_paths, self.logdir_path)
 
     def initialize_handlers(self) -> None:
         from .handlers import api_handlers
@@ -196,16 +234,35 @@ class GuildImgApp(ExtensionApp):
 
     def add_source(self, text: str) -> RunSource:
         """Watch one more source (``guild:``/``dir:`` prefixes allowed; relative to the
-        root directory). Raises FileNotFoundError for a path that is not a directory."""
+        root directory). Raises FileNotFoundError for a path that is not a directory and
+        :class:`SourceError` for one that contains the log dir or lies inside it."""
         source = _source(self.serverapp.root_dir, text, must_exist=True)
+        problem = logdir_overlap(source.path, self.logdir_path)
+        if problem:
+            raise SourceError(problem)
         if source.path not in self.source_paths:
             self.run_sources = [*self.run_sources, source]
             self._list_runs = combine_sources(self.run_sources)
         return source
 
+    def remove_source(self, text: str) -> RunSource:
+        """Stop watching a source, named as :attr:`source_paths` lists it or as it was
+        added. Its runs are removed from the log dir at the next pass (the others stay).
+        Raises LookupError when it is not watched."""
+        kind, sep, rest = text.partition(":")
+        path = rest if sep and kind in ("guild", "dir") else text
+        full = os.path.abspath(os.path.join(self.serverapp.root_dir, os.path.expanduser(path)))
+        for source in self.run_sources:
+            if source.path == full:
+                self.run_sources = [s for s in self.run_sources if s is not source]
+                self._list_runs = combine_sources(self.run_sources)
+                return source
+        raise LookupError(f"run source {full!r} is not watched")
+
     def _export_connection(self) -> None:
         """Kernels inherit the server's environment: tell them where the API is and
-        how to authenticate, so ``%guildimg`` needs no configuration."""
+        where this server's runtime file is (they read the token there, as Jupyter's
+        clients do), so ``%guildimg`` needs no configuration."""
         app = self.serverapp
         if app.sock:
             return  # a Unix socket: kernels fall back to the running-server list
@@ -215,7 +272,8 @@ class GuildImgApp(ExtensionApp):
         scheme = "https" if app.certfile else "http"
         self._exported = {
             _URL_VAR: f"{scheme}://{host}:{app.port}{app.base_url}",
-            _TOKEN_VAR: app.identity_provider.token,
+            _PID_VAR: str(os.getpid()),
+            _INFO_VAR: app.info_file,
         }
         os.environ.update(self._exported)
 
@@ -226,17 +284,30 @@ class GuildImgApp(ExtensionApp):
             self._tensorboard_start = task  # keep a reference: tasks are weakly held
 
     async def stop_extension(self) -> None:
+        """Stop TensorBoard and the monitor; a temporary log dir is renamed away at once
+        and deleted in the background, so a large one does not hold up the shutdown."""
         for name, value in getattr(self, "_exported", {}).items():
             if os.environ.get(name) == value:
                 del os.environ[name]
         await self.tensorboard.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self.monitor.stop)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.monitor.stop, _MONITOR_STOP_WAIT)
+        if self.monitor.running:
+            log.warning("jupyter_guildimg: the monitor's pass did not end in time; leaving it")
         if self._own_logdir:
-            shutil.rmtree(self.logdir_path, ignore_errors=True)
+            _processes.remove_tree_soon(self.logdir_path)
 
     def status(self) -> dict[str, Any]:
+        """``monitor``: the monitor's status with ``sources`` (watched),
+        ``refused_sources`` (configured but not watched: ``path`` and ``message``) and
+        ``error`` (why capture is off, else None); ``tensorboard``: its state."""
         return {
-            "monitor": {"sources": self.source_paths, **self.monitor.status()},
+            "monitor": {
+                "sources": self.source_paths,
+                **self.monitor.status(),
+                "refused_sources": list(self.refused_sources),
+                "error": self.monitor_error or None,
+            },
             "tensorboard": self.tensorboard.state(),
         }
 
@@ -257,5 +328,5 @@ def _source(root: str, text: str, must_exist: bool = False) -> RunSource:
     except FileNotFoundError:
         if must_exist:
             raise
-        log.warning("Run source %s does not exist (yet); watching for it", path)
+        log.warning("Run source %r does not exist (yet); watching for it", path)
         return GuildHome(path) if os.path.basename(path) == ".guild" else RunsDir(path)

@@ -8,15 +8,15 @@ import importlib.util
 import logging
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from . import _processes
+from ._fs import LogDirLockedError, logdir_in_use
 from .runs import combine_sources, open_source
 from .tensorboard import MIN_INTERVAL, RunsMonitor, setup_logging
 
@@ -132,8 +132,10 @@ def _monitor(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"guildimg: {e}", file=sys.stderr)
         return 2
-    logdir = args.logdir or tempfile.mkdtemp(prefix="guildimg-logdir-")
-    monitor = RunsMonitor(logdir, combine_sources(sources), interval=args.interval)
+    monitor = _locked_monitor(args.logdir, combine_sources(sources), args.interval)
+    if monitor is None:
+        return 2
+    logdir = monitor.logdir
     if args.once:
         report = monitor.run_pass()
         print(f"{report.runs} runs, {report.images} images, {len(report.written)} written")
@@ -163,9 +165,10 @@ def _tensorboard(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"guildimg: {e}", file=sys.stderr)
         return 2
-    own_logdir = args.logdir is None
-    logdir = args.logdir or tempfile.mkdtemp(prefix="guildimg-logdir-")
-    monitor = RunsMonitor(logdir, combine_sources(sources), interval=args.interval)
+    monitor = _locked_monitor(args.logdir, combine_sources(sources), args.interval)
+    if monitor is None:
+        return 2
+    logdir = monitor.logdir
     monitor.run_pass()  # TensorBoard opens on a populated log dir
     monitor.start()
     tensorboard = TensorBoardProcess(logdir, host=args.host, port=args.port)
@@ -188,8 +191,23 @@ def _tensorboard(args: argparse.Namespace) -> int:
         return asyncio.run(_stopping(tensorboard, run()))
     finally:
         monitor.stop()
-        if own_logdir:
-            shutil.rmtree(logdir, ignore_errors=True)
+        if args.logdir is None:
+            _processes.remove_tree_soon(logdir)  # renamed away now, deleted in the background
+
+
+def _locked_monitor(logdir: str | None, list_runs: Any, interval: float) -> RunsMonitor | None:
+    """A monitor holding its log dir's lock (``logdir``, else a new temporary one); None,
+    with the reason printed, when another monitor holds it."""
+    if logdir is None:
+        _processes.clean_stale_dirs(_processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
+        logdir = _processes.temp_logdir(_processes.SERVER_LOGDIR_PREFIX)
+    monitor = RunsMonitor(logdir, list_runs, interval=interval)
+    try:
+        monitor.acquire_logdir()
+    except LogDirLockedError as e:
+        print(f"guildimg: {e}", file=sys.stderr)
+        return None
+    return monitor
 
 
 async def _stopping(tensorboard: Any, body: Coroutine[Any, Any, int]) -> int:

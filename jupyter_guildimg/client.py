@@ -10,6 +10,7 @@ API (see the README), so the panel and the magic never care which one they have.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import threading
@@ -24,6 +25,8 @@ from ._backend import START_TIMEOUT, Backend, BackendError, check_source
 from ._local import LocalBackend
 
 __all__ = [
+    "ENV_SERVER_INFO",
+    "ENV_SERVER_PID",
     "ENV_TOKEN",
     "ENV_URL",
     "Backend",
@@ -38,6 +41,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENV_URL = "JUPYTER_GUILDIMG_URL"
+ENV_SERVER_PID = "JUPYTER_GUILDIMG_SERVER_PID"
+ENV_SERVER_INFO = "JUPYTER_GUILDIMG_SERVER_INFO"
+# Never exported by the extension (every process started by the server would inherit
+# it); still taken from a user who sets it by hand.
 ENV_TOKEN = "JUPYTER_GUILDIMG_TOKEN"
 API = "guildimg/api/"
 TENSORBOARD = "guildimg/tensorboard/"
@@ -145,6 +152,9 @@ class ServerBackend(Backend):
     def add_source(self, path: str) -> dict[str, Any]:
         return self._request("POST", "sources", json={"path": path}).json()
 
+    def remove_source(self, path: str) -> dict[str, Any]:
+        return self._request("DELETE", "sources", params={"path": path}).json()
+
     def tensorboard_src(self) -> str:
         """The proxy's URL without scheme and host (base_url path + ``guildimg/tensorboard/``),
         so the iframe goes to whichever host the browser shows the notebook from, behind
@@ -163,13 +173,39 @@ class ServerBackend(Backend):
 # Finding a backend
 
 
+def _token_of_parent_server() -> str:
+    """The token of the server named by the environment the extension exports: read from
+    its runtime file (``$JUPYTER_GUILDIMG_SERVER_INFO``, else ``jpserver-<pid>.json`` in
+    Jupyter's runtime dir), which only this user can read, as Jupyter's own clients do.
+    "" when there is none, or it is another server's (its pid differs)."""
+    pid = os.environ.get(ENV_SERVER_PID, "")
+    path = os.environ.get(ENV_SERVER_INFO, "")
+    if not path and pid:
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        path = os.path.join(jupyter_runtime_dir(), f"jpserver-{pid}.json")
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+        if pid and str(info["pid"]) != pid:
+            log.debug("%r is not the runtime file of server pid %s", path, pid)
+            return ""
+        return str(info.get("token") or "")
+    except (OSError, ValueError, KeyError, TypeError):
+        log.debug("No token in the server's runtime file %r", path, exc_info=True)
+        return ""
+
+
 def _candidates() -> Iterator[tuple[str, str]]:
-    """(url, token) of servers that may run the extension: the environment the
-    extension exports to kernels first, then every running server, those whose root
-    dir holds the current directory first."""
+    """(url, token) of servers that may run the extension: the one named by the
+    environment the extension exports to kernels first (its token from
+    ``$JUPYTER_GUILDIMG_TOKEN`` if a user set it, else from its runtime file), then every
+    running server, those whose root dir holds the current directory first."""
     url = os.environ.get(ENV_URL)
     if url:
-        yield url, os.environ.get(ENV_TOKEN, "")
+        yield url, os.environ.get(ENV_TOKEN) or _token_of_parent_server()
     from jupyter_server.serverapp import list_running_servers
 
     try:
@@ -190,7 +226,7 @@ def _candidates() -> Iterator[tuple[str, str]]:
 
 def connect(sources: Sequence[str] = ()) -> Backend:
     """The backend for this kernel: the server extension named by ``$JUPYTER_GUILDIMG_URL``
-    (with ``$JUPYTER_GUILDIMG_TOKEN``), else the first running Jupyter server whose
+    (its token read from its runtime file), else the first running Jupyter server whose
     extension answers, else a :class:`LocalBackend` watching ``sources`` (or its
     defaults). A server is asked to watch ``sources`` too. Raises FileNotFoundError
     (one line, naming the path) for a source that does not exist, before connecting."""

@@ -1,5 +1,8 @@
 """The REST API under ``<base_url>guildimg/api/``. Every verb needs Jupyter
-authentication (403 without it); errors are JSON with a ``message``.
+authentication (403 without it) and the Authorizer's consent on the resource
+``guildimg`` (403 without it): ``read`` for every GET, ``write`` for ``POST refresh``
+and ``POST``/``DELETE sources``, ``execute`` for ``POST``/``DELETE tensorboard``
+(they start and stop a process). Errors are JSON with a ``message``.
 
 Change feed: ``GET changes?since=G`` is a long poll. It answers with
 ``{"generation": N}`` as soon as a monitor pass has changed something since
@@ -11,14 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from .app import GuildImgApp
-from .catalog import NotFoundError
+from .app import GuildImgApp, SourceError
+from .catalog import THUMB_MAX, THUMB_MIN, NotFoundError, ThumbnailError
+from .proxy import AUTH_RESOURCE
 
 __all__ = ["api_handlers"]
 
@@ -27,12 +33,35 @@ _MAX_WAIT = 60.0
 
 
 class _BaseHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
     @property
     def guildimg(self) -> GuildImgApp:
         return self.settings["guildimg"]
 
     def write_json(self, value: Any) -> None:
         self.finish(json.dumps(value))
+
+    def json_body(self) -> Any:
+        """The request's JSON body ({} when empty); 400 when it is not JSON, or nests
+        too deeply for the parser."""
+        try:
+            return json.loads(self.request.body or b"{}")
+        except (ValueError, RecursionError):
+            raise web.HTTPError(400, 'expected a JSON body {"path": "..."}') from None
+
+    def source_argument(self) -> str:
+        """``path`` of the JSON body (POST) or of the query (DELETE): a non-empty string."""
+        if self.request.method == "DELETE":
+            path: Any = self.get_argument("path", "")
+        else:
+            body = self.json_body()
+            if not isinstance(body, dict) or "path" not in body:
+                raise web.HTTPError(400, 'expected a JSON body {"path": "..."}')
+            path = body["path"]
+        if not isinstance(path, str) or not path:
+            raise web.HTTPError(400, "path must be a non-empty string")
+        return path
 
     def int_argument(self, name: str, low: int, high: int) -> int | None:
         text = self.get_argument(name, None)
@@ -49,12 +78,14 @@ class _BaseHandler(APIHandler):
 
 class StatusHandler(_BaseHandler):
     @web.authenticated
+    @authorized
     def get(self) -> None:
         self.write_json(self.guildimg.status())
 
 
 class RunsHandler(_BaseHandler):
     @web.authenticated
+    @authorized
     def get(self) -> None:
         # Tornado answers 304 by itself when If-None-Match matches this body's ETag.
         image = self.get_argument("image", None)
@@ -63,6 +94,7 @@ class RunsHandler(_BaseHandler):
 
 class ImagesHandler(_BaseHandler):
     @web.authenticated
+    @authorized
     def get(self, key: str) -> None:
         try:
             self.write_json(self.guildimg.catalog.images(key))
@@ -72,9 +104,10 @@ class ImagesHandler(_BaseHandler):
 
 class ImageHandler(_BaseHandler):
     @web.authenticated
+    @authorized
     async def get(self, key: str, path: str) -> None:
         revision = self.int_argument("rev", 0, 9_999_999_999)
-        width = self.int_argument("thumb", 1, 100_000)
+        width = self.int_argument("thumb", THUMB_MIN, THUMB_MAX)
         catalog = self.guildimg.catalog
         loop = asyncio.get_running_loop()
         try:
@@ -86,6 +119,8 @@ class ImageHandler(_BaseHandler):
                 )
         except NotFoundError as e:
             raise web.HTTPError(404, str(e)) from None
+        except ThumbnailError as e:  # too large to decode for one: the image itself is served
+            raise web.HTTPError(422, str(e)) from None
         if revision is None:
             # The newest revision changes: revalidate (the ETag makes that cheap).
             self.set_header("Cache-Control", "private, no-cache")
@@ -97,7 +132,10 @@ class ImageHandler(_BaseHandler):
 
 class RefreshHandler(_BaseHandler):
     @web.authenticated
+    @authorized("write")
     async def post(self) -> None:
+        if self.guildimg.monitor_error:
+            raise web.HTTPError(409, f"capture is off: {self.guildimg.monitor_error}")
         monitor = self.guildimg.monitor
         report = await asyncio.get_running_loop().run_in_executor(None, monitor.run_pass)
         self.write_json(report.to_json())
@@ -105,10 +143,12 @@ class RefreshHandler(_BaseHandler):
 
 class TensorBoardHandler(_BaseHandler):
     @web.authenticated
+    @authorized
     def get(self) -> None:
         self.write_json(self.guildimg.tensorboard.state())
 
     @web.authenticated
+    @authorized("execute")
     async def post(self) -> None:
         tensorboard = self.guildimg.tensorboard
         if tensorboard.status in ("ready", "starting"):
@@ -118,47 +158,73 @@ class TensorBoardHandler(_BaseHandler):
         self.write_json(tensorboard.state())
 
     @web.authenticated
+    @authorized("execute")
     async def delete(self) -> None:
         await self.guildimg.tensorboard.stop()
         self.write_json(self.guildimg.tensorboard.state())
 
 
 class SourcesHandler(_BaseHandler):
+    """``GET``: ``{"sources": [...]}``, the watched paths.
+
+    ``POST`` with the body ``{"path": P}``: watch P too (``guild:``/``dir:`` prefixes
+    allowed; relative to the root directory). 400 when P is not a directory, or when it
+    contains the monitor's log dir or lies inside it (compared after resolving links).
+
+    ``DELETE ?path=P`` (a query, not a body: P as ``GET`` lists it or as it was added):
+    stop watching P. Its runs leave the log dir at the next pass, their summaries with
+    them; the runs of the other sources stay. 404 when P is not watched.
+    Both answer ``{"sources": [...]}``.
+    """
+
     @web.authenticated
+    @authorized
     def get(self) -> None:
         self.write_json({"sources": self.guildimg.source_paths})
 
     @web.authenticated
+    @authorized("write")
     def post(self) -> None:
-        try:
-            path = json.loads(self.request.body or b"{}")["path"]
-        except (ValueError, KeyError, TypeError):
-            raise web.HTTPError(400, 'expected a JSON body {"path": "..."}') from None
-        if not isinstance(path, str) or not path:
-            raise web.HTTPError(400, "path must be a non-empty string")
+        path = self.source_argument()
         try:
             self.guildimg.add_source(path)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, SourceError) as e:
             raise web.HTTPError(400, str(e)) from None
+        self.write_json({"sources": self.guildimg.source_paths})
+
+    @web.authenticated
+    @authorized("write")
+    def delete(self) -> None:
+        path = self.source_argument()
+        try:
+            self.guildimg.remove_source(path)
+        except LookupError as e:
+            raise web.HTTPError(404, str(e)) from None
         self.write_json({"sources": self.guildimg.source_paths})
 
 
 class ChangesHandler(_BaseHandler):
     @web.authenticated
+    @authorized
     async def get(self) -> None:
         since = self.int_argument("since", -1, 2**62)
         timeout = self.get_argument("timeout", "30")
         try:
-            wait = min(max(float(timeout), 0.0), _MAX_WAIT)
+            seconds = float(timeout)
         except ValueError:
-            raise web.HTTPError(400, f"timeout must be a number, not {timeout!r}") from None
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds >= 0):  # nan compares false
+            raise web.HTTPError(400, f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        wait = min(seconds, _MAX_WAIT)
         changes = self.guildimg.changes
         generation = await changes.wait(-1 if since is None else since, wait)
         self.write_json({"generation": generation})
 
 
 class NotFoundHandler(_BaseHandler):
+    # One action for every verb: the decorator keeps the action it first resolves.
     @web.authenticated
+    @authorized("read")
     def get(self, path: str) -> None:
         raise web.HTTPError(404, f"no API route {path!r}")
 

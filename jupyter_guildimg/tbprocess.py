@@ -5,16 +5,25 @@ readiness is polled without blocking the event loop; crashes are restarted with 
 a stop ends the whole group; a pid record in the runtime directory lets the next owner
 remove a TensorBoard whose owner was killed with SIGKILL. Use a :class:`TensorBoardProcess`
 from one event loop; only :meth:`stop_now` is for paths without one (atexit, signals).
+
+TensorBoard gets a minimal environment and a private TMPDIR (see ``_processes``). With
+``secret_prefix``, every launch serves under ``<path_prefix>/<random secret>`` so that
+only who knows the secret (the Jupyter server's proxy) reaches it: a local user without
+it gets 404 from TensorBoard itself. The secret goes to TensorBoard in a 0600 flag file,
+never on its command line (readable by every local user in /proc); it is kept out of
+:meth:`~TensorBoardProcess.state`, the pid record and the logs, and TensorBoard's stderr
+lines are kept with it masked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import secrets
 import signal
-import socket
 import sys
 import time
 from collections import deque
@@ -36,10 +45,11 @@ _STDERR_LINES = 40
 _MESSAGE_LINES = 15
 _CRASH_WINDOW = 300.0
 _MAX_BACKOFF = 30.0
-# Flags we set ourselves: a second value would move TensorBoard beyond 127.0.0.1 or to a
-# port we do not poll.
-_REFUSED_FLAGS = ("bind_all", "host", "port")
+# Flags we set ourselves: a second value would move TensorBoard beyond 127.0.0.1, to a
+# port we do not poll or to a path without the secret.
+_REFUSED_FLAGS = ("bind_all", "host", "port", "path_prefix")
 _STOPPED = "TensorBoard was stopped before it was ready"
+_MASK = "<secret>"
 
 
 @dataclass(frozen=True)
@@ -60,29 +70,9 @@ class _Child:
     started: float
     exited: asyncio.Task[int]  # done once it has exited and its stderr has closed
     reader: asyncio.Task[None]
+    private_dir: str  # its TMPDIR, holding the flag file until it is ready
+    secret: str  # "" without secret_prefix
     record: str | None = None
-
-
-def _free_port(preferred: int | None) -> int:
-    """A port on 127.0.0.1 nothing listens on now: ``preferred`` if free (a restarted
-    TensorBoard keeps its address), else one the kernel picks. Should another program take
-    it before TensorBoard binds, TensorBoard exits and the start reports why."""
-    for candidate in (preferred, 0) if preferred else (0,):
-        with socket.socket() as sock, contextlib.suppress(OSError):
-            # As TensorBoard's server binds: connections it closed last time may sit in
-            # TIME_WAIT on this port, which does not stop a listener from reusing it.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", candidate))
-            return int(sock.getsockname()[1])
-    raise OSError("no free port on 127.0.0.1")
-
-
-def _describe_exit(returncode: int) -> str:
-    if returncode >= 0:
-        return f"exited with status {returncode}"
-    with contextlib.suppress(ValueError):
-        return f"was killed by {signal.Signals(-returncode).name}"
-    return f"was killed by signal {-returncode}"
 
 
 class TensorBoardProcess:
@@ -91,7 +81,8 @@ class TensorBoardProcess:
     ``status`` is "stopped", "starting", "ready" or "failed" (``reason`` says why);
     ``port``, ``pid`` and ``url`` are set while a process exists (starting or ready).
     ``path_prefix`` is normalized to "" or "/a/b". ``extra_args`` naming ``--bind_all``,
-    ``--host`` or ``--port`` raise ValueError.
+    ``--host``, ``--port`` or ``--path_prefix`` raise ValueError. With ``secret_prefix``
+    each launch serves under ``path_prefix`` + "/<new secret>" (:attr:`served_prefix`).
     """
 
     def __init__(
@@ -108,13 +99,15 @@ class TensorBoardProcess:
         python: str = sys.executable,
         host: str = "127.0.0.1",
         port: int | None = None,
+        secret_prefix: bool = False,
     ) -> None:
         for arg in extra_args:
             # absl and argparse take "-flag", "--flag" and "--flag=value" alike.
             if arg.startswith("-") and arg.lstrip("-").split("=")[0] in _REFUSED_FLAGS:
                 raise ValueError(
                     f"TensorBoard argument {arg!r} is not allowed: TensorBoard is always bound "
-                    "to 127.0.0.1 on a port chosen here, and reached through the Jupyter server"
+                    "to 127.0.0.1 on a port and path chosen here, and reached through the "
+                    "Jupyter server"
                 )
         self.logdir = os.path.abspath(logdir)  # the pid record must name it unambiguously
         self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
@@ -125,6 +118,7 @@ class TensorBoardProcess:
         self.runtime_dir = runtime_dir
         self.max_restarts = max_restarts
         self.python = python
+        self.secret_prefix = secret_prefix
         self.status = "stopped"
         self.reason = ""
         self.restarts = 0
@@ -150,9 +144,18 @@ class TensorBoardProcess:
         return self._child.pid if self._child is not None else None
 
     @property
+    def served_prefix(self) -> str:
+        """The path TensorBoard serves under now: ``path_prefix``, plus "/<secret>" with
+        ``secret_prefix`` while a process exists. For the proxy only: never show or log it."""
+        child = self._child
+        return self.path_prefix + (f"/{child.secret}" if child and child.secret else "")
+
+    @property
     def url(self) -> str | None:
+        """TensorBoard's address while a process exists (secret included: see
+        :attr:`served_prefix`)."""
         port = self.port
-        return None if port is None else f"http://{self._reach}:{port}{self.path_prefix}/"
+        return None if port is None else f"http://{self._reach}:{port}{self.served_prefix}/"
 
     def state(self) -> dict[str, Any]:
         """A JSON-able snapshot: status, reason, port, pid, restarts, stderr_tail, started."""
@@ -220,6 +223,7 @@ class TensorBoardProcess:
                 _processes.kill_group_now(child.pid, grace)
             _processes.remove_record(child.record)
             child.record = None
+            _processes.remove_private_dir(child.private_dir)
             self._dying.append(child)
         self.status, self.reason = "stopped", ""
 
@@ -264,7 +268,8 @@ class TensorBoardProcess:
                     if self._stopping:
                         return
                     await self._reap(child)
-                    last = f"TensorBoard {_describe_exit(child.exited.result())}. {self._tail()}"
+                    how = _processes.describe_exit(child.exited.result())
+                    last = f"TensorBoard {how}. {self._tail()}"
                     log.warning("TensorBoard pid %s crashed: %s", child.pid, last)
                 elif not launched:
                     self._give_up(result)
@@ -300,14 +305,21 @@ class TensorBoardProcess:
         left and ``self._child`` is None."""
         self.status = "starting"
         self._stderr.clear()  # the tail must be this process's
+        secret = secrets.token_urlsafe(24) if self.secret_prefix else ""
+        prefix = self.path_prefix + (f"/{secret}" if secret else "")
+        workdir, flagfile = "", ""
         try:
-            port = self._last_port = _free_port(self._last_port)
+            port = self._last_port = _processes.free_port(self._last_port)
+            workdir = _processes.private_dir()
+            if prefix:
+                flagfile = _processes.write_flagfile(workdir, [f"--path_prefix={prefix}"])
+            # The log dir stays on the command line: orphan clean-up recognizes it there.
             cmd = [
                 self.python, "-m", "tensorboard.main", "--logdir", self.logdir,
                 "--host", self.host, "--port", str(port),
                 "--reload_interval", str(self.reload_interval),
                 "--samples_per_plugin", f"images={self.samples_per_image}",
-                *(["--path_prefix", self.path_prefix] if self.path_prefix else []),
+                *([f"--flagfile={flagfile}"] if flagfile else []),
                 *self.extra_args,
             ]  # fmt: skip
             proc = await asyncio.create_subprocess_exec(
@@ -316,23 +328,33 @@ class TensorBoardProcess:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own group: a stop also ends its data server
+                env=_processes.child_environment(workdir),
             )
         except OSError as exc:
             log.warning("Could not start TensorBoard", exc_info=True)
+            _processes.remove_private_dir(workdir)
             return StartResult("failed", None, f"Could not start TensorBoard: {exc}")
-        exited = asyncio.create_task(self._wait_exit(proc))
-        reader = asyncio.create_task(self._read_stderr(proc))
-        self._child = child = _Child(proc, proc.pid, port, time.time(), exited, reader)
+        exited = asyncio.create_task(_processes.wait_exit(proc))
+        assert proc.stderr is not None
+        keep = functools.partial(self._keep_line, proc.pid, secret=secret)
+        reader = asyncio.create_task(_processes.read_lines(proc.stderr, keep))
+        self._child = child = _Child(
+            proc, proc.pid, port, time.time(), exited, reader, workdir, secret
+        )
         if self._stopping:  # stop_now() ran while we spawned it and found no child to end
             _processes.signal_group(proc.pid, signal.SIGKILL)
         self._write_record(child, cmd)
         outcome = await self._await_ready(child)
         if outcome == "ready":
-            log.info("TensorBoard pid %s ready at %s", child.pid, self.url)
+            # It has read its flags long before it answers: the secret leaves the disk.
+            if flagfile:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(flagfile)
+            log.info("TensorBoard pid %s ready on %s port %s", child.pid, self._reach, port)
             return StartResult("started", port, "")
         if outcome == "exited":
             await self._reap(child)
-            how = _describe_exit(exited.result())
+            how = _processes.describe_exit(exited.result())
             message = f"TensorBoard {how} before it was ready. {self._tail()}"
             return StartResult("failed", None, message)
         await self._terminate(child, 5.0)
@@ -343,7 +365,7 @@ class TensorBoardProcess:
         """Poll until TensorBoard answers 200: "ready", "exited" or "timed_out"."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ready_timeout
-        url = f"http://{self._reach}:{child.port}{self.path_prefix}/data/environment"
+        url = f"http://{self._reach}:{child.port}{self.served_prefix}/data/environment"
         client = AsyncHTTPClient(force_instance=True)  # not the shared one: we close it
         try:
             while not child.exited.done():
@@ -363,34 +385,12 @@ class TensorBoardProcess:
         finally:
             client.close()
 
-    async def _wait_exit(self, proc: asyncio.subprocess.Process) -> int:
-        """``proc``'s exit status, once it has exited and its stderr has closed."""
-        waiting = asyncio.ensure_future(proc.wait())
-        try:
-            while not (await asyncio.wait({waiting}, timeout=1.0))[0]:
-                if proc.returncode is not None:
-                    # TensorBoard is gone but a process it started (its data server) holds
-                    # stderr open: end the rest of the group.
-                    _processes.signal_group(proc.pid, signal.SIGKILL)
-            return waiting.result()
-        finally:
-            waiting.cancel()
-
-    async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
-        """Keep TensorBoard's last stderr lines (and log them at debug) until EOF. Reads
-        chunks, not lines: a line longer than the stream's limit must not stop us."""
-        assert proc.stderr is not None
-        partial = b""
-        while chunk := await proc.stderr.read(65536):
-            *lines, partial = (partial + chunk).split(b"\n")
-            if len(partial) > 65536:  # no end of line in sight: keep it as a line
-                lines, partial = [*lines, partial], b""
-            for raw in lines:
-                self._keep_line(proc.pid, raw)
-        self._keep_line(proc.pid, partial)
-
-    def _keep_line(self, pid: int, raw: bytes) -> None:
+    def _keep_line(self, pid: int, raw: bytes, secret: str) -> None:
+        """Keep one of TensorBoard's stderr lines (and log it at debug), with ``secret``
+        masked: TensorBoard prints its URL."""
         if line := raw.decode(errors="replace").rstrip():
+            if secret:
+                line = line.replace(secret, _MASK)
             log.debug("tensorboard[%s]: %s", pid, line)
             self._stderr.append(line)
 
@@ -413,6 +413,7 @@ class TensorBoardProcess:
         await asyncio.wait({child.reader}, timeout=1.0)
         _processes.remove_record(child.record)
         child.record = None
+        _processes.remove_private_dir(child.private_dir)
         if self._child is child:
             self._child = None
 
@@ -421,5 +422,11 @@ class TensorBoardProcess:
         without stopping it."""
         if self.runtime_dir is not None:
             child.record = _processes.write_record(
-                self.runtime_dir, child.pid, child.port, self.logdir, child.started, cmd
+                self.runtime_dir,
+                child.pid,
+                child.port,
+                self.logdir,
+                child.started,
+                cmd,
+                private_dir=child.private_dir,
             )

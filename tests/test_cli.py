@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jupyter_guildimg.tensorboard import RunsMonitor
+
 from helpers import jpeg, png, wait_for
 
 COMMAND = [sys.executable, "-m", "jupyter_guildimg.cli"]
@@ -75,6 +77,20 @@ def test_monitor_once_over_a_plain_runs_folder(tmp_path, env, runs):
     assert sorted(os.listdir(logdir)) == ["version_0", "version_1"]
     assert len(images(logdir, "version_0")) == 1
     assert len(images(logdir, "version_1")) == 2
+
+
+def test_a_log_dir_another_monitor_holds_is_a_one_line_error(tmp_path, env, runs):
+    holder = RunsMonitor(tmp_path / "D", list, interval=1.0)
+    holder.acquire_logdir()
+    try:
+        result = guildimg(tmp_path, env, "monitor", str(runs), "--logdir", "D", "--once")
+    finally:
+        holder.stop()
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("guildimg: ") and f"pid {os.getpid()}" in line and "in use" in line
+    assert os.listdir(tmp_path / "D") == []
 
 
 def test_a_missing_source_is_a_one_line_error(tmp_path, env):

@@ -18,6 +18,8 @@ import pytest
 from PIL import Image
 
 from jupyter_guildimg.client import (
+    ENV_SERVER_INFO,
+    ENV_SERVER_PID,
     ENV_TOKEN,
     ENV_URL,
     BackendError,
@@ -92,12 +94,45 @@ async def test_connect_uses_the_server_the_environment_names(
 
 
 async def test_the_environment_the_server_exports_is_enough(server_url, jp_serverapp):
-    # Kernels inherit it: the server extension set it in its own environment.
+    # Kernels inherit it: the server extension set it in its own environment. The token
+    # is not in it: the kernel reads it from the server's runtime file, as a real server
+    # writes it once started.
+    jp_serverapp.write_server_info_file()
     assert os.environ[ENV_URL] == server_url
+    assert ENV_TOKEN not in os.environ
+    assert jp_serverapp.identity_provider.token not in os.environ.values()
     backend = await call(connect)
     try:
         assert isinstance(backend, ServerBackend) and backend.url == server_url
         assert (await call(backend.status))["monitor"]["running"]
+    finally:
+        backend.close()
+
+
+async def test_the_token_is_only_taken_from_the_runtime_file_of_the_named_server(
+    server_url, jp_serverapp, tmp_path, monkeypatch, guild_home
+):
+    jp_serverapp.write_server_info_file()
+    # Another server's runtime file (its pid differs): not used, so the server named by
+    # the environment refuses the kernel, and (no other server listed) it monitors itself.
+    other = tmp_path / "jpserver-1.json"
+    other.write_text(json.dumps({"pid": 1, "token": jp_serverapp.identity_provider.token}))
+    monkeypatch.setenv(ENV_SERVER_INFO, str(other))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-servers-listed"))
+    backend = await call(connect, [str(guild_home)])
+    try:
+        assert isinstance(backend, LocalBackend)
+    finally:
+        backend.close()
+    # Without the path, the runtime file is found by the server's pid. (The server's
+    # list entry names it by "localhost": the URL shows which way it was found.)
+    monkeypatch.delenv(ENV_SERVER_INFO)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", jp_serverapp.runtime_dir)
+    assert os.environ[ENV_SERVER_PID] == str(os.getpid())
+    backend = await call(connect)
+    try:
+        assert isinstance(backend, ServerBackend) and backend.url == server_url
+        assert "127.0.0.1" in server_url
     finally:
         backend.close()
 
@@ -270,7 +305,7 @@ def test_the_local_change_feed_wakes_waiters(local, guild_home):
     assert time.monotonic() - started < 5  # the monitor's own pass, every second
 
 
-def test_the_local_backend_watches_added_sources(local, tmp_path):
+def test_the_local_backend_watches_added_sources(local, tmp_path, guild_home):
     runs = tmp_path / "outputs" / "version_0"
     runs.mkdir(parents=True)
     (runs / "a.png").write_bytes(png())
@@ -281,6 +316,28 @@ def test_the_local_backend_watches_added_sources(local, tmp_path):
     assert [run["run_id"] for run in local.runs()] == ["version_0"]
     with pytest.raises(FileNotFoundError, match="no such source: /nope"):
         local.add_source("/nope")
+    with pytest.raises(ValueError, match="contains the monitor's log dir"):
+        local.add_source("/")
+
+    assert local.remove_source(str(tmp_path / "outputs")) == {"sources": [str(guild_home)]}
+    local.refresh()
+    assert local.runs() == []
+    with pytest.raises(BackendError, match="not watched") as caught:
+        local.remove_source(str(tmp_path / "outputs"))
+    assert caught.value.status == 404
+
+
+async def test_the_server_backend_adds_and_removes_sources(server, guild_home, tmp_path):
+    extra = tmp_path / "lightning_logs"
+    extra.mkdir()
+    assert (await call(server.add_source, str(extra)))["sources"] == [str(guild_home), str(extra)]
+    with pytest.raises(BackendError, match="contains the monitor's log dir") as caught:
+        await call(server.add_source, "/")
+    assert caught.value.status == 400
+    assert (await call(server.remove_source, str(extra)))["sources"] == [str(guild_home)]
+    with pytest.raises(BackendError, match="not watched") as caught:
+        await call(server.remove_source, str(extra))
+    assert caught.value.status == 404
 
 
 def test_closing_the_local_backend_stops_everything(guild_home, tmp_path):
@@ -288,6 +345,7 @@ def test_closing_the_local_backend_stops_everything(guild_home, tmp_path):
     assert backend.monitor.running and os.path.isdir(backend.logdir)
     backend.close()
     assert not backend.monitor.running and not os.path.exists(backend.logdir)
+    wait_for(lambda: not os.path.exists(backend.logdir + ".removing"), 30, "its removal")
     assert backend.closed
     backend.close()  # again: nothing happens
     with pytest.raises(BackendError, match="closed"):

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_guildimg._processes import PRIVATE_DIR_PREFIX, child_environment
 from jupyter_guildimg.tbprocess import StartResult, TensorBoardProcess
 from jupyter_guildimg.tfevent import EventFileWriter
 
@@ -201,7 +202,9 @@ def test_tensorboard_exiting_at_once_is_failed_with_its_error(tb_logdir: str) ->
     run(scenario)
 
 
-@pytest.mark.parametrize("arg", ["--bind_all", "--host", "--host=0.0.0.0", "-bind_all", "--port"])
+@pytest.mark.parametrize(
+    "arg", ["--bind_all", "--host", "--host=0.0.0.0", "-bind_all", "--port", "--path_prefix=/x"]
+)
 def test_flags_that_move_tensorboard_off_localhost_are_refused(tb_logdir: str, arg: str) -> None:
     with pytest.raises(ValueError, match=r"not allowed.*127\.0\.0\.1"):
         TensorBoardProcess(tb_logdir, extra_args=["--reload_multifile", "true", arg])
@@ -322,6 +325,86 @@ def test_owner_killed_with_sigkill_leaves_an_orphan_the_next_owner_removes(
         owner.wait()
     assert records(runtime) == [f"{PREFIX}{owner.pid}-{pid}.json"]
     assert int(pid) in processes_on(tb_logdir)  # TensorBoard outlived its owner
+    private = json.loads((runtime / records(runtime)[0]).read_text())["private_dir"]
+    assert os.path.isdir(private)
 
     assert TensorBoardProcess.cleanup_orphans(str(runtime)) == [int(pid)]
     assert processes_on(tb_logdir) == [] and records(runtime) == []
+    assert not os.path.exists(private)  # its TMPDIR went with it
+
+
+def test_tensorboard_gets_a_minimal_environment() -> None:
+    server = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/me",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": "/src",
+        "TMPDIR": "/tmp",
+        "JUPYTER_GUILDIMG_TOKEN": "t",
+        "JUPYTERHUB_API_TOKEN": "t",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "k",
+        "GITHUB_TOKEN": "t",
+        "MY_PASSWORD": "p",
+        "LC_SECRET_KEY": "k",
+        "JUPYTER_GUILDIMG_URL": "http://127.0.0.1:8888/",
+        "SSH_AUTH_SOCK": "/run/agent",
+    }
+    assert child_environment("/private/tb", server) == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/me",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": "/src",
+        "TMPDIR": "/private/tb",
+    }
+
+
+@pytest.mark.tensorboard
+def test_a_secret_prefix_keeps_tensorboard_to_who_knows_it(
+    tb_logdir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "leak-me-not")
+    runtime = tmp_path / "runtime"
+    tb = TensorBoardProcess(
+        tb_logdir, path_prefix="/tb", runtime_dir=str(runtime), secret_prefix=True
+    )
+
+    async def scenario() -> None:
+        assert (await tb.start()).outcome == "started"
+        pid, port = tb.pid, tb.port
+        assert pid is not None and tb.url is not None
+        secret = tb.served_prefix.removeprefix("/tb/")
+        assert len(secret) >= 32 and tb.url == f"http://127.0.0.1:{port}/tb/{secret}/"
+        for path in ("/", "/tb/", "/tb/data/runs"):
+            assert (await asyncio.to_thread(get, f"http://127.0.0.1:{port}{path}"))[0] == 404
+        status, body = await asyncio.to_thread(get, tb.url + "data/runs")
+        assert status == 200 and json.loads(body) == ["run-a"]
+
+        # Not on its command line (any local user can read it), nor in what we show.
+        assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert secret not in json.dumps(tb.state())
+        assert any("TensorBoard 2" in line for line in tb.state()["stderr_tail"])
+        (record,) = runtime.glob(f"{PREFIX}*.json")
+        assert secret not in record.read_text()
+        environ = dict(
+            item.split("=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_text().split("\0")
+            if item
+        )
+        assert "SOME_SERVICE_TOKEN" not in environ
+        private = Path(environ["TMPDIR"])
+        assert private.name.startswith(PRIVATE_DIR_PREFIX) and private.stat().st_mode & 0o077 == 0
+        # The flag file that carried the secret is gone; TensorBoard's info file (which
+        # names its path) is in the private dir, not in the shared one.
+        assert os.listdir(private) == [".tensorboard-info"]
+        shared = Path(tempfile.gettempdir(), ".tensorboard-info", f"pid-{pid}.info")
+        assert not shared.exists()
+        assert (await tb.restart()).outcome == "started"
+        assert secret not in tb.served_prefix  # a new secret for every start
+        await tb.stop()
+        assert tb.served_prefix == "/tb"
+        assert not private.exists()
+
+    run(scenario)
