@@ -291,5 +291,6 @@ class LocalBackend(Backend):
                 log.warning("TensorBoard did not stop in time: killing it", exc_info=True)
                 self.tensorboard.stop_now()
             loop.close()
-        self.monitor.stop()
+        self.monitor.close()
+        self.catalog.close()
         _processes.remove_tree_soon(self.logdir)

@@ -93,12 +93,21 @@ class RunLog:
     and hparams files, and the view of it last handed out."""
 
     def __init__(
-        self, run: Run, log_dir: str, max_images: int | None, max_revisions: int | None
+        self,
+        run: Run,
+        log_dir: str,
+        max_images: int | None,
+        max_revisions: int | None,
+        max_image_bytes: int | None,
     ) -> None:
         self.log_dir = log_dir
         self.mirror = RunMirror(run.dir, log_dir, run.sourcecode)
         self.summaries = ImageSummaries(
-            run.dir, os.path.join(log_dir, IMAGES_DIR), max_images, max_revisions=max_revisions
+            run.dir,
+            os.path.join(log_dir, IMAGES_DIR),
+            max_images,
+            max_revisions=max_revisions,
+            max_image_bytes=max_image_bytes,
         )
         self.wrote_start = self.wrote_end = None  # unknown until the first sync
         self.run = run

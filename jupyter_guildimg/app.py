@@ -28,7 +28,7 @@ from ._fs import LogDirLockedError, logdir_in_use
 from .catalog import Catalog
 from .runs import GuildHome, RunsDir, RunSource, combine_sources, default_guild_home, open_source
 from .tbprocess import TensorBoardProcess
-from .tensorboard import MIN_INTERVAL, PassReport, RunsMonitor
+from .tensorboard import DEFAULT_MAX_IMAGE_BYTES, MIN_INTERVAL, PassReport, RunsMonitor
 
 __all__ = [
     "API_PATH",
@@ -147,6 +147,12 @@ class GuildImgApp(ExtensionApp):
         it the oldest revision files the monitor wrote are removed (0: no cap).""",
     ).tag(config=True)
 
+    max_image_bytes = Int(
+        DEFAULT_MAX_IMAGE_BYTES,
+        help="""An image file larger than this many bytes is reported and not summarized,
+        without being read (0: no limit).""",
+    ).tag(config=True)
+
     @default("sources")
     def _default_sources(self) -> list[str]:
         home = default_guild_home()
@@ -187,6 +193,7 @@ class GuildImgApp(ExtensionApp):
             log_hparams=self.log_hparams,
             max_images_per_run=self.max_images_per_run or None,
             max_revisions_per_image=self.max_revisions_per_image or None,
+            max_image_bytes=self.max_image_bytes or None,
         )
         self.changes = ChangeFeed()
         self.monitor.add_listener(self.changes.publish)
@@ -291,7 +298,8 @@ class GuildImgApp(ExtensionApp):
                 del os.environ[name]
         await self.tensorboard.stop()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.monitor.stop, _MONITOR_STOP_WAIT)
+        await loop.run_in_executor(None, self.monitor.close, _MONITOR_STOP_WAIT)
+        self.catalog.close()
         if self.monitor.running:
             log.warning("jupyter_guildimg: the monitor's pass did not end in time; leaving it")
         if self._own_logdir:

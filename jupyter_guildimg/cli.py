@@ -151,7 +151,7 @@ def _monitor(args: argparse.Namespace) -> int:
         stop.wait()
         print("\nStopping ...")
     finally:
-        monitor.stop()
+        monitor.close()
     return 0
 
 
@@ -190,7 +190,7 @@ def _tensorboard(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_stopping(tensorboard, run()))
     finally:
-        monitor.stop()
+        monitor.close()
         if args.logdir is None:
             _processes.remove_tree_soon(logdir)  # renamed away now, deleted in the background
 

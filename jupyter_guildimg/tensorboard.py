@@ -30,6 +30,7 @@ from .runs import Run, Unreadable
 
 __all__ = [
     "DEFAULT_INTERVAL",
+    "DEFAULT_MAX_IMAGE_BYTES",
     "END_FILE",
     "HPARAMS_FILE",
     "MIN_INTERVAL",
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 2.0
 MIN_INTERVAL = 0.5
+DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20
 
 
 def setup_logging() -> None:
@@ -65,8 +67,10 @@ class RunsMonitor:
     way). ``interval`` (seconds, at least 0.5) paces the thread started by
     :meth:`start`. At most ``max_images_per_run`` distinct images are summarized
     per run, and at most ``max_revisions_per_image`` revisions of each are kept,
-    the oldest removed first (``None`` or 0: no cap). The monitor writes only inside
-    ``logdir`` and only ever deletes symlinks and files it writes itself.
+    the oldest removed first (``None`` or 0: no cap). An image file larger than
+    ``max_image_bytes`` is refused without being read (``None`` or 0: no limit).
+    The monitor writes only inside ``logdir`` and only ever deletes symlinks and
+    files it writes itself.
 
     The log dir is locked (:meth:`acquire_logdir`) before the first pass writes;
     :meth:`close` (or :meth:`stop`) lets it go. A pass running for longer than
@@ -85,6 +89,7 @@ class RunsMonitor:
         *,
         max_images_per_run: int | None = 100,
         max_revisions_per_image: int | None = 100,
+        max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
         stall_after: float | None = None,
     ) -> None:
         interval = DEFAULT_INTERVAL if interval is None else float(interval)
@@ -100,6 +105,7 @@ class RunsMonitor:
         self.log_hparams = log_hparams
         self.max_images_per_run = max_images_per_run
         self.max_revisions_per_image = max_revisions_per_image or None
+        self.max_image_bytes = max_image_bytes or None
         self.stall_after = stall_after
         self._list_runs = list_runs_cb
         self._run_name_cb = run_name_cb
@@ -194,7 +200,11 @@ class RunsMonitor:
             if run_log is None:
                 log_dir = os.path.join(self.logdir, name)
                 run_log = RunLog(
-                    run, log_dir, self.max_images_per_run, self.max_revisions_per_image
+                    run,
+                    log_dir,
+                    self.max_images_per_run,
+                    self.max_revisions_per_image,
+                    self.max_image_bytes,
                 )
                 self._logs[run.dir] = run_log
                 report.runs_added.append(name)

@@ -86,9 +86,12 @@ def jp_server_config(guild_home: Path) -> dict[str, object]:
 
 
 @pytest.fixture
-def guildimg(jp_serverapp: Any) -> Any:
-    """The extension app of the test server."""
-    return jp_serverapp.web_app.settings["guildimg"]
+def guildimg(jp_serverapp: Any) -> Iterator[Any]:
+    """The extension app of the test server. The server's runtime file is written, as
+    a real server writes it at start: kernels read the token from it."""
+    jp_serverapp.write_server_info_file()
+    yield jp_serverapp.web_app.settings["guildimg"]
+    jp_serverapp.remove_server_info_file()
 
 
 @pytest.fixture

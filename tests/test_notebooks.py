@@ -1,7 +1,8 @@
 """The notebooks of notebooks/, run top to bottom by nbclient in a real kernel against
 a real Jupyter server with the extension: pytest-jupyter's, in this process. The
-extension exports its URL and token into os.environ and the kernel, a subprocess,
-inherits them, as kernels of any Jupyter server do. Cells run on the test's event
+extension exports its URL and the path of its runtime file (never the token) into
+os.environ and the kernel, a subprocess, inherits them, as kernels of any Jupyter
+server do; the ``guildimg`` fixture writes that runtime file. Cells run on the test's event
 loop (``async_execute_cell``), so the server keeps answering the kernel meanwhile.
 The tests ask for ``jp_fetch``: without it pytest-jupyter binds the server's port but
 never serves it, and the kernel would fall back to a monitor of its own.

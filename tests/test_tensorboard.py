@@ -456,6 +456,19 @@ def test_no_revision_cap_keeps_every_revision(home, logdir):
         RunsMonitor(logdir, list, max_revisions_per_image=-1)
 
 
+def test_an_image_over_the_size_limit_is_reported_and_not_summarized(home, logdir):
+    big = png(size=(64, 64), colour="red")
+    run_dir = write_run(home.path, op="a", files={"big.png": big, "small.png": png()})
+    monitor = RunsMonitor(logdir, home.list_runs, max_image_bytes=len(big) - 1)
+    report = monitor.run_pass()
+
+    (view,) = monitor.views
+    assert list(view.images) == ["small.png"]
+    (problem,) = report.problems
+    assert problem.path == "big.png" and "too large" in problem.message
+    assert len(summaries(logdir, run_dir)) == 1
+
+
 def test_a_run_view_made_elsewhere_drops_nothing():
     assert RunView(Run(id="a", dir="/a"), "a", "/logdir/a", {}).dropped == {}
 
