@@ -71,11 +71,11 @@ class ServerBackend(Backend):
     def __init__(self, url: str, token: str = "", *, timeout: float = 30.0) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.description = f"server extension at {self.url}"
-        headers = {"Authorization": f"token {token}"} if token else {}
+        self._headers = {"Authorization": f"token {token}"} if token else {}
         host = urllib.parse.urlsplit(self.url).hostname or ""
         self._client = httpx.Client(
             base_url=self.url + API,
-            headers=headers,
+            headers=self._headers,
             timeout=timeout,
             # A proxy from the environment must not come between a kernel and its own
             # server on this machine.
@@ -84,6 +84,12 @@ class ServerBackend(Backend):
 
     def __repr__(self) -> str:
         return f"ServerBackend({self.url!r})"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a request to this server (for example to
+        TensorBoard's data API through the proxy, at :meth:`tensorboard_src`)."""
+        return dict(self._headers)
 
     def _request(self, method: str, route: str, **kwargs: Any) -> httpx.Response:
         try:
