@@ -3,14 +3,18 @@ what the monitor wrote for a run. Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import resource
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from jupyter_server.auth import Authorizer
 from PIL import Image
 
 from jupyter_guildimg.tfevent import EventReader
@@ -94,3 +98,24 @@ def process_running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past ``limit`` bytes of any file fail with EFBIG, as on a full disk
+    (SIGXFSZ ignored, so it is an error rather than a signal)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+class ReadOnlyAuthorizer(Authorizer):
+    """Allows only "read", as a read-only share (or any restrictive Authorizer) does."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return action == "read"

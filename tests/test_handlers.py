@@ -13,13 +13,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from jupyter_server.auth import Authorizer
 from PIL import Image
 from tornado.httpclient import HTTPClientError
 
 from jupyter_guildimg.project import write_run
 
-from helpers import jpeg, png
+from helpers import ReadOnlyAuthorizer, jpeg, png
 
 API_ROUTES = [
     ("GET", "status"),
@@ -360,13 +359,6 @@ async def test_a_removed_source_takes_its_runs_with_it(jp_fetch, guildimg, guild
     assert "not watched" in json.loads(again.body)["message"]
     missing = await jp_fetch("guildimg", "api", "sources", method="DELETE", raise_error=False)
     assert missing.code == 400
-
-
-class ReadOnlyAuthorizer(Authorizer):
-    """Allows only "read", as a read-only share does."""
-
-    def is_authorized(self, handler, user, action, resource):
-        return action == "read"
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from jupyter_server.auth import Authorizer
 from tornado.httpclient import AsyncHTTPClient
 
 from jupyter_guildimg.project import write_run
 
-from helpers import png
+from helpers import ReadOnlyAuthorizer, png
 
 pytestmark = pytest.mark.tensorboard
 
@@ -204,11 +203,6 @@ async def test_tensorboard_answers_only_the_proxy_and_its_secret_stays_inside(
     assert b"SOME_API_TOKEN" not in environ
     assert jp_serverapp.identity_provider.token.encode() not in proc_file(tb.pid, "environ")
     assert os.stat(environ[b"TMPDIR"]).st_mode & 0o077 == 0  # its own private TMPDIR
-
-
-class ReadOnlyAuthorizer(Authorizer):
-    def is_authorized(self, handler, user, action, resource):
-        return action == "read"
 
 
 class TestReadOnlyUsers:

@@ -7,10 +7,7 @@ import hashlib
 import io
 import os
 import random
-import resource
-import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ from jupyter_guildimg.summaries import ImageSummaries
 from jupyter_guildimg.tensorboard import RunsMonitor
 from jupyter_guildimg.tfevent import EventReader
 
-from helpers import age, jpeg, png, run_logdir, summaries, tags, tree_digest
+from helpers import age, file_size_limit, jpeg, png, run_logdir, summaries, tags, tree_digest
 
 
 def test_a_changed_image_gets_a_new_summary_and_old_ones_stay(home, logdir):
@@ -258,20 +255,6 @@ def test_a_file_over_the_size_limit_is_refused_without_being_read(tmp_path):
     os.truncate(run.dir / "huge.png", size + 1)  # still growing: said once is enough
     assert run.update() == []
     assert len(run.problems) == 2
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """Writes past ``limit`` bytes of any file fail with EFBIG, as on a full disk
-    (SIGXFSZ ignored, so it is an error rather than a signal)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
 
 
 def test_a_failed_write_is_reported_once_and_retried_next_pass(tmp_path):

@@ -3,15 +3,11 @@ reader and its pure-Python masked CRC-32C."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import logging
 import os
 import random
-import resource
-import signal
-from collections.abc import Iterator
 
 import pytest
 from tensorboard.backend.event_processing.event_file_loader import (
@@ -34,6 +30,8 @@ from jupyter_guildimg.tfevent import (
     masked_crc32c,
     write_event_file,
 )
+
+from helpers import file_size_limit
 
 PAYLOADS = [
     b"",
@@ -185,20 +183,6 @@ def test_rewrite_replaces_the_previous_file(tmp_path) -> None:
     write_event_file(path, [image_event("new.png")])
     assert tags(tensorboard_events(path)) == ["new.png"]
     assert os.listdir(tmp_path) == ["events.out.tfevents.1"]
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """Writes past ``limit`` bytes of any file fail with EFBIG, as on a full disk
-    (SIGXFSZ ignored, so it is an error rather than a signal)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path) -> None:
