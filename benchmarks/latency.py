@@ -32,7 +32,7 @@ import time
 import httpx
 from PIL import Image
 
-from jupyter_guildimg.project import write_run
+from jupyter_guildimg.guild.project import write_run
 
 
 def free_port() -> int:

@@ -40,9 +40,9 @@ import time
 
 from PIL import Image
 
-from jupyter_guildimg.project import write_run
-from jupyter_guildimg.runs import GuildHome
-from jupyter_guildimg.tensorboard import RunsMonitor
+from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.runs import GuildHome
+from jupyter_guildimg.guild.project import write_run
 
 
 def image_pool(count: int, size: int, seed: int = 0) -> list[tuple[str, bytes]]:

@@ -8,7 +8,7 @@ hparams and time files. Then, on two such log dirs, times:
 - old: ``shutil.rmtree`` of the log dir, as the server did at shutdown;
 - new: what the server does now: stop the monitor (which holds the log dir's lock),
   rename the dir away and start its removal in the background
-  (``_processes.remove_tree_soon``). Also reported: how long that background
+  (``processes.remove_tree_soon``). Also reported: how long that background
   removal took to finish, which no longer holds up the shutdown.
 
 The target is a shutdown of at most 5 s at 10,000 runs (Docker's stop timeout is
@@ -28,8 +28,8 @@ import shutil
 import tempfile
 import time
 
-from jupyter_guildimg import _processes
-from jupyter_guildimg.tensorboard import RunsMonitor
+from jupyter_guildimg.engine import processes
+from jupyter_guildimg.engine.monitor import RunsMonitor
 
 _SUMMARY = b"\0" * 180  # about the size of a small image summary's framing and header
 _RUN_FILES = ("events.out.tfevents.0000000000.hparams", "events.out.tfevents.9999999999.time")
@@ -92,7 +92,7 @@ def main() -> None:
         began = time.perf_counter()
         run_dirs = make_runs(os.path.join(work, "runs"), args.runs, args.images)
         old_dir = os.path.join(work, "old-logdir")
-        new_dir = tempfile.mkdtemp(prefix=_processes.SERVER_LOGDIR_PREFIX, dir=work)
+        new_dir = tempfile.mkdtemp(prefix=processes.SERVER_LOGDIR_PREFIX, dir=work)
         entries = make_logdir(old_dir, run_dirs, args.images)
         make_logdir(new_dir, run_dirs, args.images)
         print(
@@ -108,7 +108,7 @@ def main() -> None:
         monitor.acquire_logdir()  # as the server's monitor holds it
         start = time.perf_counter()
         monitor.stop()
-        removing = _processes.remove_tree_soon(new_dir)
+        removing = processes.remove_tree_soon(new_dir)
         new = time.perf_counter() - start
         assert removing is not None and not os.path.exists(new_dir)
         while os.path.exists(removing):

@@ -49,12 +49,13 @@ from typing import Any
 
 import httpx
 
-from jupyter_guildimg.project import write_run
+from jupyter_guildimg.guild.project import write_run
 
 # The browser tests' server, Chromium and sidebar helpers (one copy of each, and
 # the sidebar's DOM selectors where the tests keep them).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_labextension import (
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "labextension"))
+from test_sidebar import (
     RUNS,
     SIDEBAR,
     THUMB_ITEMS,

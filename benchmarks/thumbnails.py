@@ -34,10 +34,10 @@ from typing import Any
 
 from PIL import Image
 
-from jupyter_guildimg.catalog import Catalog, ThumbnailError
-from jupyter_guildimg.project import write_run
-from jupyter_guildimg.runs import GuildHome
-from jupyter_guildimg.tensorboard import RunsMonitor
+from jupyter_guildimg.engine.catalog import Catalog, ThumbnailError
+from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.runs import GuildHome
+from jupyter_guildimg.guild.project import write_run
 
 SIZE = 9000
 IMAGES = {"rgb.png": ("RGB", "PNG"), "grey.png": ("L", "PNG"), "rgb.jpg": ("RGB", "JPEG")}

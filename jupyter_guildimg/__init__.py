@@ -14,15 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-from .project import Project
-from .runs import GuildHome, Run, RunsDir, combine_sources, open_source
-from .tensorboard import RunsMonitor
-from .tfevent import EventReader
+from .engine.monitor import RunsMonitor
+from .engine.runs import GuildHome, Run, RunsDir, combine_sources, open_source
+from .engine.tfevent import EventReader
+from .guild.project import Project
 
 
 def _jupyter_server_extension_points() -> list[dict[str, object]]:
     """The server extension (imported only when a Jupyter server loads it)."""
-    from .app import GuildImgApp
+    from .server.app import GuildImgApp
 
     return [{"module": "jupyter_guildimg", "app": GuildImgApp}]
 
@@ -35,14 +35,14 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext jupyter_guildimg``: registers the ``%guildimg`` line magic."""
-    from .magic import load_ipython_extension as load
+    from .notebook.magic import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext jupyter_guildimg``: removes ``%guildimg``."""
-    from .magic import unload_ipython_extension as unload
+    from .notebook.magic import unload_ipython_extension as unload
 
     unload(ipython)
 
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> Any:
     # ``jupyter_guildimg.panel`` is :func:`jupyter_guildimg.widget.panel`, imported on
     # first use so that ``import jupyter_guildimg`` does not load ipywidgets.
     if name == "panel":
-        from .widget import panel
+        from .notebook.widget import panel
 
         return panel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

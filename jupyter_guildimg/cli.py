@@ -15,10 +15,10 @@ import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from . import _processes
-from ._fs import LogDirLockedError, logdir_in_use
-from .runs import combine_sources, open_source
-from .tensorboard import MIN_INTERVAL, RunsMonitor, setup_logging
+from .engine import processes
+from .engine.layout import LogDirLockedError, logdir_in_use
+from .engine.monitor import MIN_INTERVAL, RunsMonitor, setup_logging
+from .engine.runs import combine_sources, open_source
 
 __all__ = ["main"]
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import make_demo_runs
+    from .guild.demo import make_demo_runs
 
     home = os.path.abspath(args.home)
     if args.fresh or not os.path.isdir(os.path.join(home, "runs")):
@@ -157,8 +157,8 @@ def _monitor(args: argparse.Namespace) -> int:
 
 def _tensorboard(args: argparse.Namespace) -> int:
     """Monitor and TensorBoard for a terminal user (what ``guild tensorboard`` does)."""
-    from .runs import default_guild_home
-    from .tbprocess import TensorBoardProcess
+    from .engine.runs import default_guild_home
+    from .engine.tbprocess import TensorBoardProcess
 
     try:
         sources = [open_source(path) for path in args.sources or [default_guild_home()]]
@@ -192,15 +192,15 @@ def _tensorboard(args: argparse.Namespace) -> int:
     finally:
         monitor.close()
         if args.logdir is None:
-            _processes.remove_tree_soon(logdir)  # renamed away now, deleted in the background
+            processes.remove_tree_soon(logdir)  # renamed away now, deleted in the background
 
 
 def _locked_monitor(logdir: str | None, list_runs: Any, interval: float) -> RunsMonitor | None:
     """A monitor holding its log dir's lock (``logdir``, else a new temporary one); None,
     with the reason printed, when another monitor holds it."""
     if logdir is None:
-        _processes.clean_stale_dirs(_processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
-        logdir = _processes.temp_logdir(_processes.SERVER_LOGDIR_PREFIX)
+        processes.clean_stale_dirs(processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
+        logdir = processes.temp_logdir(processes.SERVER_LOGDIR_PREFIX)
     monitor = RunsMonitor(logdir, list_runs, interval=interval)
     try:
         monitor.acquire_logdir()

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from jupyter_guildimg.project import Project
-from jupyter_guildimg.runs import GuildHome
+from jupyter_guildimg.engine.runs import GuildHome
+from jupyter_guildimg.guild.project import Project
 
 import browser
 from helpers import SAMPLES
@@ -99,7 +99,7 @@ def no_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     """No server is found unless a test names one: neither the environment a test
     server may have exported nor a Jupyter server running on this machine. The
     kernel-wide shared backend is closed afterwards."""
-    from jupyter_guildimg.client import ENV_TOKEN, ENV_URL, close_shared_backend
+    from jupyter_guildimg.notebook.client import ENV_TOKEN, ENV_URL, close_shared_backend
 
     monkeypatch.delenv(ENV_URL, raising=False)
     monkeypatch.delenv(ENV_TOKEN, raising=False)

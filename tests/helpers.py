@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from jupyter_server.auth import Authorizer
 from PIL import Image
 
-from jupyter_guildimg.tfevent import EventReader
+from jupyter_guildimg.engine.tfevent import EventReader
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jupyter_guildimg.tensorboard import RunsMonitor
+from jupyter_guildimg.engine.monitor import RunsMonitor
 
 from helpers import jpeg, png, wait_for
 

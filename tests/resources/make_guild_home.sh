@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate tests/resources/guild-home/: real Guild runs made by Guild itself, and
-# EXPECTED.json, what Guild reports about each of them. tests/test_runs.py reads the
+# EXPECTED.json, what Guild reports about each of them. tests/engine/test_runs.py reads the
 # runs with jupyter_guildimg.runs (without Guild) and compares with EXPECTED.json.
 #
 # Usage: tests/resources/make_guild_home.sh /path/to/venv/bin/guild

@@ -1,0 +1,280 @@
+"""How a kernel reaches the monitor: a :class:`ServerBackend` talking to the server
+extension's REST API, or, when no server extension is reachable, a
+:class:`LocalBackend` running its own monitor and TensorBoard inside the kernel.
+
+Both answer the same methods (:class:`Backend`) with the same JSON shapes as the REST
+API (see the README), so the panel and the magic never care which one they have.
+:func:`connect` picks one; :func:`shared_backend` keeps one per kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from .backend import START_TIMEOUT, Backend, BackendError, check_source
+from .local import LocalBackend
+
+__all__ = [
+    "ENV_SERVER_INFO",
+    "ENV_SERVER_PID",
+    "ENV_TOKEN",
+    "ENV_URL",
+    "Backend",
+    "BackendError",
+    "LocalBackend",
+    "ServerBackend",
+    "close_shared_backend",
+    "connect",
+    "shared_backend",
+]
+
+log = logging.getLogger(__name__)
+
+ENV_URL = "JUPYTER_GUILDIMG_URL"
+ENV_SERVER_PID = "JUPYTER_GUILDIMG_SERVER_PID"
+ENV_SERVER_INFO = "JUPYTER_GUILDIMG_SERVER_INFO"
+# Never exported by the extension (every process started by the server would inherit
+# it); still taken from a user who sets it by hand.
+ENV_TOKEN = "JUPYTER_GUILDIMG_TOKEN"
+API = "guildimg/api/"
+TENSORBOARD = "guildimg/tensorboard/"
+_PROBE_TIMEOUT = 2.0
+
+
+# ---------------------------------------------------------------------------
+# The server extension
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServerBackend(Backend):
+    """The REST API of the server extension at ``url`` (the server's URL including
+    its base_url), authenticated with ``token``. Thread-safe."""
+
+    def __init__(self, url: str, token: str = "", *, timeout: float = 30.0) -> None:
+        self.url = url if url.endswith("/") else url + "/"
+        self.description = f"server extension at {self.url}"
+        self._headers = {"Authorization": f"token {token}"} if token else {}
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        self._client = httpx.Client(
+            base_url=self.url + API,
+            headers=self._headers,
+            timeout=timeout,
+            # A proxy from the environment must not come between a kernel and its own
+            # server on this machine.
+            trust_env=not _is_loopback(host),
+        )
+
+    def __repr__(self) -> str:
+        return f"ServerBackend({self.url!r})"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a request to this server (for example to
+        TensorBoard's data API through the proxy, at :meth:`tensorboard_src`)."""
+        return dict(self._headers)
+
+    def _request(self, method: str, route: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._client.request(method, route, **kwargs)
+        except httpx.HTTPError as e:
+            raise BackendError(f"cannot reach {self.url}: {e}") from e
+        if response.is_error:
+            try:
+                message = response.json()["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.reason_phrase
+            raise BackendError(f"{message} (HTTP {response.status_code})", response.status_code)
+        return response
+
+    def probe(self) -> bool:
+        """Whether the extension answers ``GET status`` with 200 here."""
+        try:
+            self._request("GET", "status", timeout=_PROBE_TIMEOUT)
+        except BackendError as e:
+            log.debug("No guildimg server extension at %s: %s", self.url, e)
+            return False
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return self._request("GET", "status").json()
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self._request("GET", "runs").json()["runs"]
+
+    def images(self, run_id: str) -> dict[str, Any]:
+        return self._request("GET", f"runs/{urllib.parse.quote(run_id, safe='')}/images").json()
+
+    def image(
+        self, run_id: str, path: str, rev: int | None = None, thumb: int | None = None
+    ) -> bytes:
+        params = {k: v for k, v in (("rev", rev), ("thumb", thumb)) if v is not None}
+        route = f"runs/{urllib.parse.quote(run_id, safe='')}/images/{urllib.parse.quote(path)}"
+        return self._request("GET", route, params=params).content
+
+    def refresh(self) -> dict[str, Any]:
+        return self._request("POST", "refresh").json()
+
+    def start_tensorboard(self) -> dict[str, Any]:
+        """Start TensorBoard unless it is ready or starting (the API's POST would
+        restart it) and return its state once it is ready or failed."""
+        state = self._request("GET", "tensorboard").json()
+        if state["status"] == "ready":
+            return state
+        if state["status"] == "starting":
+            # Another client started it: wait for that start rather than restart it.
+            deadline = time.monotonic() + START_TIMEOUT
+            while state["status"] == "starting" and time.monotonic() < deadline:
+                time.sleep(0.5)
+                state = self._request("GET", "tensorboard").json()
+            return state
+        return self._request("POST", "tensorboard", timeout=START_TIMEOUT).json()
+
+    def stop_tensorboard(self) -> dict[str, Any]:
+        return self._request("DELETE", "tensorboard", timeout=START_TIMEOUT).json()
+
+    def wait_changes(self, since: int, timeout: float = 25) -> int:
+        params = {"since": since, "timeout": timeout}
+        response = self._request("GET", "changes", params=params, timeout=timeout + 15)
+        return int(response.json()["generation"])
+
+    def add_source(self, path: str) -> dict[str, Any]:
+        return self._request("POST", "sources", json={"path": path}).json()
+
+    def remove_source(self, path: str) -> dict[str, Any]:
+        return self._request("DELETE", "sources", params={"path": path}).json()
+
+    def tensorboard_src(self) -> str:
+        """The proxy's URL without scheme and host (base_url path + ``guildimg/tensorboard/``),
+        so the iframe goes to whichever host the browser shows the notebook from, behind
+        JupyterHub or a remote server alike."""
+        return urllib.parse.urlsplit(self.url).path + TENSORBOARD
+
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# ---------------------------------------------------------------------------
+# Finding a backend
+
+
+def _token_of_parent_server() -> str:
+    """The token of the server named by the environment the extension exports: read from
+    its runtime file (``$JUPYTER_GUILDIMG_SERVER_INFO``, else ``jpserver-<pid>.json`` in
+    Jupyter's runtime dir), which only this user can read, as Jupyter's own clients do.
+    "" when there is none, or it is another server's (its pid differs)."""
+    pid = os.environ.get(ENV_SERVER_PID, "")
+    path = os.environ.get(ENV_SERVER_INFO, "")
+    if not path and pid:
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        path = os.path.join(jupyter_runtime_dir(), f"jpserver-{pid}.json")
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+        if pid and str(info["pid"]) != pid:
+            log.debug("%r is not the runtime file of server pid %s", path, pid)
+            return ""
+        return str(info.get("token") or "")
+    except (OSError, ValueError, KeyError, TypeError):
+        log.debug("No token in the server's runtime file %r", path, exc_info=True)
+        return ""
+
+
+def _candidates() -> Iterator[tuple[str, str]]:
+    """(url, token) of servers that may run the extension: the one named by the
+    environment the extension exports to kernels first (its token from
+    ``$JUPYTER_GUILDIMG_TOKEN`` if a user set it, else from its runtime file), then every
+    running server, those whose root dir holds the current directory first."""
+    url = os.environ.get(ENV_URL)
+    if url:
+        yield url, os.environ.get(ENV_TOKEN) or _token_of_parent_server()
+    from jupyter_server.serverapp import list_running_servers
+
+    try:
+        servers = list(list_running_servers())
+    except OSError:
+        log.warning("Cannot list running Jupyter servers", exc_info=True)
+        return
+    cwd = os.getcwd()
+
+    def holds_cwd(info: dict[str, Any]) -> bool:
+        root = os.path.abspath(info.get("root_dir") or info.get("notebook_dir") or "/")
+        return os.path.commonpath([root, cwd]) == root
+
+    for info in sorted(servers, key=lambda info: not holds_cwd(info)):
+        if info.get("url"):
+            yield info["url"], info.get("token", "")
+
+
+def connect(sources: Sequence[str] = ()) -> Backend:
+    """The backend for this kernel: the server extension named by ``$JUPYTER_GUILDIMG_URL``
+    (its token read from its runtime file), else the first running Jupyter server whose
+    extension answers, else a :class:`LocalBackend` watching ``sources`` (or its
+    defaults). A server is asked to watch ``sources`` too. Raises FileNotFoundError
+    (one line, naming the path) for a source that does not exist, before connecting."""
+    paths = [check_source(path) for path in sources]
+    for url, token in _candidates():
+        backend = ServerBackend(url, token)
+        if not backend.probe():
+            backend.close()
+            continue
+        try:
+            for path in paths:
+                backend.add_source(path)
+        except BackendError:
+            backend.close()
+            raise
+        log.info("jupyter_guildimg: using the %s", backend.description)
+        return backend
+    log.info("jupyter_guildimg: no server extension reachable; monitoring in this kernel")
+    return LocalBackend(paths)
+
+
+_shared: Backend | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_backend(sources: Sequence[str] = ()) -> Backend:
+    """One backend per kernel for the magic and :func:`jupyter_guildimg.panel`, made by
+    :func:`connect` on first use; later ``sources`` are added to it."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared.closed:
+            _shared = connect(sources)
+        else:
+            for path in [check_source(path) for path in sources]:
+                _shared.add_source(path)
+        return _shared
+
+
+def close_shared_backend() -> None:
+    """Close the shared backend (the next :func:`shared_backend` connects again)."""
+    global _shared
+    with _shared_lock:
+        backend, _shared = _shared, None
+    if backend is not None:
+        backend.close()

@@ -1,0 +1,296 @@
+"""The panel's Images tab: thumbnails of the selected runs' images, the viewer with
+its revision slider, and the compare view across runs.
+
+Image bytes are fetched lazily: only for the runs shown, the first
+:data:`THUMBS_PER_RUN` of each until "more" is clicked, and again only when an
+image's newest revision changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as widgets
+
+from .backend import Backend, BackendError
+
+__all__ = ["COMPARE_WIDTH", "THUMBS_PER_RUN", "THUMB_WIDTH", "ImagesView", "Quiet", "descendants"]
+
+log = logging.getLogger(__name__)
+
+THUMBS_PER_RUN = 48  # thumbnails fetched per run until "more" is clicked
+THUMB_WIDTH = 160
+COMPARE_WIDTH = 512
+_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp"))
+
+
+def image_format(data: bytes) -> str:
+    """The ipywidgets Image ``format`` of these bytes (the monitor serves four)."""
+    return next((name for magic, name in _MAGIC if data.startswith(magic)), "png")
+
+
+def local_time(seconds: float | None, fmt: str) -> str:
+    return "" if seconds is None else time.strftime(fmt, time.localtime(seconds))
+
+
+def descendants(widget: widgets.Widget) -> list[widgets.Widget]:
+    """Every widget inside ``widget`` (not itself), deepest first."""
+    found: list[widgets.Widget] = []
+    for child in getattr(widget, "children", ()):
+        found.extend(descendants(child))
+        found.append(child)
+    return found
+
+
+class Quiet:
+    """Marks, per thread, that this code and not the user is changing a widget's
+    value, so the widget's observer can tell the two apart."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        self.local.on = True
+        try:
+            yield
+        finally:
+            self.local.on = False
+
+    @property
+    def active(self) -> bool:
+        return getattr(self._local, "on", False)
+
+
+@dataclass(eq=False)
+class _Thumb:
+    box: widgets.VBox
+    image: widgets.Image
+    button: widgets.Button
+    revision: int
+
+
+class ImagesView:
+    """The Images tab (``box``) over ``backend``. Every method is called with ``lock``
+    held; the widgets' own callbacks take it."""
+
+    def __init__(self, backend: Backend, lock: threading.RLock, height: int) -> None:
+        self.backend = backend
+        self._lock = lock
+        self._quietly = Quiet()  # on while this code moves the slider
+        self._run_ids: list[str] = []
+        self._listings: dict[str, dict[str, Any]] = {}
+        self._limits: dict[str, int] = {}
+        self._thumbs: dict[tuple[str, str], _Thumb] = {}
+        self._viewing: tuple[str, str] | None = None
+        self._shown: tuple[str, str, int] | None = None
+        self._compared: tuple[tuple[str, str, int], ...] = ()
+        self._revision_options: tuple[tuple[str, int], ...] = ()
+        self.thumbnail_images: list[widgets.Image] = []
+        self.compare_images: list[widgets.Image] = []
+
+        self.images_note = widgets.HTML()
+        self.thumbnails = widgets.GridBox(
+            layout=widgets.Layout(
+                grid_template_columns=f"repeat(auto-fill, minmax({THUMB_WIDTH + 10}px, 1fr))",
+                grid_gap="8px",
+            )
+        )
+        self.more_box = widgets.HBox()
+        self.viewer_info = widgets.HTML()
+        self.revision_slider = widgets.SelectionSlider(
+            options=[("newest", -1)], description="Revision", continuous_update=False
+        )
+        self.revision_slider.layout.width = "95%"
+        self.revision_slider.observe(self._on_revision, "value")
+        self.viewer_image = widgets.Image(layout=widgets.Layout(max_width="100%"))
+        self.viewer_close = widgets.Button(description="Close", icon="times")
+        self.viewer_close.on_click(lambda _: self.close_viewer())
+        heading = widgets.HBox([self.viewer_info, self.viewer_close])
+        self.viewer = widgets.VBox(
+            [heading, self.revision_slider, self.viewer_image],
+            layout=widgets.Layout(display="none", border="1px solid #ccc", padding="4px"),
+        )
+        self.compare_box = widgets.HBox(layout=widgets.Layout(display="none"))
+        self.box = widgets.VBox(
+            [self.images_note, self.viewer, self.compare_box, self.thumbnails, self.more_box],
+            layout=widgets.Layout(max_height=f"{height}px", overflow="auto"),
+        )
+
+    def show(self, run_ids: Sequence[str], note: str) -> None:
+        """Show the images of these runs (``note`` when there are none to list)."""
+        listings: dict[str, dict[str, Any]] = {}
+        for run_id in run_ids:
+            try:
+                listings[run_id] = self.backend.images(run_id)
+            except BackendError as e:  # removed since the runs were listed
+                log.debug("No images for run %s: %s", run_id, e)
+        self._run_ids, self._listings = list(run_ids), listings
+        self._render_thumbnails()
+        if not run_ids:
+            self.images_note.value = f"<i>{html.escape(note)}</i>"
+        else:
+            self.images_note.value = "" if self._thumbs else "<i>No images captured yet.</i>"
+        self._render_viewer()
+
+    def open_image(self, run_id: str, path: str) -> None:
+        with self._lock:
+            self._viewing = (run_id, path)
+            self._render_viewer()
+
+    def close_viewer(self) -> None:
+        with self._lock:
+            self._viewing = self._shown = None
+            self._render_viewer()
+
+    def _fetch(self, run_id: str, path: str, **kwargs: int | None) -> bytes:
+        try:
+            return self.backend.image(run_id, path, **kwargs)
+        except BackendError as e:  # gone since the listing: the next reload drops it
+            log.debug("Image %s of run %s: %s", path, run_id, e)
+            return b""
+
+    # -- thumbnails -------------------------------------------------------------
+
+    def _render_thumbnails(self) -> None:
+        thumbs: dict[tuple[str, str], _Thumb] = {}
+        more: list[widgets.Button] = []
+        for run_id, listing in self._listings.items():
+            entries = listing["images"]
+            limit = self._limits.get(run_id, THUMBS_PER_RUN)
+            for entry in entries[:limit]:
+                key, newest = (run_id, entry["path"]), entry["revisions"][0]["revision"]
+                thumb = self._thumbs.pop(key, None)
+                if thumb is None or thumb.revision != newest:
+                    data = self._fetch(*key, rev=newest, thumb=THUMB_WIDTH)
+                    if thumb is None:
+                        thumb = self._make_thumb(listing["run"], entry["path"], newest, data)
+                    else:
+                        thumb.image.format, thumb.image.value = image_format(data), data
+                        thumb.revision = newest
+                thumbs[key] = thumb
+            if len(entries) > limit:
+                left = f"{len(entries) - limit} more from {listing['run']['short_id']}"
+                button = widgets.Button(description=left)
+                button.on_click(lambda _, run_id=run_id: self._more(run_id))
+                more.append(button)
+        for thumb in self._thumbs.values():  # no longer shown
+            for widget in (thumb.image, thumb.button, thumb.box):
+                widget.close()
+        self._thumbs = thumbs
+        self.thumbnail_images = [thumb.image for thumb in thumbs.values()]
+        boxes = tuple(thumb.box for thumb in thumbs.values())
+        if tuple(self.thumbnails.children) != boxes:
+            self.thumbnails.children = boxes
+        for button in self.more_box.children:
+            button.close()
+        self.more_box.children = tuple(more)
+
+    def _make_thumb(self, run: dict[str, Any], path: str, revision: int, data: bytes) -> _Thumb:
+        image = widgets.Image(value=data, format=image_format(data))
+        image.layout = widgets.Layout(
+            max_width=f"{THUMB_WIDTH}px", max_height=f"{THUMB_WIDTH}px", object_fit="contain"
+        )
+        image.add_class("guildimg-thumb")
+        button = widgets.Button(description=path, tooltip=f"{run['name']}: {path}")
+        button.layout.width = f"{THUMB_WIDTH}px"
+        button.on_click(lambda _: self.open_image(run["id"], path))
+        box = widgets.VBox([image, button], layout=widgets.Layout(align_items="center"))
+        return _Thumb(box, image, button, revision)
+
+    def _more(self, run_id: str) -> None:
+        with self._lock:
+            self._limits[run_id] = self._limits.get(run_id, THUMBS_PER_RUN) + THUMBS_PER_RUN
+            self._render_thumbnails()
+
+    # -- the viewer -------------------------------------------------------------
+
+    def _entry(self, run_id: str, path: str) -> dict[str, Any] | None:
+        listing = self._listings.get(run_id)
+        entries = listing["images"] if listing else []
+        return next((entry for entry in entries if entry["path"] == path), None)
+
+    def _render_viewer(self) -> None:
+        entry = None if self._viewing is None else self._entry(*self._viewing)
+        if self._viewing is None or entry is None:  # nothing open, or its run or image went
+            self._viewing = self._shown = None
+            self.viewer.layout.display = "none"
+            self._render_compare()
+            return
+        run_id, path = self._viewing
+        revisions = entry["revisions"]
+        options = tuple(
+            (f"#{r['revision']}  {local_time(r['time'], '%H:%M:%S')}", r["revision"])
+            for r in revisions
+        )
+        old = self.revision_slider.value
+        old_newest = self._revision_options[0][1] if self._revision_options else None
+        same_image = self._shown is not None and self._shown[:2] == (run_id, path)
+        # Follow the newest revision unless the user moved to an older one.
+        keep = same_image and old != old_newest and old in [value for _label, value in options]
+        with self._quietly():
+            if self._revision_options != options:
+                self.revision_slider.options = self._revision_options = options
+            self.revision_slider.value = old if keep else revisions[0]["revision"]
+        self._show_revision(self.revision_slider.value)
+        self.viewer.layout.display = ""
+        self._render_compare()
+
+    def _show_revision(self, revision: int) -> None:
+        if self._viewing is None or self._shown == (*self._viewing, revision):
+            return
+        run_id, path = self._viewing
+        entry = self._entry(run_id, path)
+        revisions: list[dict[str, Any]] = entry["revisions"] if entry is not None else []
+        info = next((r for r in revisions if r["revision"] == revision), None)
+        if info is None:
+            return
+        data = self._fetch(run_id, path, rev=revision)
+        self.viewer_image.format, self.viewer_image.value = image_format(data), data
+        self._shown = (run_id, path, revision)
+        run = self._listings[run_id]["run"]
+        count, index = len(revisions), revisions.index(info)
+        self.viewer_info.value = (
+            f"<b>{html.escape(path)}</b> · run {html.escape(run['name'])}<br>"
+            f"{info['width']}×{info['height']} px · {info['size']:,} bytes · "
+            f"revision {count - index} of {count}, "
+            f"{local_time(info['time'], '%Y-%m-%d %H:%M:%S')}"
+        )
+
+    def _on_revision(self, change: dict[str, Any]) -> None:
+        if not self._quietly.active:
+            with self._lock:
+                self._show_revision(change["new"])
+
+    def _render_compare(self) -> None:
+        wanted: list[tuple[str, str, int]] = []
+        if self._viewing is not None and len(self._run_ids) > 1:
+            path = self._viewing[1]
+            for run_id in self._run_ids:
+                entry = self._entry(run_id, path)
+                if entry is not None:
+                    wanted.append((run_id, path, entry["revisions"][0]["revision"]))
+        if tuple(wanted) == self._compared:
+            return
+        for widget in descendants(self.compare_box):
+            widget.close()
+        boxes, images = [], []
+        for run_id, path, revision in wanted:
+            data = self._fetch(run_id, path, rev=revision, thumb=COMPARE_WIDTH)
+            image = widgets.Image(value=data, format=image_format(data))
+            image.layout = widgets.Layout(max_width="100%", object_fit="contain")
+            run = self._listings[run_id]["run"]
+            label = widgets.HTML(f"<b>{html.escape(run['short_id'])}</b> {html.escape(path)}")
+            boxes.append(widgets.VBox([label, image], layout=widgets.Layout(flex="1")))
+            images.append(image)
+        self._compared = tuple(wanted)
+        self.compare_images = images
+        self.compare_box.children = tuple(boxes)
+        self.compare_box.layout.display = "" if boxes else "none"

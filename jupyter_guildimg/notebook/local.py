@@ -1,0 +1,289 @@
+"""The monitor, catalog and TensorBoard inside the kernel, for a kernel that no server
+extension serves (started outside Jupyter's server, or with the extension off)."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import logging
+import os
+import socket
+import threading
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+
+from ..engine import processes
+from ..engine.catalog import THUMB_MAX, THUMB_MIN, Catalog, NotFoundError, ThumbnailError
+from ..engine.layout import SourceError, logdir_in_use, logdir_overlap
+from ..engine.monitor import PassReport, RunsMonitor
+from ..engine.runs import (
+    GuildHome,
+    Run,
+    RunsDir,
+    RunSource,
+    combine_sources,
+    default_guild_home,
+    open_source,
+)
+from ..engine.tbprocess import TensorBoardProcess
+from .backend import START_TIMEOUT, Backend, BackendError, check_source
+
+__all__ = ["LocalBackend"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _LoopThread:
+    """An asyncio loop in a daemon thread, for TensorBoardProcess: the kernel's own
+    loop must never wait on TensorBoard."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="guildimg-tb-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            # Nothing may be left pending when the loop closes (TensorBoard was stopped
+            # first, so this is only a start() caller that has not resumed yet).
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+class LocalBackend(Backend):
+    """A monitor (a temporary log dir, a pass every second, started at once), the
+    API's catalog and, on first use, TensorBoard, all inside this process: for a kernel
+    that no server extension serves. ``sources`` default to the Guild home if it
+    exists, else ``./runs`` (watched until it appears); a given source that does not
+    exist raises FileNotFoundError, one that contains the log dir :class:`SourceError`.
+    Everything started is stopped by :meth:`close`, or at interpreter exit, so nothing
+    outlives the kernel; a log dir left by a kernel that was killed is removed by the
+    next one (or the next server).
+
+    :meth:`tensorboard_src` is ``http://127.0.0.1:<port>/``: it only works for a
+    browser on the machine running the kernel."""
+
+    description = "in this kernel (no server extension reachable)"
+
+    def __init__(
+        self, sources: Sequence[str] | None = None, *, runtime_dir: str | None = None
+    ) -> None:
+        if sources:
+            self._sources = [open_source(check_source(path)) for path in sources]
+        else:
+            home = default_guild_home()
+            runs = os.path.abspath("runs")
+            self._sources = [GuildHome(home) if os.path.isdir(home) else RunsDir(runs)]
+        if runtime_dir is None:
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            runtime_dir = jupyter_runtime_dir()
+        self._runtime_dir = runtime_dir
+        processes.clean_stale_dirs(processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
+        self.logdir = processes.temp_logdir(processes.KERNEL_LOGDIR_PREFIX)
+        for source in self._sources:
+            if problem := logdir_overlap(source.path, self.logdir):
+                os.rmdir(self.logdir)
+                raise SourceError(problem)
+        self.monitor = RunsMonitor(self.logdir, self._list_runs, interval=1.0)
+        self.monitor.acquire_logdir()  # a new dir: free; the lock marks it in use
+        self.catalog = Catalog(self.monitor)
+        # Chosen now, so tensorboard_src() can answer before TensorBoard has started.
+        self._port = _free_port()
+        self.tensorboard = TensorBoardProcess(self.logdir, runtime_dir=runtime_dir, port=self._port)
+        self._loop: _LoopThread | None = None
+        self._starting: concurrent.futures.Future[Any] | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._generation = 0
+        self._closed = False
+        self.monitor.add_listener(self._on_pass)
+        atexit.register(self.close)
+        self.monitor.start()
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({[source.path for source in self._sources]!r})"
+
+    def _list_runs(self) -> list[Run]:
+        return combine_sources(list(self._sources))()
+
+    def _on_pass(self, report: PassReport) -> None:
+        if report.changed:
+            with self._changed:
+                self._generation += 1
+                self._changed.notify_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("the in-kernel monitor was closed")
+
+    def status(self) -> dict[str, Any]:
+        self._check_open()
+        return {
+            "monitor": {
+                **self.monitor.status(),
+                "sources": [source.path for source in self._sources],
+                "generation": self._generation,
+                "refused_sources": [],
+                "error": None,
+            },
+            "tensorboard": self._tensorboard_state(),
+        }
+
+    def runs(self) -> list[dict[str, Any]]:
+        self._check_open()
+        return self.catalog.runs()
+
+    def images(self, run_id: str) -> dict[str, Any]:
+        self._check_open()
+        try:
+            return self.catalog.images(run_id)
+        except NotFoundError as e:
+            raise BackendError(str(e), 404) from None
+
+    def image(
+        self, run_id: str, path: str, rev: int | None = None, thumb: int | None = None
+    ) -> bytes:
+        self._check_open()
+        if thumb is not None and not THUMB_MIN <= thumb <= THUMB_MAX:
+            raise BackendError(f"thumb must be between {THUMB_MIN} and {THUMB_MAX}", 400)
+        try:
+            if thumb is None:
+                return self.catalog.image(run_id, path, rev).data
+            return self.catalog.thumbnail(run_id, path, thumb, rev).data
+        except NotFoundError as e:
+            raise BackendError(str(e), 404) from None
+        except ThumbnailError as e:
+            raise BackendError(str(e), 422) from None
+
+    def refresh(self) -> dict[str, Any]:
+        self._check_open()
+        return self.monitor.run_pass().to_json()
+
+    def add_source(self, path: str) -> dict[str, Any]:
+        """Watch ``path`` too (FileNotFoundError if it does not exist, SourceError if it
+        contains the log dir or lies inside it)."""
+        self._check_open()
+        source: RunSource = open_source(check_source(path))
+        if problem := logdir_overlap(source.path, self.logdir):
+            raise SourceError(problem)
+        with self._lock:
+            if all(known.path != source.path for known in self._sources):
+                self._sources.append(source)
+            return {"sources": [known.path for known in self._sources]}
+
+    def remove_source(self, path: str) -> dict[str, Any]:
+        """Stop watching ``path`` (BackendError 404 if it is not watched)."""
+        self._check_open()
+        kind, sep, rest = path.partition(":")
+        plain = rest if sep and kind in ("guild", "dir") else path
+        full = os.path.abspath(os.path.expanduser(plain))
+        with self._lock:
+            kept = [known for known in self._sources if known.path != full]
+            if len(kept) == len(self._sources):
+                raise BackendError(f"run source {full!r} is not watched", 404)
+            self._sources = kept
+            return {"sources": [known.path for known in self._sources]}
+
+    # -- TensorBoard ------------------------------------------------------
+
+    def _tensorboard_loop(self) -> _LoopThread:
+        with self._lock:
+            self._check_open()
+            if self._loop is None:
+                killed = TensorBoardProcess.cleanup_orphans(self._runtime_dir)
+                if killed:
+                    log.warning("Stopped %d TensorBoard(s) left by a dead kernel", len(killed))
+                self._loop = _LoopThread()
+            return self._loop
+
+    def _tensorboard_state(self) -> dict[str, Any]:
+        if self._loop is None:
+            return self.tensorboard.state()
+
+        async def state() -> dict[str, Any]:
+            return self.tensorboard.state()
+
+        # Read on the loop that changes it, so the snapshot is consistent.
+        return self._loop.run(state(), timeout=10)
+
+    def start_tensorboard(self) -> dict[str, Any]:
+        async def start() -> dict[str, Any]:
+            await self.tensorboard.start()
+            return self.tensorboard.state()
+
+        return self._tensorboard_loop().run(start(), timeout=START_TIMEOUT)
+
+    def stop_tensorboard(self) -> dict[str, Any]:
+        self._check_open()
+        if self._loop is not None:
+            self._loop.run(self.tensorboard.stop(), timeout=30)
+        return self._tensorboard_state()
+
+    def tensorboard_src(self) -> str:
+        """``http://127.0.0.1:<port>/``, starting TensorBoard in the background if it
+        was never started. Only a browser on this machine can open it."""
+        loop = self._tensorboard_loop()
+        if self.tensorboard.status == "stopped":
+            self._starting = loop.submit(self.tensorboard.start())
+        return f"http://127.0.0.1:{self.tensorboard.port or self._port}/"
+
+    # -- changes and the end ------------------------------------------------
+
+    def wait_changes(self, since: int, timeout: float = 25) -> int:
+        with self._changed:
+            self._changed.wait_for(lambda: self._generation > since or self._closed, timeout)
+            return self._generation
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop TensorBoard, the monitor and the loop thread; remove the log dir (renamed
+        away at once, deleted in the background)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            loop, self._loop = self._loop, None
+        atexit.unregister(self.close)
+        with self._changed:
+            self._changed.notify_all()  # wake every wait_changes() now
+        if loop is not None:
+            try:
+                loop.run(self.tensorboard.stop(), timeout=30)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                log.warning("TensorBoard did not stop in time: killing it", exc_info=True)
+                self.tensorboard.stop_now()
+            loop.close()
+        self.monitor.close()
+        self.catalog.close()
+        processes.remove_tree_soon(self.logdir)

@@ -1,0 +1,346 @@
+"""The Jupyter server extension: one monitor thread and one TensorBoard process per
+server, shared by every notebook and the JupyterLab sidebar.
+
+All settings live here, as traitlets (``c.GuildImgApp.<name>`` in a
+``jupyter_server_config.py``).
+
+Kernels find the API through the environment they inherit: ``JUPYTER_GUILDIMG_URL``,
+``JUPYTER_GUILDIMG_SERVER_PID`` and ``JUPYTER_GUILDIMG_SERVER_INFO`` (the path of the
+server's runtime file, 0600, where Jupyter clients read its token). The token itself is
+never exported: kernels, terminals and TensorBoard would all inherit it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
+
+from ..engine import processes
+from ..engine.catalog import Catalog
+from ..engine.layout import LogDirLockedError, SourceError, logdir_in_use, logdir_overlap
+from ..engine.monitor import DEFAULT_MAX_IMAGE_BYTES, MIN_INTERVAL, PassReport, RunsMonitor
+from ..engine.runs import (
+    GuildHome,
+    RunsDir,
+    RunSource,
+    combine_sources,
+    default_guild_home,
+    open_source,
+)
+from ..engine.tbprocess import TensorBoardProcess
+
+__all__ = [
+    "API_PATH",
+    "TENSORBOARD_PATH",
+    "ChangeFeed",
+    "GuildImgApp",
+    "SourceError",
+    "logdir_overlap",
+]
+
+log = logging.getLogger(__name__)
+
+API_PATH = "guildimg/api"
+TENSORBOARD_PATH = "guildimg/tensorboard"
+_URL_VAR, _PID_VAR, _INFO_VAR = (
+    "JUPYTER_GUILDIMG_URL",
+    "JUPYTER_GUILDIMG_SERVER_PID",
+    "JUPYTER_GUILDIMG_SERVER_INFO",
+)
+_MONITOR_STOP_WAIT = 3.0  # a pass in progress may go on: the process is ending
+
+
+class ChangeFeed:
+    """A generation counter that clients can wait on. ``publish`` is called by the
+    monitor thread; ``wait`` runs on the server's event loop."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def publish(self, report: PassReport) -> None:
+        if not report.changed:
+            return
+        with self._lock:
+            self.generation += 1
+            loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, since: int, timeout: float) -> int:
+        """The generation, once it is past ``since`` or ``timeout`` seconds passed."""
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            if self.generation > since:
+                return self.generation
+            if self._event is None:
+                self._event = asyncio.Event()
+            event = self._event
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        return self.generation
+
+
+class GuildImgApp(ExtensionApp):
+    """Images of ML runs in TensorBoard and in Jupyter."""
+
+    name = "jupyter_guildimg"
+    load_other_extensions = True
+
+    sources = List(
+        Unicode(),
+        help="""Run sources to watch: Guild homes and folders of runs ('guild:PATH' or
+        'dir:PATH' to say which; otherwise it is guessed). Relative paths resolve
+        against the server's root directory. Default: the Guild home ($GUILD_HOME
+        or ~/.guild) if it exists, else 'runs' under the root directory.""",
+    ).tag(config=True)
+
+    logdir = Unicode(
+        "",
+        help="""Where the monitor writes its mirror and summaries (TensorBoard's --logdir).
+        Empty: a temporary directory, removed when the server stops (in the background),
+        or at the next server's start if this one died. A directory given here is kept.""",
+    ).tag(config=True)
+
+    interval = Float(1.0, help=f"Seconds between monitor passes (at least {MIN_INTERVAL}).").tag(
+        config=True
+    )
+
+    log_images = Bool(True, help="Write image summaries for run images.").tag(config=True)
+
+    log_hparams = Bool(True, help="Write HParams sessions from Guild run flags.").tag(config=True)
+
+    max_images_per_run = Int(
+        100,
+        help="""At most this many distinct images are summarized per run (0: no cap).
+        Updates of images already summarized always go through.""",
+    ).tag(config=True)
+
+    tensorboard_args = List(
+        Unicode(),
+        help="Extra arguments for TensorBoard (not --host or --bind_all: it stays on 127.0.0.1).",
+    ).tag(config=True)
+
+    tensorboard_autostart = Bool(
+        False, help="Start TensorBoard with the server rather than on first use."
+    ).tag(config=True)
+
+    tensorboard_ready_timeout = Float(
+        120.0, help="Seconds TensorBoard may take to answer before it counts as failed."
+    ).tag(config=True)
+
+    image_history = Int(
+        100, help="Revisions per image TensorBoard keeps (--samples_per_plugin images=N)."
+    ).tag(config=True)
+
+    max_revisions_per_image = Int(
+        100,
+        help="""At most this many revisions of an image are kept in the log dir: beyond
+        it the oldest revision files the monitor wrote are removed (0: no cap).""",
+    ).tag(config=True)
+
+    max_image_bytes = Int(
+        DEFAULT_MAX_IMAGE_BYTES,
+        help="""An image file larger than this many bytes is reported and not summarized,
+        without being read (0: no limit).""",
+    ).tag(config=True)
+
+    @default("sources")
+    def _default_sources(self) -> list[str]:
+        home = default_guild_home()
+        return [home] if os.path.isdir(home) else ["runs"]
+
+    @validate("interval")
+    def _check_interval(self, proposal: dict[str, Any]) -> float:
+        if proposal["value"] < MIN_INTERVAL:
+            raise TraitError(f"GuildImgApp.interval must be at least {MIN_INTERVAL} s")
+        return proposal["value"]
+
+    # -- lifecycle --------------------------------------------------------
+
+    def initialize_settings(self) -> None:
+        root = self.serverapp.root_dir
+        self._own_logdir = not self.logdir
+        if self._own_logdir:
+            processes.clean_stale_dirs(processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
+            self.logdir_path = processes.temp_logdir(processes.SERVER_LOGDIR_PREFIX)
+        else:
+            self.logdir_path = os.path.abspath(os.path.join(root, self.logdir))
+        self.refused_sources: list[dict[str, str]] = []
+        self.run_sources = []
+        for text in self.sources:
+            source = _source(root, text)
+            problem = logdir_overlap(source.path, self.logdir_path)
+            if problem:
+                log.error("jupyter_guildimg: not watching a source: %s", problem)
+                self.refused_sources.append({"path": source.path, "message": problem})
+            else:
+                self.run_sources.append(source)
+        self._list_runs = combine_sources(self.run_sources)
+        self.monitor = RunsMonitor(
+            self.logdir_path,
+            lambda: self._list_runs(),
+            interval=self.interval,
+            log_images=self.log_images,
+            log_hparams=self.log_hparams,
+            max_images_per_run=self.max_images_per_run or None,
+            max_revisions_per_image=self.max_revisions_per_image or None,
+            max_image_bytes=self.max_image_bytes or None,
+        )
+        self.changes = ChangeFeed()
+        self.monitor.add_listener(self.changes.publish)
+        self.catalog = Catalog(self.monitor)
+        runtime_dir = self.serverapp.runtime_dir
+        killed = TensorBoardProcess.cleanup_orphans(runtime_dir)
+        if killed:
+            log.warning("Stopped %d TensorBoard process(es) left by a dead server", len(killed))
+        # Only the proxy knows where TensorBoard serves (a secret path per start).
+        self.tensorboard = TensorBoardProcess(
+            self.logdir_path,
+            extra_args=self.tensorboard_args,
+            samples_per_image=self.image_history,
+            ready_timeout=self.tensorboard_ready_timeout,
+            runtime_dir=runtime_dir,
+            secret_prefix=True,
+        )
+        self.settings["guildimg"] = self
+        self._export_connection()
+        self.monitor_error = ""
+        try:
+            self.monitor.acquire_logdir()
+        except LogDirLockedError as e:
+            # The server still serves what it can; status says why nothing is captured.
+            self.monitor_error = str(e)
+            log.error("jupyter_guildimg: capture is off: %s", e)
+            return
+        self.monitor.start()
+        log.info("jupyter_guildimg: watching %r into %r", self.source_paths, self.logdir_path)
+
+    def initialize_handlers(self) -> None:
+        from .handlers import api_handlers
+        from .proxy import proxy_handlers
+
+        self.handlers.extend(api_handlers(API_PATH))
+        self.handlers.extend(proxy_handlers(TENSORBOARD_PATH))
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.tensorboard_autostart:
+            self.start_tensorboard_soon()
+
+    @property
+    def source_paths(self) -> list[str]:
+        return [source.path for source in self.run_sources]
+
+    def add_source(self, text: str) -> RunSource:
+        """Watch one more source (``guild:``/``dir:`` prefixes allowed; relative to the
+        root directory). Raises FileNotFoundError for a path that is not a directory and
+        :class:`SourceError` for one that contains the log dir or lies inside it."""
+        source = _source(self.serverapp.root_dir, text, must_exist=True)
+        problem = logdir_overlap(source.path, self.logdir_path)
+        if problem:
+            raise SourceError(problem)
+        if source.path not in self.source_paths:
+            self.run_sources = [*self.run_sources, source]
+            self._list_runs = combine_sources(self.run_sources)
+        return source
+
+    def remove_source(self, text: str) -> RunSource:
+        """Stop watching a source, named as :attr:`source_paths` lists it or as it was
+        added. Its runs are removed from the log dir at the next pass (the others stay).
+        Raises LookupError when it is not watched."""
+        kind, sep, rest = text.partition(":")
+        path = rest if sep and kind in ("guild", "dir") else text
+        full = os.path.abspath(os.path.join(self.serverapp.root_dir, os.path.expanduser(path)))
+        for source in self.run_sources:
+            if source.path == full:
+                self.run_sources = [s for s in self.run_sources if s is not source]
+                self._list_runs = combine_sources(self.run_sources)
+                return source
+        raise LookupError(f"run source {full!r} is not watched")
+
+    def _export_connection(self) -> None:
+        """Kernels inherit the server's environment: tell them where the API is and
+        where this server's runtime file is (they read the token there, as Jupyter's
+        clients do), so ``%guildimg`` needs no configuration."""
+        app = self.serverapp
+        if app.sock:
+            return  # a Unix socket: kernels fall back to the running-server list
+        host = app.ip if app.ip not in ("", "0.0.0.0", "::", "localhost") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if app.certfile else "http"
+        self._exported = {
+            _URL_VAR: f"{scheme}://{host}:{app.port}{app.base_url}",
+            _PID_VAR: str(os.getpid()),
+            _INFO_VAR: app.info_file,
+        }
+        os.environ.update(self._exported)
+
+    def start_tensorboard_soon(self) -> None:
+        """Start TensorBoard in the background unless it is running or starting."""
+        if self.tensorboard.status in ("stopped", "failed"):
+            task = asyncio.ensure_future(self.tensorboard.start())
+            self._tensorboard_start = task  # keep a reference: tasks are weakly held
+
+    async def stop_extension(self) -> None:
+        """Stop TensorBoard and the monitor; a temporary log dir is renamed away at once
+        and deleted in the background, so a large one does not hold up the shutdown."""
+        for name, value in getattr(self, "_exported", {}).items():
+            if os.environ.get(name) == value:
+                del os.environ[name]
+        await self.tensorboard.stop()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.monitor.close, _MONITOR_STOP_WAIT)
+        self.catalog.close()
+        if self.monitor.running:
+            log.warning("jupyter_guildimg: the monitor's pass did not end in time; leaving it")
+        if self._own_logdir:
+            processes.remove_tree_soon(self.logdir_path)
+
+    def status(self) -> dict[str, Any]:
+        """``monitor``: the monitor's status with ``sources`` (watched),
+        ``refused_sources`` (configured but not watched: ``path`` and ``message``) and
+        ``error`` (why capture is off, else None); ``tensorboard``: its state."""
+        return {
+            "monitor": {
+                "sources": self.source_paths,
+                **self.monitor.status(),
+                "refused_sources": list(self.refused_sources),
+                "error": self.monitor_error or None,
+            },
+            "tensorboard": self.tensorboard.state(),
+        }
+
+
+def _source(root: str, text: str, must_exist: bool = False) -> RunSource:
+    """The source for a configured entry, relative to the server's root directory.
+    A path that does not exist yet is watched as a folder of runs (a Guild home if
+    it is named .guild) until it does, unless ``must_exist``."""
+    kind, sep, rest = text.partition(":")
+    if sep and kind in ("guild", "dir"):
+        path = os.path.abspath(os.path.join(root, os.path.expanduser(rest)))
+        if must_exist and not os.path.isdir(path):
+            raise FileNotFoundError(f"run source {path!r} is not a directory")
+        return open_source(f"{kind}:{path}")
+    path = os.path.abspath(os.path.join(root, os.path.expanduser(text)))
+    try:
+        return open_source(path)
+    except FileNotFoundError:
+        if must_exist:
+            raise
+        log.warning("Run source %r does not exist (yet); watching for it", path)
+        return GuildHome(path) if os.path.basename(path) == ".guild" else RunsDir(path)

@@ -1,0 +1,246 @@
+"""The REST API under ``<base_url>guildimg/api/``. Every verb needs Jupyter
+authentication (403 without it) and the Authorizer's consent on the resource
+``guildimg`` (403 without it): ``read`` for every GET, ``write`` for ``POST refresh``
+and ``POST``/``DELETE sources``, ``execute`` for ``POST``/``DELETE tensorboard``
+(they start and stop a process). Errors are JSON with a ``message``.
+
+Change feed: ``GET changes?since=G`` is a long poll. It answers with
+``{"generation": N}`` as soon as a monitor pass has changed something since
+generation ``G`` (or after ``timeout`` seconds, default 30, with N unchanged).
+Clients keep the last N and ask again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from ..engine.catalog import THUMB_MAX, THUMB_MIN, NotFoundError, ThumbnailError
+from .app import GuildImgApp, SourceError
+from .proxy import AUTH_RESOURCE
+
+__all__ = ["api_handlers"]
+
+_RUN = r"(?P<key>[^/]+)"
+_MAX_WAIT = 60.0
+
+
+class _BaseHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def guildimg(self) -> GuildImgApp:
+        return self.settings["guildimg"]
+
+    def write_json(self, value: Any) -> None:
+        self.finish(json.dumps(value))
+
+    def json_body(self) -> Any:
+        """The request's JSON body ({} when empty); 400 when it is not JSON, or nests
+        too deeply for the parser."""
+        try:
+            return json.loads(self.request.body or b"{}")
+        except (ValueError, RecursionError):
+            raise web.HTTPError(400, 'expected a JSON body {"path": "..."}') from None
+
+    def source_argument(self) -> str:
+        """``path`` of the JSON body (POST) or of the query (DELETE): a non-empty string."""
+        if self.request.method == "DELETE":
+            path: Any = self.get_argument("path", "")
+        else:
+            body = self.json_body()
+            if not isinstance(body, dict) or "path" not in body:
+                raise web.HTTPError(400, 'expected a JSON body {"path": "..."}')
+            path = body["path"]
+        if not isinstance(path, str) or not path:
+            raise web.HTTPError(400, "path must be a non-empty string")
+        return path
+
+    def int_argument(self, name: str, low: int, high: int) -> int | None:
+        text = self.get_argument(name, None)
+        if text is None:
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise web.HTTPError(400, f"{name} must be an integer, not {text!r}") from None
+        if not low <= value <= high:
+            raise web.HTTPError(400, f"{name} must be between {low} and {high}")
+        return value
+
+
+class StatusHandler(_BaseHandler):
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.write_json(self.guildimg.status())
+
+
+class RunsHandler(_BaseHandler):
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        # Tornado answers 304 by itself when If-None-Match matches this body's ETag.
+        image = self.get_argument("image", None)
+        self.write_json({"runs": self.guildimg.catalog.runs(image)})
+
+
+class ImagesHandler(_BaseHandler):
+    @web.authenticated
+    @authorized
+    def get(self, key: str) -> None:
+        try:
+            self.write_json(self.guildimg.catalog.images(key))
+        except NotFoundError as e:
+            raise web.HTTPError(404, str(e)) from None
+
+
+class ImageHandler(_BaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, key: str, path: str) -> None:
+        revision = self.int_argument("rev", 0, 9_999_999_999)
+        width = self.int_argument("thumb", THUMB_MIN, THUMB_MAX)
+        catalog = self.guildimg.catalog
+        loop = asyncio.get_running_loop()
+        try:
+            if width is None:
+                image = await loop.run_in_executor(None, catalog.image, key, path, revision)
+            else:
+                image = await loop.run_in_executor(
+                    None, catalog.thumbnail, key, path, width, revision
+                )
+        except NotFoundError as e:
+            raise web.HTTPError(404, str(e)) from None
+        except ThumbnailError as e:  # too large to decode for one: the image itself is served
+            raise web.HTTPError(422, str(e)) from None
+        if revision is None:
+            # The newest revision changes: revalidate (the ETag makes that cheap).
+            self.set_header("Cache-Control", "private, no-cache")
+        else:
+            self.set_header("Cache-Control", "private, max-age=31536000, immutable")
+        self.set_header("X-Guildimg-Revision", str(image.revision))
+        self.finish(image.data, set_content_type=image.content_type)
+
+
+class RefreshHandler(_BaseHandler):
+    @web.authenticated
+    @authorized("write")
+    async def post(self) -> None:
+        if self.guildimg.monitor_error:
+            raise web.HTTPError(409, f"capture is off: {self.guildimg.monitor_error}")
+        monitor = self.guildimg.monitor
+        report = await asyncio.get_running_loop().run_in_executor(None, monitor.run_pass)
+        self.write_json(report.to_json())
+
+
+class TensorBoardHandler(_BaseHandler):
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.write_json(self.guildimg.tensorboard.state())
+
+    @web.authenticated
+    @authorized("execute")
+    async def post(self) -> None:
+        tensorboard = self.guildimg.tensorboard
+        if tensorboard.status in ("ready", "starting"):
+            await tensorboard.restart()
+        else:
+            await tensorboard.start()
+        self.write_json(tensorboard.state())
+
+    @web.authenticated
+    @authorized("execute")
+    async def delete(self) -> None:
+        await self.guildimg.tensorboard.stop()
+        self.write_json(self.guildimg.tensorboard.state())
+
+
+class SourcesHandler(_BaseHandler):
+    """``GET``: ``{"sources": [...]}``, the watched paths.
+
+    ``POST`` with the body ``{"path": P}``: watch P too (``guild:``/``dir:`` prefixes
+    allowed; relative to the root directory). 400 when P is not a directory, or when it
+    contains the monitor's log dir or lies inside it (compared after resolving links).
+
+    ``DELETE ?path=P`` (a query, not a body: P as ``GET`` lists it or as it was added):
+    stop watching P. Its runs leave the log dir at the next pass, their summaries with
+    them; the runs of the other sources stay. 404 when P is not watched.
+    Both answer ``{"sources": [...]}``.
+    """
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.write_json({"sources": self.guildimg.source_paths})
+
+    @web.authenticated
+    @authorized("write")
+    def post(self) -> None:
+        path = self.source_argument()
+        try:
+            self.guildimg.add_source(path)
+        except (FileNotFoundError, SourceError) as e:
+            raise web.HTTPError(400, str(e)) from None
+        self.write_json({"sources": self.guildimg.source_paths})
+
+    @web.authenticated
+    @authorized("write")
+    def delete(self) -> None:
+        path = self.source_argument()
+        try:
+            self.guildimg.remove_source(path)
+        except LookupError as e:
+            raise web.HTTPError(404, str(e)) from None
+        self.write_json({"sources": self.guildimg.source_paths})
+
+
+class ChangesHandler(_BaseHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        since = self.int_argument("since", -1, 2**62)
+        timeout = self.get_argument("timeout", "30")
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds >= 0):  # nan compares false
+            raise web.HTTPError(400, f"timeout must be a number of seconds >= 0, not {timeout!r}")
+        wait = min(seconds, _MAX_WAIT)
+        changes = self.guildimg.changes
+        generation = await changes.wait(-1 if since is None else since, wait)
+        self.write_json({"generation": generation})
+
+
+class NotFoundHandler(_BaseHandler):
+    # One action for every verb: the decorator keeps the action it first resolves.
+    @web.authenticated
+    @authorized("read")
+    def get(self, path: str) -> None:
+        raise web.HTTPError(404, f"no API route {path!r}")
+
+    post = put = delete = patch = get
+
+
+def api_handlers(prefix: str) -> list[tuple[str, type[APIHandler]]]:
+    """URL patterns (relative to the server's base_url) and their handlers."""
+    return [
+        (url_path_join(prefix, "status"), StatusHandler),
+        (url_path_join(prefix, "runs"), RunsHandler),
+        (url_path_join(prefix, "runs", _RUN, "images"), ImagesHandler),
+        (url_path_join(prefix, "runs", _RUN, "images", r"(?P<path>.+)"), ImageHandler),
+        (url_path_join(prefix, "refresh"), RefreshHandler),
+        (url_path_join(prefix, "tensorboard"), TensorBoardHandler),
+        (url_path_join(prefix, "sources"), SourcesHandler),
+        (url_path_join(prefix, "changes"), ChangesHandler),
+        (url_path_join(prefix, r"(?P<path>.*)"), NotFoundHandler),
+    ]

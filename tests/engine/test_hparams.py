@@ -1,0 +1,81 @@
+"""HParams: a session per run from its flags, and its end once it has finished."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tensorboard.plugins.hparams import api_pb2, metadata
+
+from jupyter_guildimg.engine.hparams import hparam_value
+from jupyter_guildimg.engine.monitor import END_FILE, HPARAMS_FILE, RunsMonitor
+from jupyter_guildimg.engine.tfevent import read_events
+from jupyter_guildimg.guild.project import write_run
+
+from helpers import run_logdir
+
+
+def test_hparams_session_and_time_from_flags(home, logdir):
+    flags = {"lr": 0.1, "epochs": 3, "fast": True, "name": "x", "opts": {"a": 1}, "none": None}
+    run_dir = write_run(home.path, op="train", flags=flags, started=1000.0, stopped=1042.5)
+
+    RunsMonitor(logdir, home.list_runs).run_once()
+
+    mirror = run_logdir(logdir, run_dir)
+    start = [e for e in read_events(os.path.join(mirror, HPARAMS_FILE)) if e.HasField("summary")]
+    content = start[0].summary.value[0].metadata.plugin_data.content
+    info = metadata.parse_session_start_info_plugin_data(content)
+    assert info.group_name == f"{os.path.basename(run_dir)[:8]} train"
+    assert info.hparams["lr"].number_value == 0.1
+    assert info.hparams["fast"].bool_value is True
+    assert info.hparams["name"].string_value == "x"
+    assert info.hparams["opts"].string_value == '{"a":1}'
+    assert info.hparams["none"].string_value == "null"
+
+    end = [e for e in read_events(os.path.join(mirror, END_FILE)) if e.HasField("summary")]
+    end_info = metadata.parse_session_end_info_plugin_data(
+        end[0].summary.value[0].metadata.plugin_data.content
+    )
+    assert end_info.status == api_pb2.STATUS_SUCCESS
+    assert end[1].summary.value[0].tag == "time"
+    assert end[1].summary.value[0].simple_value == pytest.approx(42.5)
+
+
+def test_the_end_file_waits_for_the_run_to_finish(home, logdir):
+    run_dir = write_run(home.path, op="train", exit_status=None)
+    Path(run_dir, ".guild", "LOCK").write_text(str(os.getpid()))
+    monitor = RunsMonitor(logdir, home.list_runs)
+    monitor.run_once()
+    assert not os.path.exists(os.path.join(run_logdir(logdir, run_dir), END_FILE))
+
+    os.remove(os.path.join(run_dir, ".guild", "LOCK"))
+    Path(run_dir, ".guild", "attrs", "exit_status").write_text("1\n")
+    monitor.run_once()
+    assert os.path.exists(os.path.join(run_logdir(logdir, run_dir), END_FILE))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (3, 3.0),
+        (-1, -1.0),
+        (0.25, 0.25),
+        ("x", "x"),
+        ("", ""),
+        (None, "null"),
+        ([1, "a", None], '[1,"a",null]'),
+        ({"b": 1, "a": [2, 3]}, '{"a":[2,3],"b":1}'),
+        ({"nested": {"y": True}}, '{"nested":{"y":true}}'),
+    ],
+)
+def test_hparam_value(value, expected):
+    converted = hparam_value(value)
+    assert converted == expected
+    assert type(converted) is type(expected)
+
+
+def test_hparam_value_of_what_json_cannot_encode_is_its_text():
+    assert hparam_value({1, 2}) == str({1, 2})

@@ -1,0 +1,410 @@
+"""TensorBoardProcess against a real TensorBoard subprocess on a real log dir."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_guildimg.engine.processes import PRIVATE_DIR_PREFIX, child_environment
+from jupyter_guildimg.engine.tbprocess import StartResult, TensorBoardProcess
+from jupyter_guildimg.engine.tfevent import EventFileWriter
+
+PREFIX = "jupyter_guildimg-tensorboard-"
+
+
+@pytest.fixture
+def tb_logdir(tmp_path: Path) -> Iterator[str]:
+    """A log dir holding one run with one scalar. Whatever still runs on it afterwards
+    (a failed test) is killed, so no TensorBoard outlives the test session."""
+    logdir = tmp_path / "tb-logdir"
+    with EventFileWriter(logdir / "run-a") as writer:
+        writer.add_scalar("loss", 0.5, step=1)
+    yield str(logdir)
+    for pid in processes_on(str(logdir)):
+        with contextlib.suppress(ProcessLookupError):
+            kill9(pid)
+
+
+def live_processes() -> Iterator[tuple[int, int, bytes]]:
+    """(pid, process group, command line) of every process that is not a zombie. Zombies
+    are skipped: they have exited, and this machine's init reaps orphaned ones slowly."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            fields = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != b"Z":
+            yield int(entry), int(fields[2]), cmdline
+
+
+def processes_on(logdir: str) -> list[int]:
+    """Live processes whose command line mentions ``logdir`` (TensorBoard, its data server)."""
+    return [pid for pid, _, cmdline in live_processes() if logdir.encode() in cmdline]
+
+
+def group_members(pgid: int) -> list[int]:
+    return [pid for pid, group, _ in live_processes() if group == pgid]
+
+
+def kill9(pid: int) -> None:
+    """SIGKILL a TensorBoard, and remove the info file TensorBoard's notebook helpers list
+    running instances from, which a killed TensorBoard cannot remove itself."""
+    os.kill(pid, signal.SIGKILL)
+    info = Path(tempfile.gettempdir(), ".tensorboard-info", f"pid-{pid}.info")
+    info.unlink(missing_ok=True)
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def records(runtime_dir: Path) -> list[str]:
+    return sorted(p.name for p in runtime_dir.glob(f"{PREFIX}*.json"))
+
+
+async def until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.1)
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(scenario())
+
+
+@pytest.mark.tensorboard
+def test_start_ready_serves_the_run_and_stop_leaves_nothing(tb_logdir: str, tmp_path: Path) -> None:
+    runtime = tmp_path / "runtime"
+    tb = TensorBoardProcess(
+        tb_logdir, path_prefix="guildimg/tensorboard/", runtime_dir=str(runtime)
+    )
+    assert tb.state()["status"] == "stopped" and tb.url is None
+
+    async def scenario() -> None:
+        began = time.monotonic()
+        first, second = await asyncio.gather(tb.start(), tb.start())
+        print(f"start-to-ready {time.monotonic() - began:.2f} s")
+        assert first == second == StartResult("started", tb.port, "")
+        state = tb.state()
+        assert state["status"] == "ready" and state["reason"] == ""
+        assert state["port"] == tb.port and state["pid"] == tb.pid and state["restarts"] == 0
+        assert isinstance(state["stderr_tail"], list)
+        assert time.time() - 120 < state["started"] <= time.time()
+        json.dumps(state)
+        pid = tb.pid
+        assert pid is not None and os.getpgid(pid) == pid  # its own process group
+        assert tb.url == f"http://127.0.0.1:{tb.port}/guildimg/tensorboard/"
+        assert await tb.start() == first  # already running: the same process
+
+        status, body = await asyncio.to_thread(get, tb.url + "data/runs")
+        assert status == 200 and json.loads(body) == ["run-a"]
+        status, _ = await asyncio.to_thread(get, f"http://127.0.0.1:{tb.port}/data/runs")
+        assert status == 404  # only under the prefix
+
+        (name,) = records(runtime)
+        assert name == f"{PREFIX}{os.getpid()}-{pid}.json"
+        record = json.loads((runtime / name).read_text())
+        assert record["owner_pid"] == os.getpid() and record["pid"] == pid
+        assert record["port"] == tb.port and record["logdir"] == tb_logdir
+        assert "--bind_all" not in record["cmdline"] and "127.0.0.1" in record["cmdline"]
+
+        await tb.stop()
+        assert tb.status == "stopped" and tb.pid is None and tb.url is None
+        assert gone(pid) and group_members(pid) == [] and processes_on(tb_logdir) == []
+        assert records(runtime) == []
+        await tb.stop()  # idempotent
+        assert tb.status == "stopped"
+
+    run(scenario)
+
+
+@pytest.mark.tensorboard
+def test_killed_tensorboard_comes_back_then_gives_up(tb_logdir: str, tmp_path: Path) -> None:
+    runtime = tmp_path / "runtime"
+    tb = TensorBoardProcess(tb_logdir, max_restarts=2, runtime_dir=str(runtime))
+
+    async def scenario() -> None:
+        assert (await tb.start()).outcome == "started"
+        first_pid, port = tb.pid, tb.port
+        assert first_pid is not None
+        kill9(first_pid)
+        await until(lambda: tb.status == "starting")
+        await until(lambda: tb.status == "ready" and tb.pid not in (None, first_pid))
+        assert tb.restarts == 1 and tb.port == port  # the same address, when still free
+        assert gone(first_pid)
+        assert records(runtime) == [f"{PREFIX}{os.getpid()}-{tb.pid}.json"]
+        status, _ = await asyncio.to_thread(get, f"{tb.url}data/environment")
+        assert status == 200
+
+        # A second crash within the window reaches max_restarts: no more restarts.
+        second_pid = tb.pid
+        assert second_pid is not None
+        kill9(second_pid)
+        await until(lambda: tb.status == "failed")
+        assert tb.reason.startswith("TensorBoard exited 2 times; last error: ")
+        assert "SIGKILL" in tb.reason
+        assert tb.pid is None and processes_on(tb_logdir) == [] and records(runtime) == []
+
+        # start() after "failed" tries again, with the count reset.
+        assert (await tb.start()).outcome == "started"
+        assert tb.status == "ready" and tb.restarts == 0 and tb.reason == ""
+        await tb.stop()
+        assert processes_on(tb_logdir) == []
+
+    run(scenario)
+
+
+@pytest.mark.tensorboard
+def test_tensorboard_exiting_at_once_is_failed_with_its_error(tb_logdir: str) -> None:
+    tb = TensorBoardProcess(tb_logdir, extra_args=["--no_such_flag"])
+
+    async def scenario() -> None:
+        result = await tb.start()
+        assert result.outcome == "failed" and result.port is None
+        assert "unrecognized arguments: --no_such_flag" in result.message
+        assert "exited with status" in result.message
+        assert tb.status == "failed" and tb.reason == result.message
+        assert tb.pid is None and processes_on(tb_logdir) == []
+        assert any("--no_such_flag" in line for line in tb.state()["stderr_tail"])
+        await tb.stop()
+        assert tb.status == "stopped"
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "arg", ["--bind_all", "--host", "--host=0.0.0.0", "-bind_all", "--port", "--path_prefix=/x"]
+)
+def test_flags_that_move_tensorboard_off_localhost_are_refused(tb_logdir: str, arg: str) -> None:
+    with pytest.raises(ValueError, match=r"not allowed.*127\.0\.0\.1"):
+        TensorBoardProcess(tb_logdir, extra_args=["--reload_multifile", "true", arg])
+
+
+@pytest.mark.tensorboard
+def test_readiness_timeout_stops_the_process(tb_logdir: str, tmp_path: Path) -> None:
+    runtime = tmp_path / "runtime"
+    tb = TensorBoardProcess(tb_logdir, ready_timeout=0.05, runtime_dir=str(runtime))
+
+    async def scenario() -> None:
+        result = await tb.start()
+        assert result.outcome == "timed_out" and result.port is None
+        assert "timed out after 0.05 s" in result.message
+        assert tb.status == "failed" and "timed out after 0.05 s" in tb.reason
+        assert tb.pid is None and processes_on(tb_logdir) == [] and records(runtime) == []
+
+    run(scenario)
+
+
+@pytest.mark.tensorboard
+def test_restart_and_stop_now(tb_logdir: str, tmp_path: Path) -> None:
+    runtime = tmp_path / "runtime"
+    tb = TensorBoardProcess(tb_logdir, runtime_dir=str(runtime))
+
+    async def scenario() -> None:
+        # A stop while a start is under way: the start answers "failed", nothing is left.
+        starting = asyncio.create_task(tb.start())
+        await until(lambda: tb.pid is not None)
+        await tb.stop()
+        assert (await starting).outcome == "failed" and processes_on(tb_logdir) == []
+
+        assert (await tb.start()).outcome == "started"
+        first_pid = tb.pid
+        assert (await tb.restart()).outcome == "started"
+        assert tb.pid != first_pid and tb.status == "ready"
+        assert first_pid is not None and gone(first_pid)
+        assert len(records(runtime)) == 1
+
+        tb.stop_now()  # blocking, as from atexit
+        assert tb.status == "stopped" and tb.pid is None
+        assert processes_on(tb_logdir) == [] and records(runtime) == []
+        await tb.stop()  # reaps what stop_now left to the loop
+
+    run(scenario)
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["sleep", "0"])
+    proc.wait()
+    return proc.pid
+
+
+def write_record(runtime: Path, owner: int, pid: int, logdir: str) -> Path:
+    path = runtime / f"{PREFIX}{owner}-{pid}.json"
+    record = {"owner_pid": owner, "pid": pid, "port": 1, "logdir": logdir, "started": 0.0}
+    path.write_text(json.dumps(record | {"cmdline": []}))
+    return path
+
+
+@pytest.mark.tensorboard
+def test_cleanup_orphans_kills_only_orphaned_tensorboards(tb_logdir: str, tmp_path: Path) -> None:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", tb_logdir, "--port", "0"]
+    orphan = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        dead = dead_pid()
+        orphaned = write_record(runtime, dead, orphan.pid, tb_logdir)
+        reused = write_record(runtime, dead, sleeper.pid, tb_logdir)  # pid now not TensorBoard
+        owned = write_record(runtime, os.getpid(), orphan.pid, tb_logdir)  # owner alive
+        (runtime / "unrelated.json").write_text("{}")
+
+        assert TensorBoardProcess.cleanup_orphans(str(runtime)) == [orphan.pid]
+
+        assert orphan.wait(timeout=10) is not None
+        assert processes_on(tb_logdir) == []
+        assert sleeper.poll() is None  # a reused pid is never killed
+        assert not orphaned.exists() and not reused.exists()
+        assert owned.exists() and (runtime / "unrelated.json").exists()
+        assert TensorBoardProcess.cleanup_orphans(str(runtime)) == []
+        assert TensorBoardProcess.cleanup_orphans(str(tmp_path / "missing")) == []
+    finally:
+        for proc in (orphan, sleeper):
+            proc.kill()
+            proc.wait()
+
+
+OWNER = """
+import asyncio, sys
+from jupyter_guildimg.engine.tbprocess import TensorBoardProcess
+
+async def main():
+    tb = TensorBoardProcess(sys.argv[1], runtime_dir=sys.argv[2])
+    print((await tb.start()).outcome, tb.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.tensorboard
+def test_owner_killed_with_sigkill_leaves_an_orphan_the_next_owner_removes(
+    tb_logdir: str, tmp_path: Path
+) -> None:
+    runtime = tmp_path / "runtime"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, tb_logdir, str(runtime)], stdout=subprocess.PIPE, text=True
+    )
+    with owner:
+        assert owner.stdout is not None
+        outcome, pid = owner.stdout.readline().split()
+        assert outcome == "started"
+        owner.kill()
+        owner.wait()
+    assert records(runtime) == [f"{PREFIX}{owner.pid}-{pid}.json"]
+    assert int(pid) in processes_on(tb_logdir)  # TensorBoard outlived its owner
+    private = json.loads((runtime / records(runtime)[0]).read_text())["private_dir"]
+    assert os.path.isdir(private)
+
+    assert TensorBoardProcess.cleanup_orphans(str(runtime)) == [int(pid)]
+    assert processes_on(tb_logdir) == [] and records(runtime) == []
+    assert not os.path.exists(private)  # its TMPDIR went with it
+
+
+def test_tensorboard_gets_a_minimal_environment() -> None:
+    server = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/me",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": "/src",
+        "TMPDIR": "/tmp",
+        "JUPYTER_GUILDIMG_TOKEN": "t",
+        "JUPYTERHUB_API_TOKEN": "t",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "k",
+        "GITHUB_TOKEN": "t",
+        "MY_PASSWORD": "p",
+        "LC_SECRET_KEY": "k",
+        "JUPYTER_GUILDIMG_URL": "http://127.0.0.1:8888/",
+        "SSH_AUTH_SOCK": "/run/agent",
+    }
+    assert child_environment("/private/tb", server) == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/me",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": "/src",
+        "TMPDIR": "/private/tb",
+    }
+
+
+@pytest.mark.tensorboard
+def test_a_secret_prefix_keeps_tensorboard_to_who_knows_it(
+    tb_logdir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "leak-me-not")
+    runtime = tmp_path / "runtime"
+    tb = TensorBoardProcess(
+        tb_logdir, path_prefix="/tb", runtime_dir=str(runtime), secret_prefix=True
+    )
+
+    async def scenario() -> None:
+        assert (await tb.start()).outcome == "started"
+        pid, port = tb.pid, tb.port
+        assert pid is not None and tb.url is not None
+        secret = tb.served_prefix.removeprefix("/tb/")
+        assert len(secret) >= 32 and tb.url == f"http://127.0.0.1:{port}/tb/{secret}/"
+        for path in ("/", "/tb/", "/tb/data/runs"):
+            assert (await asyncio.to_thread(get, f"http://127.0.0.1:{port}{path}"))[0] == 404
+        status, body = await asyncio.to_thread(get, tb.url + "data/runs")
+        assert status == 200 and json.loads(body) == ["run-a"]
+
+        # Not on its command line (any local user can read it), nor in what we show.
+        assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert secret not in json.dumps(tb.state())
+        assert any("TensorBoard 2" in line for line in tb.state()["stderr_tail"])
+        (record,) = runtime.glob(f"{PREFIX}*.json")
+        assert secret not in record.read_text()
+        environ = dict(
+            item.split("=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_text().split("\0")
+            if item
+        )
+        assert "SOME_SERVICE_TOKEN" not in environ
+        private = Path(environ["TMPDIR"])
+        assert private.name.startswith(PRIVATE_DIR_PREFIX) and private.stat().st_mode & 0o077 == 0
+        # The flag file that carried the secret is gone; TensorBoard's info file (which
+        # names its path) is in the private dir, not in the shared one.
+        assert os.listdir(private) == [".tensorboard-info"]
+        shared = Path(tempfile.gettempdir(), ".tensorboard-info", f"pid-{pid}.info")
+        assert not shared.exists()
+        assert (await tb.restart()).outcome == "started"
+        assert secret not in tb.served_prefix  # a new secret for every start
+        await tb.stop()
+        assert tb.served_prefix == "/tb"
+        assert not private.exists()
+
+    run(scenario)

@@ -1,0 +1,348 @@
+"""The notebook panel's widget state, on a monitor in the test process (LocalBackend)
+and on a real server (ServerBackend)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import jupyter_guildimg
+from jupyter_guildimg.guild.project import write_run
+from jupyter_guildimg.notebook.client import (
+    LocalBackend,
+    ServerBackend,
+)
+from jupyter_guildimg.notebook.widget import PAGE_SIZE, GuildImgPanel
+
+from helpers import png, wait_for
+
+pytestmark = pytest.mark.usefixtures("no_servers")
+
+
+@pytest.fixture
+def local(guild_home, tmp_path):
+    backend = LocalBackend([str(guild_home)], runtime_dir=str(tmp_path / "runtime"))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def make_panel(local):
+    """A panel on ``local`` (auto-refresh off unless asked), closed after the test."""
+    panels = []
+
+    def make(**kwargs):
+        kwargs.setdefault("auto_refresh", False)
+        panel = GuildImgPanel(kwargs.pop("backend", local), **kwargs)
+        panels.append(panel)
+        return panel
+
+    yield make
+    for panel in panels:
+        panel.close()
+
+
+def run_id(run_dir):
+    return Path(run_dir).name
+
+
+def pixel(data):
+    return Image.open(io.BytesIO(data)).convert("RGB").getpixel((0, 0))
+
+
+def test_runs_are_listed_newest_first(make_panel, local, guild_home):
+    then = time.time() - 3600
+    old = write_run(guild_home, op="train", label="first", started=then, files={"a.png": png()})
+    new = write_run(guild_home, op="eval", files={"a.png": png(), "b.png": png()})
+    local.refresh()
+    panel = make_panel()
+
+    labels = [label for label, _value in panel.runs_select.options]
+    assert [value for _label, value in panel.runs_select.options] == [run_id(new), run_id(old)]
+    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(then))
+    assert labels[1] == f"{run_id(old)[:8]}  train  {started}  completed  first  [1 img]"
+    assert labels[0].startswith(f"{run_id(new)[:8]}  eval  ") and labels[0].endswith("[2 img]")
+    status = panel.status_html.value
+    assert "TensorBoard: <b>stopped</b>" in status
+    assert "2 runs" in status and "3 images" in status
+    assert "in this kernel (no server extension reachable)" in status
+    assert "guildimg-panel" in panel._dom_classes
+    assert "guildimg-refresh" in panel.refresh_button._dom_classes
+    assert panel.refresh_button.description == "Refresh"
+    assert panel.tabs.titles == ("Images", "TensorBoard")
+    assert "guildimg-tensorboard" in panel.tensorboard_frame._dom_classes
+
+
+def test_the_newest_run_is_shown_as_thumbnails(make_panel, local, guild_home):
+    write_run(guild_home, op="old", started=time.time() - 60, files={"x.png": png()})
+    new = write_run(guild_home, op="new", files={"a.png": png((400, 200)), "s/b.png": png()})
+    local.refresh()
+    panel = make_panel()
+
+    assert panel.runs_select.value == (run_id(new),)
+    assert len(panel.thumbnail_images) == 2
+    assert [box.children[1].description for box in panel.thumbnails.children] == [
+        "a.png",
+        "s/b.png",
+    ]
+    first = panel.thumbnail_images[0]
+    assert "guildimg-thumb" in first._dom_classes
+    assert Image.open(io.BytesIO(first.value)).size == (160, 80)
+
+
+def test_the_text_filter(make_panel, local, guild_home):
+    write_run(guild_home, op="train", label="lr=0.1", files={"a.png": png()})
+    evaluation = write_run(guild_home, op="eval", files={"a.png": png()})
+    local.refresh()
+    panel = make_panel()
+    panel.filter_text.value = "EVAL"
+    assert [value for _label, value in panel.runs_select.options] == [run_id(evaluation)]
+    panel.filter_text.value = "lr=0.1"
+    assert len(panel.runs_select.options) == 1
+    panel.filter_text.value = "nothing like it"
+    assert panel.runs_select.options == ()
+    assert panel.page_label.value == "0–0 of 0 runs"
+
+
+def test_runs_are_paged(make_panel, local, guild_home):
+    start = time.time() - 10_000
+    dirs = [write_run(guild_home, op="train", started=start + i) for i in range(450)]
+    local.refresh()
+    panel = make_panel()
+
+    assert len(panel.runs_select.options) == PAGE_SIZE == 200
+    assert panel.runs_select.options[0][1] == run_id(dirs[-1])
+    assert panel.page_label.value == "1–200 of 450 runs"
+    assert panel.prev_page.disabled and not panel.next_page.disabled
+    panel.next_page.click()
+    assert panel.page_label.value == "201–400 of 450 runs"
+    panel.next_page.click()
+    assert len(panel.runs_select.options) == 50 and panel.next_page.disabled
+    panel.prev_page.click()
+    assert panel.page_label.value == "201–400 of 450 runs"
+
+    panel.select([run_id(dirs[0])])  # the oldest: on the last page
+    assert panel.page_label.value == "401–450 of 450 runs"
+    assert panel.runs_select.value == (run_id(dirs[0]),)
+    panel.filter_text.value = "train"  # a new filter starts at the first page
+    assert panel.page_label.value == "1–200 of 450 runs"
+
+
+def test_a_clicked_thumbnail_opens_with_its_revisions(make_panel, local, guild_home):
+    first, second = png((20, 10), "red"), png((30, 15), "blue")
+    run_dir = write_run(guild_home, op="train", files={"samples/a.png": first})
+    local.refresh()
+    panel = make_panel()
+    assert panel.viewer.layout.display == "none"
+
+    panel.thumbnails.children[0].children[1].click()
+    assert panel.viewer.layout.display != "none"
+    assert panel.viewer_image.value == first
+    assert "samples/a.png" in panel.viewer_info.value
+    assert (
+        "20×10 px" in panel.viewer_info.value and f"{len(first)} bytes" in panel.viewer_info.value
+    )
+    assert len(panel.revision_slider.options) == 1
+
+    Path(run_dir, "samples", "a.png").write_bytes(second)
+    local.refresh()
+    panel.reload()
+    (_newest, newest_rev), (_oldest, oldest_rev) = panel.revision_slider.options
+    assert newest_rev > oldest_rev and panel.revision_slider.value == newest_rev
+    assert panel.viewer_image.value == second and "30×15 px" in panel.viewer_info.value
+
+    panel.revision_slider.value = oldest_rev
+    assert panel.viewer_image.value == first
+    assert "revision 1 of 2" in panel.viewer_info.value
+    panel.reload()  # the user's choice of an older revision stays
+    assert panel.revision_slider.value == oldest_rev and panel.viewer_image.value == first
+
+    panel.close_viewer()
+    assert panel.viewer.layout.display == "none"
+
+
+def test_several_runs_compare_one_image_side_by_side(make_panel, local, guild_home):
+    red = write_run(guild_home, op="a", started=time.time() - 30, files={"a.png": png()})
+    blue = write_run(
+        guild_home, op="b", started=time.time() - 20, files={"a.png": png(colour="blue")}
+    )
+    other = write_run(guild_home, op="c", files={"other.png": png()})
+    local.refresh()
+    panel = make_panel()
+    panel.select([run_id(red), run_id(blue), run_id(other)])
+    assert len(panel.thumbnail_images) == 3
+    panel.open_image(run_id(blue), "a.png")
+
+    assert panel.compare_box.layout.display != "none"
+    assert len(panel.compare_box.children) == len(panel.compare_images) == 2
+    assert [pixel(image.value) for image in panel.compare_images] == [(255, 0, 0), (0, 0, 255)]
+
+    panel.select([run_id(blue)])
+    assert panel.compare_box.layout.display == "none" and panel.compare_images == []
+    assert panel.viewer.layout.display != "none"  # still open on the run that has it
+
+
+def test_thumbnails_come_48_at_a_time(make_panel, local, guild_home):
+    files = {f"img{i:02}.png": png() for i in range(50)}
+    write_run(guild_home, op="train", files=files)
+    local.refresh()
+    panel = make_panel()
+    assert len(panel.thumbnail_images) == 48
+    (more,) = panel.more_box.children
+    assert more.description.startswith("2 more from ")
+    more.click()
+    assert len(panel.thumbnail_images) == 50 and panel.more_box.children == ()
+
+
+def test_run_and_tab_arguments(make_panel, local, guild_home):
+    old = write_run(guild_home, op="old", started=time.time() - 60, files={"a.png": png()})
+    write_run(guild_home, op="new")
+    local.refresh()
+    assert make_panel(run=run_id(old)[:6]).runs_select.value == (run_id(old),)
+    with pytest.raises(ValueError, match="no run 'nope'"):
+        make_panel(run="nope")
+    with pytest.raises(ValueError, match="tab must be"):
+        make_panel(tab="scalars")
+
+
+def test_the_refresh_button_runs_a_pass(make_panel, local, guild_home):
+    run_dir = write_run(guild_home, op="train", files={"a.png": png()})
+    local.refresh()
+    panel = make_panel()
+    local.monitor.stop()  # only the button may run a pass now
+    Path(run_dir, "b.png").write_bytes(png())
+    panel.refresh_button.click()
+    assert len(panel.thumbnail_images) == 2
+
+
+def test_auto_refresh_follows_new_images_and_can_be_turned_off(make_panel, local, guild_home):
+    run_dir = write_run(guild_home, op="train", files={"a.png": png()})
+    local.refresh()
+    panel = make_panel(auto_refresh=True)
+    assert panel.auto_refresh.value and panel.refresh_thread.is_alive()
+
+    Path(run_dir, "b.png").write_bytes(png())
+    wait_for(lambda: len(panel.thumbnail_images) == 2, 10, "the new image in the panel")
+
+    thread = panel.refresh_thread
+    panel.auto_refresh.value = False
+    wait_for(lambda: not thread.is_alive(), 10, "the auto-refresh thread to end")
+    Path(run_dir, "c.png").write_bytes(png())
+    wait_for(lambda: local.status()["monitor"]["images"] == 3, 10, "the monitor's pass")
+    time.sleep(1.5)
+    assert len(panel.thumbnail_images) == 2
+
+    panel.auto_refresh.value = True
+    wait_for(lambda: len(panel.thumbnail_images) == 3, 10, "the panel to catch up")
+
+
+def test_close_stops_the_auto_refresh_thread(make_panel):
+    panel = make_panel(auto_refresh=True)
+    thread = panel.refresh_thread
+    assert thread.is_alive()
+    panel.close()
+    assert not thread.is_alive()
+
+
+def test_an_unreachable_server_is_shown_not_raised(make_panel):
+    backend = ServerBackend("http://127.0.0.1:9/", "token")
+    panel = make_panel(backend=backend)
+    assert "cannot reach http://127.0.0.1:9/" in panel.status_html.value
+    assert panel.runs_select.options == ()
+    backend.close()
+
+
+def test_the_package_makes_panels_on_the_kernels_backend(guild_home):
+    write_run(guild_home, op="train", files={"a.png": png()})
+    panel = jupyter_guildimg.panel()
+    try:
+        assert isinstance(panel, GuildImgPanel) and isinstance(panel.backend, LocalBackend)
+        panel.backend.refresh()
+        panel.reload()
+        assert len(panel.thumbnail_images) == 1
+        another = jupyter_guildimg.panel()
+        assert another.backend is panel.backend  # one per kernel
+        another.close()
+    finally:
+        panel.close()
+
+
+# -- on a real server ---------------------------------------------------------------
+
+
+async def call(fn, *args, **kwargs):
+    """Blocking panel and client calls run off the loop the test server runs on."""
+    return await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(fn, *args, **kwargs)
+    )
+
+
+@pytest.fixture
+def server(jp_serverapp, http_server_client, jp_http_port, jp_base_url):
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    backend = ServerBackend(url, jp_serverapp.identity_provider.token)
+    yield backend
+    backend.close()
+
+
+async def wait_until(condition, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {seconds} s waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_the_panel_follows_the_servers_change_feed(server, guild_home):
+    run_dir = write_run(guild_home, op="train", files={"a.png": png()})
+    await call(server.refresh)
+    panel = await call(GuildImgPanel, server)
+    try:
+        assert [value for _label, value in panel.runs_select.options] == [run_id(run_dir)]
+        assert len(panel.thumbnail_images) == 1
+        assert "in this kernel" not in panel.status_html.value
+
+        Path(run_dir, "b.png").write_bytes(png())
+        await wait_until(lambda: len(panel.thumbnail_images) == 2, 10, "the new image")
+        await call(panel.refresh_button.click)
+    finally:
+        await call(panel.close)
+    assert not panel.refresh_thread.is_alive()
+
+
+@pytest.mark.tensorboard
+async def test_the_tensorboard_tab_shows_the_servers_proxy(server, guild_home, jp_base_url):
+    write_run(guild_home, op="train", files={"a.png": png()})
+    panel = await call(GuildImgPanel, server, tab="tensorboard", height=400, auto_refresh=False)
+    try:
+        assert panel.tabs.selected_index == 1
+        await wait_until(lambda: "<iframe" in panel.tensorboard_frame.value, 120, "TensorBoard")
+        assert f'src="{jp_base_url}guildimg/tensorboard/"' in panel.tensorboard_frame.value
+        assert "height:400px" in panel.tensorboard_frame.value
+        await wait_until(lambda: "<b>ready</b>" in panel.status_html.value, 10, "the header")
+    finally:
+        await call(panel.close)
+        await call(server.stop_tensorboard)
+
+
+async def test_a_run_made_a_moment_ago_can_be_opened_by_id(jp_fetch, guildimg, guild_home):
+    await jp_fetch("guildimg", "api", "refresh", method="POST", body="")
+    guildimg.monitor.stop()  # no timed pass: only the panel's own refresh can see it
+    run_dir = write_run(guild_home, op="train", files={"new.png": png()})
+    app = guildimg.serverapp
+    url = f"http://127.0.0.1:{app.port}{app.base_url}"
+    backend = ServerBackend(url, app.identity_provider.token)
+    loop = asyncio.get_running_loop()
+    made = await loop.run_in_executor(
+        None, lambda: GuildImgPanel(backend, run=Path(run_dir).name[:8], auto_refresh=False)
+    )
+    try:
+        assert made.runs_select.value == (Path(run_dir).name,)
+    finally:
+        made.close()
+        backend.close()
