@@ -1,6 +1,6 @@
 """The engine: run sources, the monitor and its log dir, the catalog of what it
 captured, and the TensorBoard process. No Jupyter, tornado or ipywidgets here
-(``tests/test_layout.py`` checks it), so the command line, the server extension
+(``tests/test_architecture.py`` checks it), so the command line, the server extension
 and a kernel all build on it alike.
 
 Data flows one way: sources (:mod:`.runs`) → the monitor (:mod:`.monitor`, with
