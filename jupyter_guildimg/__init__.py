@@ -48,7 +48,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    # ``jupyter_guildimg.panel`` is :func:`jupyter_guildimg.widget.panel`, imported on
+    # ``jupyter_guildimg.panel`` is :func:`jupyter_guildimg.notebook.widget.panel`, imported on
     # first use so that ``import jupyter_guildimg`` does not load ipywidgets.
     if name == "panel":
         from .notebook.widget import panel

@@ -15,10 +15,11 @@ import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from . import rest
 from .engine import processes
 from .engine.layout import LogDirLockedError, logdir_in_use
-from .engine.monitor import MIN_INTERVAL, RunsMonitor, setup_logging
-from .engine.runs import combine_sources, open_source
+from .engine.monitor import DEFAULT_INTERVAL, MIN_INTERVAL, RunsMonitor, setup_logging
+from .engine.runs import combine_sources, default_sources, open_source
 
 __all__ = ["main"]
 
@@ -105,8 +106,8 @@ def _demo_config(home: str, lab: bool) -> str:
 def _demo_message(base: str, token: str, lab: bool) -> str:
     """What the demo prints: the URL to open, where to click, the direct URLs."""
     direct = (
-        f"  TensorBoard  {base}/guildimg/tensorboard/?token={token}\n"
-        f"  Runs (API)   {base}/guildimg/api/runs?token={token}\n"
+        f"  TensorBoard  {base}/{rest.TENSORBOARD_PREFIX}/?token={token}\n"
+        f"  Runs (API)   {base}/{rest.API_PREFIX}/{rest.RUNS}?token={token}\n"
     )
     stop = "Ctrl+C stops the server, its TensorBoard and the monitor.\n"
     if not lab:
@@ -157,11 +158,10 @@ def _monitor(args: argparse.Namespace) -> int:
 
 def _tensorboard(args: argparse.Namespace) -> int:
     """Monitor and TensorBoard for a terminal user (what ``guild tensorboard`` does)."""
-    from .engine.runs import default_guild_home
     from .engine.tbprocess import TensorBoardProcess
 
     try:
-        sources = [open_source(path) for path in args.sources or [default_guild_home()]]
+        sources = [open_source(path) for path in args.sources or default_sources()]
     except FileNotFoundError as e:
         print(f"guildimg: {e}", file=sys.stderr)
         return 2
@@ -241,17 +241,23 @@ def _parser() -> argparse.ArgumentParser:
     monitor = sub.add_parser("monitor", help="mirror runs into a log dir with image summaries")
     monitor.add_argument("sources", nargs="+", help="Guild homes or folders of runs")
     monitor.add_argument("--logdir", help="log dir (default: a new temporary directory)")
-    monitor.add_argument("--interval", type=_interval, default=1.0, help="seconds between passes")
+    monitor.add_argument(
+        "--interval", type=_interval, default=DEFAULT_INTERVAL, help="seconds between passes"
+    )
     monitor.add_argument("--once", action="store_true", help="one pass, then exit")
     monitor.set_defaults(func=_monitor)
     tb = sub.add_parser("tensorboard", help="monitor runs and serve them with TensorBoard")
     tb.add_argument(
-        "sources", nargs="*", help="Guild homes or folders of runs (default: Guild home)"
+        "sources",
+        nargs="*",
+        help="Guild homes or folders of runs (default: the Guild home if it exists, else ./runs)",
     )
     tb.add_argument("--port", type=int, help="TensorBoard's port (default: a free one)")
     tb.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     tb.add_argument("--logdir", help="log dir (default: a temporary one, removed at exit)")
-    tb.add_argument("--interval", type=_interval, default=1.0, help="seconds between passes")
+    tb.add_argument(
+        "--interval", type=_interval, default=DEFAULT_INTERVAL, help="seconds between passes"
+    )
     tb.set_defaults(func=_tensorboard)
     return parser
 

@@ -90,7 +90,7 @@ def guildimg(jp_serverapp: Any) -> Iterator[Any]:
     """The extension app of the test server. The server's runtime file is written, as
     a real server writes it at start: kernels read the token from it."""
     jp_serverapp.write_server_info_file()
-    yield jp_serverapp.web_app.settings["guildimg"]
+    yield jp_serverapp.web_app.settings["jupyter_guildimg"]
     jp_serverapp.remove_server_info_file()
 
 

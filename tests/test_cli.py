@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.cli import _parser
+from jupyter_guildimg.engine.monitor import DEFAULT_INTERVAL, RunsMonitor
 
 from helpers import jpeg, png, wait_for
 
@@ -111,6 +112,20 @@ def test_an_interval_below_half_a_second_is_refused(tmp_path, env, runs):
     assert result.returncode == 2
     assert "--interval" in result.stderr and "at least 0.5" in result.stderr
     assert not (tmp_path / "D").exists()
+
+
+def test_the_interval_defaults_to_the_monitors():
+    for command in (["monitor", "runs"], ["tensorboard"]):
+        assert _parser().parse_args(command).interval == DEFAULT_INTERVAL
+
+
+def test_tensorboard_without_a_source_watches_the_guild_home_else_runs(tmp_path, env):
+    # Neither the Guild home (GUILD_HOME in env) nor ./runs exists: said in one line.
+    result = guildimg(tmp_path, env, "tensorboard", "--logdir", "D")
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("guildimg: ") and repr(str(tmp_path / "runs")) in line
 
 
 def _default_sigint() -> None:

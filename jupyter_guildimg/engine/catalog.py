@@ -29,26 +29,31 @@ import io
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
+from .. import rest
+from .images import content_type
+from .layout import path_digest, summary_file_name
 from .monitor import RunsMonitor, RunView
 from .runs import Run
-from .summaries import Revision, path_digest, summary_file_name
+from .summaries import Revision
 from .tfevent import read_events
 
 __all__ = [
     "THUMB_MAX",
     "THUMB_MIN",
     "THUMB_WIDTHS",
+    "AmbiguousRunError",
     "Catalog",
     "ImageBytes",
     "NotFoundError",
     "ThumbnailError",
     "run_key",
+    "run_matches",
     "thumb_width",
 ]
 
@@ -69,12 +74,15 @@ _REDUCING_GAP = 2.0  # decode (JPEG) or reduce to >= 2x the size, then resample
 _TRIM_AFTER = 16 * 2**20
 # What Pillow raises for bytes it cannot decode.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
-_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp"))
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "bmp": "image/bmp"}
+_MAX_NAMED = 10  # candidates an ambiguous run key's error names
 
 
 class NotFoundError(LookupError):
     """No such run, image or revision; the message says which."""
+
+
+class AmbiguousRunError(NotFoundError):
+    """A run key that names several runs; the message lists them."""
 
 
 class ThumbnailError(ValueError):
@@ -100,6 +108,15 @@ def run_key(run: Run) -> str:
 
 def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def run_matches(run: rest.Run, q: str) -> bool:
+    """Whether ``GET runs?q=`` keeps ``run``: every word of ``q`` (split at white
+    space) occurs, ignoring case, in at least one of the run's
+    :data:`~jupyter_guildimg.rest.FILTER_FIELDS`."""
+    fields: Mapping[str, object] = run
+    texts = [str(fields[name] or "").lower() for name in rest.FILTER_FIELDS]
+    return all(any(word in text for text in texts) for word in q.lower().split())
 
 
 def thumb_width(width: int) -> int:
@@ -152,15 +169,19 @@ class Catalog:
 
     # -- runs -------------------------------------------------------------
 
-    def runs(self, image: str | None = None) -> list[dict[str, Any]]:
+    def runs(self, image: str | None = None, q: str | None = None) -> list[rest.Run]:
         """Every run, newest first; with ``image``, only the runs that captured an
-        image at that path (what the JupyterLab viewer offers to compare)."""
+        image at that path (what the JupyterLab viewer offers to compare); with ``q``,
+        only those :func:`run_matches` keeps."""
         views = self.monitor.views
         if image is not None:
             views = tuple(view for view in views if image in view.images)
-        return [self._run_json(view) for view in views]
+        runs = [self._run_json(view) for view in views]
+        if q and q.strip():
+            runs = [run for run in runs if run_matches(run, q)]
+        return runs
 
-    def _run_json(self, view: RunView) -> dict[str, Any]:
+    def _run_json(self, view: RunView) -> rest.Run:
         run = view.run
         return {
             "id": run_key(run),
@@ -172,25 +193,45 @@ class Catalog:
             "status": run.status,
             "started": _seconds(run.started),
             "stopped": _seconds(run.stopped),
-            "kind": run.kind,
+            "kind": "guild" if run.kind == "guild" else "dir",
             "source": run.source,
             "image_count": len(view.images),
         }
 
+    def run(self, key: str) -> rest.Run:
+        """The run :meth:`find` finds, as ``GET runs`` lists it."""
+        return self._run_json(self.find(key))
+
     def find(self, key: str) -> RunView:
-        """The run whose key is ``key``, or a unique prefix of a Guild id."""
+        """The run ``key`` names: the run whose key (``id`` in ``GET runs``) is
+        ``key``; else the run whose id (``run_id``: a Guild id, or a plain run's
+        path) is ``key``; else the one run whose id starts with ``key``, from
+        :data:`~jupyter_guildimg.rest.MIN_PREFIX` characters on. This is the only
+        run lookup: the API's routes, the panel and ``%guildimg --run`` all use it.
+
+        Raises NotFoundError when no run matches, :class:`AmbiguousRunError`
+        (naming the candidates) when several do."""
         views = self.monitor.views
         for view in views:
             if run_key(view.run) == key:
                 return view
-        matches = [v for v in views if v.run.kind == "guild" and v.run.id.startswith(key)]
-        if len(key) >= 4 and len(matches) == 1:
-            return matches[0]
+        for candidates in (
+            [view for view in views if view.run.id == key],
+            [view for view in views if len(key) >= rest.MIN_PREFIX and view.run.id.startswith(key)],
+        ):
+            if len(candidates) == 1:
+                return candidates[0]
+            if candidates:
+                names = ", ".join(repr(view.run.id) for view in candidates[:_MAX_NAMED])
+                more = len(candidates) - _MAX_NAMED
+                if more > 0:
+                    names += f" and {more} more"
+                raise AmbiguousRunError(f"several runs match {key!r}: {names}")
         raise NotFoundError(f"no run {key!r}")
 
     # -- images -----------------------------------------------------------
 
-    def images(self, key: str) -> dict[str, Any]:
+    def images(self, key: str) -> rest.RunImages:
         """The run and its images by path: each with ``revisions`` (newest first) and
         ``dropped``, how many of its oldest revisions the monitor removed under its
         ``max_revisions_per_image``."""
@@ -207,9 +248,10 @@ class Catalog:
             ],
         }
 
-    def _revision_json(self, view: RunView, path: str, revision: Revision) -> dict[str, Any]:
+    def _revision_json(self, view: RunView, path: str, revision: Revision) -> rest.Revision:
         width, height, size = revision.width, revision.height, revision.size
-        if size is None:  # found on disk after a restart: read its header once
+        if width is None or height is None or size is None:
+            # Found on disk after a restart: read its header once.
             summary = self._read_summary(view, path, revision.counter)
             width, height, size = summary.width, summary.height, len(summary.encoded_image_string)
         return {
@@ -225,7 +267,7 @@ class Catalog:
         view = self.find(key)
         counter = self._counter(view, path, revision)
         data = self._read_summary(view, path, counter).encoded_image_string
-        return ImageBytes(data, _MIME[_format_of(data)], counter)
+        return ImageBytes(data, content_type(data), counter)
 
     def thumbnail(self, key: str, path: str, width: int, revision: int | None = None) -> ImageBytes:
         """The image's first frame scaled to fit a square of ``thumb_width(width)``
@@ -265,7 +307,7 @@ class Catalog:
             # Measured (benchmarks/thumbnails.py): without it the process keeps
             # about one decoded image per decoding thread after the thumbnails.
             _malloc_trim(0)
-        thumb = ImageBytes(scaled, _MIME[_format_of(scaled)], counter)
+        thumb = ImageBytes(scaled, content_type(scaled), counter)
         self._store(cache_key, thumb)
         return thumb
 
@@ -321,13 +363,6 @@ def _libc_malloc_trim() -> Any:
 
 
 _malloc_trim = _libc_malloc_trim()
-
-
-def _format_of(data: bytes) -> str:
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    return "png"  # the monitor only writes the four formats above
 
 
 def _scale(data: bytes, width: int, max_decode: int) -> tuple[bytes, int]:

@@ -19,15 +19,18 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "IMAGE_MIME",
     "SIGNATURE_BYTES",
     "ImageError",
     "ImageIncompleteError",
     "PreparedImage",
+    "content_type",
     "is_image_name",
     "mime_type",
     "prepare_image",
@@ -36,7 +39,8 @@ __all__ = [
 
 IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"})
 
-_MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "bmp": "image/bmp"}
+#: The formats a summary holds (:attr:`PreparedImage.format`) and their content types.
+IMAGE_MIME = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "bmp": "image/bmp"}
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Longer than one byte: a lone "B" or "I" is more likely text than a cut image.
@@ -86,7 +90,19 @@ def is_image_name(name: str) -> bool:
 
 def mime_type(image_format: str) -> str:
     """The content type of a :attr:`PreparedImage.format`."""
-    return _MIME_TYPES[image_format]
+    return IMAGE_MIME[image_format]
+
+
+def content_type(data: bytes) -> str:
+    """The content type of an image a summary holds (:attr:`PreparedImage.data`),
+    told by its signature. Bytes no summary holds (no signature of
+    :data:`IMAGE_MIME`'s formats) are called PNG, the format re-encoded images
+    take, so the answer is always a type browsers show."""
+    try:
+        image_format = sniff_format(data[:SIGNATURE_BYTES])
+    except ImageError:
+        return IMAGE_MIME["png"]
+    return IMAGE_MIME.get(image_format, IMAGE_MIME["png"])
 
 
 def prepare_image(data: bytes) -> PreparedImage:
@@ -104,7 +120,7 @@ def prepare_image(data: bytes) -> PreparedImage:
         raise ImageError(
             f"{width}×{height} pixels is over Pillow's limit of {limit} (a decompression bomb?)"
         )
-    if image_format in _MIME_TYPES:
+    if image_format in IMAGE_MIME:
         if image_format == "jpeg" and bands == 4:
             # CMYK (or YCCK) JPEG: passed as it is, since browsers show it and
             # re-encoding would change its pixels; it is shown as RGB.
@@ -353,7 +369,7 @@ def _reencode(data: bytes, source_format: str) -> PreparedImage:
                 out = io.BytesIO()
                 if source_format == "webp" and getattr(image, "n_frames", 1) > 1:
                     # Animated WebP stays animated as APNG, which browsers play.
-                    converted = image
+                    converted: Image.Image = image
                     image.save(out, "PNG", save_all=True)
                 else:
                     converted = _png_mode(image)
@@ -379,7 +395,7 @@ def _png_mode(image: Image.Image) -> Image.Image:
         # Pillow does not convert between 16-bit byte orders: read the bytes again.
         return Image.frombytes("I;16", image.size, image.tobytes(), "raw", _GREY16_RAW[image.mode])
     if image.mode == "I":
-        low, high = image.getextrema()
+        low, high = cast("tuple[float, float]", image.getextrema())  # one band
         return image.convert("I;16") if low >= 0 and high < 65536 else _scaled(image)
     if image.mode == "F":
         return _scaled(image)
@@ -392,6 +408,6 @@ def _png_mode(image: Image.Image) -> Image.Image:
 
 def _scaled(image: Image.Image) -> Image.Image:
     """Float or 32-bit grey stretched to 8 bits so it shows as an image at all."""
-    low, high = image.getextrema()
+    low, high = cast("tuple[float, float]", image.getextrema())  # one band
     span = (high - low) or 1
     return image.point(lambda v: (v - low) * 255.0 / span).convert("L")

@@ -1,5 +1,19 @@
-"""File-system helpers for the log dir. Nothing here ever follows a symlink into a
-run directory, and nothing deletes a file the monitor could not have written.
+"""The log dir's layout and its file-system rules: every name the monitor writes
+there, the "is this mine" test built from those names, and the lock that makes one
+monitor at a time its owner. Nothing here ever follows a symlink into a run
+directory, and nothing deletes a file the monitor could not have written.
+
+What the monitor writes in the log dir, per run (``<logdir>/<run name>/``):
+
+- symlinks mirroring the run's files (:mod:`.mirror`);
+- :data:`IMAGES_DIR` holding one event file per image revision,
+  :func:`summary_file_name` (:mod:`.summaries`);
+- :data:`HPARAMS_FILE` and :data:`END_FILE`, the HParams session of a Guild run
+  (:mod:`.runlog`);
+- :data:`TEMP_PREFIX` files, briefly, while an event file is written (:mod:`.tfevent`).
+
+:func:`is_own_file` is composed from these same names, so renaming one cannot make
+:func:`safe_remove` take the monitor's own files for a user's.
 
 A log dir is owned by one monitor at a time: :class:`LogDirLock` holds an
 exclusive ``flock`` on the log directory itself. The directory rather than a lock
@@ -13,21 +27,27 @@ process conflicts like another process would.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import re
 import time
 
-from .tfevent import TEMP_PREFIX
-
 __all__ = [
+    "END_FILE",
+    "HPARAMS_FILE",
+    "IMAGES_DIR",
+    "TEMP_PREFIX",
     "LogDirLock",
     "LogDirLockedError",
     "SourceError",
     "is_own_file",
     "logdir_in_use",
     "logdir_overlap",
+    "parse_summary_name",
+    "path_digest",
     "safe_remove",
+    "summary_file_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -37,17 +57,53 @@ log = logging.getLogger(__name__)
 _LOCK_ATTEMPTS = 5
 _LOCK_RETRY_SECONDS = 0.02
 
-# The monitor's own files: image summaries, hparams/time files and temporaries.
-_OWN_FILE = re.compile(
-    r"^(events\.out\.tfevents\.\d{10}\.(image\.[0-9a-f]{32}|hparams|time)|"
-    + re.escape(TEMP_PREFIX)
-    + r"[0-9a-f]+)$"
-)
+# ---------------------------------------------------------------------------
+# The names the monitor writes
+
+# TensorBoard reads the files whose names contain "tfevents", in name order.
+_EVENTS = "events.out.tfevents."
+#: A run's image summaries, next to its mirrored files (a run's own top-level entry
+#: of that name is not mirrored).
+IMAGES_DIR = ".images"
+#: The HParams session start of a Guild run, written once.
+HPARAMS_FILE = f"{_EVENTS}0000000000.hparams"
+#: The HParams session end, written when the run has ended. Its name sorts after
+#: every event file a run writes itself, so TensorBoard reads it last.
+END_FILE = f"{_EVENTS}9999999999.time"
+#: Temporary files never contain "tfevents", so TensorBoard ignores them until they
+#: are renamed into place complete; the rest of the name is lowercase hex.
+TEMP_PREFIX = ".guildimg-tmp-"
+
+_SUMMARY_NAME = re.compile(rf"^{re.escape(_EVENTS)}(\d{{10}})\.image\.([0-9a-f]{{32}})$")
+_TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}[0-9a-f]+$")
+
+
+def path_digest(relpath: str) -> str:
+    """The md5 hex of a run-relative image path, as used in summary file names."""
+    return hashlib.md5(relpath.encode("utf-8")).hexdigest()
+
+
+def summary_file_name(counter: int, digest: str) -> str:
+    """The name, in :data:`IMAGES_DIR`, of the summary of one image revision:
+    ``counter`` orders every revision of the run, ``digest`` is the image's
+    :func:`path_digest`."""
+    return f"{_EVENTS}{counter:010d}.image.{digest}"
+
+
+def parse_summary_name(name: str) -> tuple[int, str] | None:
+    """``(counter, digest)`` of a :func:`summary_file_name`, else ``None``."""
+    match = _SUMMARY_NAME.match(name)
+    return None if match is None else (int(match.group(1)), match.group(2))
 
 
 def is_own_file(name: str) -> bool:
-    """Whether a log-dir file name is one the monitor writes."""
-    return _OWN_FILE.match(name) is not None
+    """Whether a log-dir file name is one the monitor writes: an image summary, the
+    hparams or end file, or a temporary file."""
+    return (
+        name in (HPARAMS_FILE, END_FILE)
+        or _SUMMARY_NAME.match(name) is not None
+        or _TEMP_NAME.match(name) is not None
+    )
 
 
 def safe_remove(path: str) -> list[str]:

@@ -2,7 +2,7 @@ r"""The mirror of one run in the log dir: a symlink for every file of the run.
 
 A pass costs one ``stat`` per directory of the run: a directory is listed again
 only when its modification time moved (an entry was added, removed or renamed),
-or while that time is too recent to be trusted. The mirror never writes inside
+or while that time is too recent to be trusted (:mod:`.racy`). The mirror never writes inside
 the run directory: every write goes through a path under ``log_dir``.
 
 What is mirrored: every file of the run except source code, the top-level
@@ -26,15 +26,16 @@ from dataclasses import dataclass, field
 
 from . import layout
 from .images import is_image_name
+from .layout import IMAGES_DIR
+from .racy import is_racy
 
+# IMAGES_DIR lives in .layout; importable from here too.
 __all__ = ["IMAGES_DIR", "MirrorChanges", "RunMirror"]
 
 log = logging.getLogger(__name__)
 
-IMAGES_DIR = ".images"
 _GUILD = ".guild"
 _SKIPPED_GUILD_DIRS = frozenset({".guild/sourcecode"})
-_RACY_NS = 2_000_000_000
 
 Reporter = Callable[[str, str], None]
 
@@ -88,7 +89,7 @@ class RunMirror:
                 mtime_ns = os.stat(path).st_mtime_ns
                 if state is None or state.mtime_ns != mtime_ns:
                     state = self._rescan(rel, state, changes, report)
-                    state.mtime_ns = mtime_ns if now_ns - mtime_ns > _RACY_NS else None
+                    state.mtime_ns = None if is_racy(mtime_ns, now_ns) else mtime_ns
             except (FileNotFoundError, NotADirectoryError):
                 if rel == "":
                     raise

@@ -9,7 +9,11 @@ on; a failure of a whole pass is logged and the thread goes on.
 Only a run that is really gone is removed: runs a listing could not see (its
 source, or a path at, above or below the run, could not be read; the listing
 callback raised) are kept as they were, and what could not be read is reported
-once. The monitor holds an exclusive lock on its log dir (see :mod:`._fs`).
+once. The monitor holds an exclusive lock on its log dir (see :mod:`.layout`).
+
+``generation`` is the one change counter: it goes up after every pass that changed
+something, and :meth:`RunsMonitor.wait_for_change` waits for it. The server's change
+feed and the in-kernel backend report this number.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from . import layout
-from .layout import LogDirLockedError, logdir_in_use
+from .layout import END_FILE, HPARAMS_FILE, LogDirLockedError, logdir_in_use
 from .naming import assign_names
-from .runlog import END_FILE, HPARAMS_FILE, PassReport, Problem, RunLog, RunView
-from .runs import Run, Unreadable
+from .runlog import PassReport, Problem, RunLog, RunView
+from .runrecord import Run, Unreadable, newest_first_key
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -45,7 +49,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 2.0
+#: Seconds between passes, for every caller that does not choose (the server
+#: extension's ``interval``, the in-kernel backend, the command line).
+DEFAULT_INTERVAL = 1.0
 MIN_INTERVAL = 0.5
 DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20
 
@@ -62,15 +68,15 @@ def setup_logging() -> None:
 class RunsMonitor:
     """Mirror runs into ``logdir`` with image summaries and hparams.
 
-    ``list_runs_cb`` returns the current :class:`~jupyter_guildimg.runs.Run`
+    ``list_runs_cb`` returns the current :class:`~jupyter_guildimg.engine.runs.Run`
     list; ``run_name_cb`` may name runs (names are made safe and unique either
-    way). ``interval`` (seconds, at least 0.5) paces the thread started by
-    :meth:`start`. At most ``max_images_per_run`` distinct images are summarized
-    per run, and at most ``max_revisions_per_image`` revisions of each are kept,
-    the oldest removed first (``None`` or 0: no cap). An image file larger than
-    ``max_image_bytes`` is refused without being read (``None`` or 0: no limit).
-    The monitor writes only inside ``logdir`` and only ever deletes symlinks and
-    files it writes itself.
+    way). ``interval`` (seconds, at least 0.5; default :data:`DEFAULT_INTERVAL`)
+    paces the thread started by :meth:`start`. At most ``max_images_per_run``
+    distinct images are summarized per run, and at most ``max_revisions_per_image``
+    revisions of each are kept, the oldest removed first (``None`` or 0: no cap). An
+    image file larger than ``max_image_bytes`` is refused without being read
+    (``None`` or 0: no limit). The monitor writes only inside ``logdir`` and only
+    ever deletes symlinks and files it writes itself.
 
     The log dir is locked (:meth:`acquire_logdir`) before the first pass writes;
     :meth:`close` (or :meth:`stop`) lets it go. A pass running for longer than
@@ -120,6 +126,7 @@ class RunsMonitor:
         self._pass_started: tuple[float, float] | None = None  # (monotonic, wall) of a pass
         self._closed = False
         self._lock = threading.Lock()
+        self._changed = threading.Condition()  # notified when generation goes up, or on close
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.problems: collections.deque[Problem] = collections.deque(maxlen=200)
@@ -155,9 +162,11 @@ class RunsMonitor:
             report.duration = time.monotonic() - started
             report.finished = time.time()
             self.passes += 1
-            if report.changed:
-                self.generation += 1
             self.last_report = report
+            if report.changed:
+                with self._changed:
+                    self.generation += 1
+                    self._changed.notify_all()
         for callback in list(self._listeners):
             try:
                 callback(report)
@@ -175,7 +184,7 @@ class RunsMonitor:
             return
         self.acquire_logdir()
         if kept:  # the kept runs among the listed ones, newest first
-            runs = sorted([*runs, *kept], key=_newest_first, reverse=True)
+            runs = sorted([*runs, *kept], key=newest_first_key, reverse=True)
         names = assign_names(runs, self._run_name_cb)
         current = {run.dir for run in runs}
         for run_dir in [d for d in self._logs if d not in current]:
@@ -291,6 +300,14 @@ class RunsMonitor:
         self.problems.append(item)
         report.problems.append(item)
 
+    def wait_for_change(self, since: int, timeout: float | None = None) -> int:
+        """Block until :attr:`generation` is past ``since`` (at once if it already is),
+        the monitor is closed, or ``timeout`` seconds passed; returns the generation
+        then. For threads: an event loop is woken by :meth:`add_listener` instead."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.generation > since or self._closed, timeout)
+            return self.generation
+
     # -- the thread -------------------------------------------------------
 
     def start(self) -> None:
@@ -314,6 +331,8 @@ class RunsMonitor:
         """:meth:`stop` for good: the log dir is let go and never taken (nor made)
         again, so it can be renamed or removed; later passes raise RuntimeError."""
         self._closed = True
+        with self._changed:
+            self._changed.notify_all()  # wake every wait_for_change() now
         self.stop(timeout)
 
     def acquire_logdir(self) -> None:
@@ -385,7 +404,3 @@ class RunsMonitor:
                 log.exception("Monitor pass failed; trying again in %s s", self.interval)
                 self.problems.append(Problem(time.time(), "", "", f"pass failed: {e!r}"))
             self._stop.wait(self.interval)
-
-
-def _newest_first(run: Run) -> tuple[bool, float, str]:
-    return (run.started is not None, run.started or 0.0, run.id)

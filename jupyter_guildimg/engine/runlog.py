@@ -11,16 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .hparams import session_end_events, session_start_events
-from .mirror import IMAGES_DIR, RunMirror
+from .layout import END_FILE, HPARAMS_FILE, IMAGES_DIR
+from .mirror import RunMirror
 from .runs import FINAL_STATUSES, Run
 from .summaries import ImageSummaries, Revision
 from .tfevent import write_event_file
 
+# END_FILE and HPARAMS_FILE live in .layout; importable from here too.
 __all__ = ["END_FILE", "HPARAMS_FILE", "PassReport", "Problem", "RunLog", "RunView"]
-
-HPARAMS_FILE = "events.out.tfevents.0000000000.hparams"
-# Sorts after every event file a run writes itself, so TensorBoard reads it last.
-END_FILE = "events.out.tfevents.9999999999.time"
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,9 @@ class RunLog:
             max_revisions=max_revisions,
             max_image_bytes=max_image_bytes,
         )
-        self.wrote_start = self.wrote_end = None  # unknown until the first sync
+        # Whether the hparams files exist: unknown (None) until the first sync.
+        self.wrote_start: bool | None = None
+        self.wrote_end: bool | None = None
         self.run = run
         self._view: RunView | None = None  # rebuilt only after a change
 

@@ -1,9 +1,11 @@
-"""Runs and the places they come from: Guild homes and plain runs directories.
+"""Runs and the places they come from: Guild homes and plain runs directories, how
+a source is named (``guild:PATH``, ``dir:PATH`` or a path whose kind is guessed) and
+which are watched by default.
 
 Both sources are read straight from disk; Guild is never imported. A source's
-``list_runs()`` returns :class:`Run` records, newest first, and is cheap to call
-every second: what was read from a run's metadata is cached and re-read only when
-the run's ``.guild`` files change.
+``list_runs()`` returns :class:`Run` records (:mod:`.runrecord`), newest first, and
+is cheap to call every second: what was read from a run's metadata is cached and
+re-read only when the run's ``.guild`` files change.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from ._guildmeta import guild_status, micros_to_seconds, parse_opref, read_attr, read_sourcecode
+from .racy import is_racy
+from .runrecord import FINAL_STATUSES, Run, RunList, RunSource, Unreadable, newest_first_key
 
+# The records are defined in .runrecord and exported from here too.
 __all__ = [
     "FINAL_STATUSES",
+    "SOURCE_KINDS",
     "GuildHome",
     "Run",
     "RunList",
@@ -27,96 +31,21 @@ __all__ = [
     "Unreadable",
     "combine_sources",
     "default_guild_home",
+    "default_sources",
     "open_source",
+    "parse_source",
     "read_guild_run",
 ]
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = frozenset({"completed", "error", "terminated"})
-
-# Metadata younger than this may still change within the same file-system clock
-# tick, so it is never trusted from the cache (the "racy" rule git uses).
-_RACY_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run as a source sees it. ``dir`` (absolute) identifies it uniquely.
-
-    Times are seconds since the epoch (``None`` when unknown). ``operation`` is
-    ``"[model:]op"`` for Guild runs and ``""`` for plain runs; ``short_id`` is the
-    first 8 characters of a Guild id, or the whole id (a relative path) of a plain
-    run. ``sourcecode`` lists run-relative paths that are source code, not output.
-    """
-
-    id: str
-    dir: str
-    operation: str = ""
-    label: str = ""
-    status: str = "unknown"
-    started: float | None = None
-    stopped: float | None = None
-    flags: Mapping[str, Any] = field(default_factory=dict)
-    short_id: str = ""
-    source: str = ""
-    kind: str = "guild"
-    sourcecode: frozenset[str] = frozenset()
-
-    def __post_init__(self) -> None:
-        if not self.short_id:
-            object.__setattr__(self, "short_id", self.id[:8] if self.kind == "guild" else self.id)
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A path (absolute) that could not be read while listing runs, and why.
-
-    A run missing from a listing that reports it may be hidden by it rather than
-    gone: see :meth:`hides`."""
-
-    path: str
-    message: str
-
-    def hides(self, run: Run) -> bool:
-        """Whether ``run`` may be missing from the listing because of this path: the
-        path is the run's source, or lies at, above or below the run's directory."""
-        if run.source == self.path or run.dir == self.path:
-            return True
-        return _is_below(run.dir, self.path) or _is_below(self.path, run.dir)
-
-
-def _is_below(path: str, parent: str) -> bool:
-    return path.startswith(parent.rstrip(os.sep) + os.sep)
+#: The kinds a source may be prefixed with: ``guild:PATH`` is a Guild home,
+#: ``dir:PATH`` a folder of plain runs.
+SOURCE_KINDS = ("guild", "dir")
 
 
 def _cannot_read(error: OSError) -> str:
     return f"cannot read: {error.strerror or error}"
-
-
-class RunList(list[Run]):
-    """What a listing found: the runs (it is a list of them) and ``unreadable``, the
-    paths it could not read. Runs below an unreadable path are unknown, not gone.
-
-    Sources return one from ``list_runs()``; a plain list from any other callable
-    means everything was read."""
-
-    def __init__(self, runs: Iterable[Run] = (), unreadable: Iterable[Unreadable] = ()) -> None:
-        super().__init__(runs)
-        self.unreadable: list[Unreadable] = list(unreadable)
-
-
-class RunSource:
-    """What the monitor and the server need from a source of runs.
-
-    ``list_runs()`` does not raise for what it cannot read: an entry that cannot
-    be read is skipped and named in the result's ``unreadable``, and so is the
-    source's own directory when it cannot be listed at all (but exists)."""
-
-    path: str
-
-    def list_runs(self) -> RunList:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 def default_guild_home() -> str:
@@ -125,7 +54,7 @@ def default_guild_home() -> str:
 
 
 def _newest_first(runs: RunList) -> RunList:
-    runs.sort(key=lambda run: (run.started is not None, run.started or 0.0, run.id), reverse=True)
+    runs.sort(key=newest_first_key, reverse=True)
     return runs
 
 
@@ -242,7 +171,7 @@ class GuildHome(RunSource):
             run: Run | None = cached[1]
         else:
             run = read_guild_run(entry.path, self.path)
-        if run is not None and now_ns - max(signature) > int(_RACY_SECONDS * 1e9):
+        if run is not None and not is_racy(max(signature), now_ns):
             cache[entry.name] = (signature, run)
         return run
 
@@ -352,30 +281,59 @@ class RunsDir(RunSource):
 # Choosing and combining sources
 
 
-def open_source(path: str | os.PathLike[str]) -> RunSource:
-    """The source for ``path``: ``guild:PATH`` is a :class:`GuildHome`, ``dir:PATH`` a
-    :class:`RunsDir`. Otherwise a Guild home if ``path`` is ``$GUILD_HOME`` (or
-    ``~/.guild``), is named ``.guild``, or has ``runs/`` holding Guild runs; else a
-    :class:`RunsDir`.
+def parse_source(text: str, root: str | None = None) -> tuple[str | None, str]:
+    """``(kind, path)`` of a source as a user names it: ``guild:PATH`` or ``dir:PATH``
+    give their kind (one of :data:`SOURCE_KINDS`), anything else ``None`` (the kind is
+    then guessed by :func:`open_source`). ``path`` is absolute: ``~`` expanded, a
+    relative path resolved against ``root`` (default: the current directory), an
+    empty one is ``root`` itself. Nothing is read from disk."""
+    kind, sep, rest = text.partition(":")
+    if not (sep and kind in SOURCE_KINDS):
+        kind, rest = "", text
+    path = os.path.expanduser(rest)
+    if root is not None:
+        path = os.path.join(root, path)
+    return kind or None, os.path.abspath(path)
 
-    Raises :class:`FileNotFoundError` (with the path) if ``path`` is not a
-    directory, unless its kind was given.
+
+def default_sources(root: str | None = None) -> list[str]:
+    """What is watched when no source is given: the Guild home
+    (:func:`default_guild_home`) if it exists, else ``runs`` under ``root`` (without
+    ``root``: the relative ``"runs"``, which :func:`open_source` resolves against its
+    own ``root``). Open them with ``missing_ok=True``: ``runs`` may not exist yet."""
+    home = default_guild_home()
+    if os.path.isdir(home):
+        return [home]
+    return [os.path.join(root, "runs") if root is not None else "runs"]
+
+
+def open_source(
+    path: str | os.PathLike[str], root: str | None = None, *, missing_ok: bool = False
+) -> RunSource:
+    """The source for ``path`` (:func:`parse_source`, relative to ``root``):
+    ``guild:PATH`` is a :class:`GuildHome`, ``dir:PATH`` a :class:`RunsDir`, whether
+    or not ``PATH`` exists yet. Otherwise a Guild home if the path is
+    ``$GUILD_HOME`` (or ``~/.guild``), is named ``.guild``, or has ``runs/`` holding
+    Guild runs; else a :class:`RunsDir`.
+
+    A path without a kind that is not a directory raises :class:`FileNotFoundError`
+    (naming the path), unless ``missing_ok``: it is then watched until it appears, as
+    a Guild home if it is named ``.guild``, else as a :class:`RunsDir`.
     """
-    text = os.fspath(path)
-    kind, _, rest = text.partition(":")
-    if kind in ("guild", "dir") and rest:
-        rest = os.path.abspath(os.path.expanduser(rest))
-        return GuildHome(rest) if kind == "guild" else RunsDir(rest)
-    path = os.path.abspath(os.path.expanduser(text))
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"run source {path!r} is not a directory")
+    kind, full = parse_source(os.fspath(path), root)
+    if kind is not None:
+        return GuildHome(full) if kind == "guild" else RunsDir(full)
+    if not os.path.isdir(full):
+        if not missing_ok:
+            raise FileNotFoundError(f"run source {full!r} is not a directory")
+        return GuildHome(full) if os.path.basename(full) == ".guild" else RunsDir(full)
     if (
-        path == default_guild_home()
-        or os.path.basename(path) == ".guild"
-        or _holds_guild_runs(os.path.join(path, "runs"))
+        full == default_guild_home()
+        or os.path.basename(full) == ".guild"
+        or _holds_guild_runs(os.path.join(full, "runs"))
     ):
-        return GuildHome(path)
-    return RunsDir(path)
+        return GuildHome(full)
+    return RunsDir(full)
 
 
 def _holds_guild_runs(runs_dir: str) -> bool:

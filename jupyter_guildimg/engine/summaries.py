@@ -1,15 +1,15 @@
 """Image summaries of one run: ``<run log dir>/.images/``.
 
 Every revision of an image gets its own event file,
-``events.out.tfevents.<counter as %010d>.image.<md5 of the run-relative path>``,
-written whole and renamed into place. Its modification time is set to the
-image's, which is how a restarted monitor knows, from one listing of
-``.images``, which images are already summarized.
+``events.out.tfevents.<counter as %010d>.image.<md5 of the run-relative path>``
+(:func:`~.layout.summary_file_name`), written whole and renamed into place. Its
+modification time is set to the image's, which is how a restarted monitor knows,
+from one listing of ``.images``, which images are already summarized.
 
 An image is a new revision when its ``(inode, size, mtime)`` changes. A file
 modified within the file system's clock tick of being read might keep its
-``mtime``, so an image read while "racy" (modified in the last 2 s) has its
-CRC compared on the next pass as well.
+``mtime``, so an image read while "racy" (modified in the last 2 s, :mod:`.racy`)
+has its CRC compared on the next pass as well.
 
 Reading never blocks and is bounded: an image is opened non-blocking, must be a
 regular file (a FIFO or device is reported once and skipped until it changes),
@@ -23,10 +23,8 @@ of that image are removed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Iterable
@@ -43,14 +41,15 @@ from .images import (
     prepare_image,
     sniff_format,
 )
-from .tfevent import TEMP_PREFIX, read_events, write_event_file
+from .layout import TEMP_PREFIX, parse_summary_name, path_digest, summary_file_name
+from .racy import is_racy
+from .tfevent import read_events, write_event_file
 
+# path_digest and summary_file_name live in .layout; importable from here too.
 __all__ = ["ImageSummaries", "Revision", "path_digest", "summary_file_name"]
 
 log = logging.getLogger(__name__)
 
-_RACY_NS = 2_000_000_000
-_SUMMARY_NAME = re.compile(r"^events\.out\.tfevents\.(\d{10})\.image\.([0-9a-f]{32})$")
 # States kept until the file's signature changes (pending is also settled by time).
 _WAITING = frozenset({"pending", "broken", "capped", "empty", "irregular", "large"})
 # Reported on entering them only: a FIFO being written or a big file growing keeps
@@ -60,15 +59,6 @@ _NOT_REGULAR = "not a regular file; skipped until it changes"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 Reporter = Callable[[str, str], None]
-
-
-def path_digest(relpath: str) -> str:
-    """The md5 hex of a run-relative image path, as used in summary file names."""
-    return hashlib.md5(relpath.encode("utf-8")).hexdigest()
-
-
-def summary_file_name(counter: int, digest: str) -> str:
-    return f"events.out.tfevents.{counter:010d}.image.{digest}"
 
 
 @dataclass(frozen=True)
@@ -193,7 +183,7 @@ class ImageSummaries:
         self, rel: str, image: _Image, st: os.stat_result, now_ns: int, report: Reporter
     ) -> bool:
         signature, mtime_ns = _signature(st), st.st_mtime_ns
-        racy = now_ns - mtime_ns < _RACY_NS
+        racy = is_racy(mtime_ns, now_ns)
         if image.state == "new":
             history = self.revisions.get(image.digest)
             if history and history[-1].mtime_ns == mtime_ns:
@@ -379,10 +369,10 @@ class ImageSummaries:
         except FileNotFoundError:
             return
         self._dir_made = True
-        found = []
+        found: list[tuple[int, str, int]] = []
         for entry in entries:
-            match = _SUMMARY_NAME.match(entry.name)
-            if match is None:
+            parsed = parse_summary_name(entry.name)
+            if parsed is None:
                 if entry.name.startswith(TEMP_PREFIX):  # left by a monitor that was killed
                     os.unlink(entry.path)
                 continue
@@ -390,7 +380,7 @@ class ImageSummaries:
                 mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
             except FileNotFoundError:
                 continue
-            found.append((int(match.group(1)), match.group(2), mtime_ns))
+            found.append((*parsed, mtime_ns))
         for counter, digest, mtime_ns in sorted(found):
             self.revisions.setdefault(digest, []).append(Revision(counter, mtime_ns))
             self._counter = counter + 1

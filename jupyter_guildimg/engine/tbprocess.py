@@ -29,13 +29,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
-
+from .. import rest
 from . import processes
 
-__all__ = ["StartResult", "TensorBoardProcess"]
+__all__ = ["StartResult", "TensorBoardProcess", "status_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +48,35 @@ _MAX_BACKOFF = 30.0
 _REFUSED_FLAGS = ("bind_all", "host", "port", "path_prefix")
 _STOPPED = "TensorBoard was stopped before it was ready"
 _MASK = "<secret>"
+# What every client says about TensorBoard: the summary in state(), rendered as is.
+_SUMMARIES = {
+    "stopped": "TensorBoard is not running",
+    "starting": "Starting TensorBoard…",
+    "ready": "TensorBoard is ready",
+}
+_SUMMARY_REASON_CHARS = 200
+
+
+def status_summary(status: str, reason: str = "") -> str:
+    """The one short sentence every client shows for TensorBoard in ``status``:
+    "TensorBoard is not running", "Starting TensorBoard…", "TensorBoard is ready", or
+    "TensorBoard failed: " and the first sentence of ``reason`` (the rest of a reason is
+    TensorBoard's stderr, which clients show apart)."""
+    if status != "failed":
+        return _SUMMARIES.get(status, f"TensorBoard is {status}")
+    first = _first_sentence(reason)
+    return f"TensorBoard failed: {first}" if first else "TensorBoard failed"
+
+
+def _first_sentence(text: str) -> str:
+    """The first line of ``text`` up to its first ". ", at most _SUMMARY_REASON_CHARS."""
+    line = text.strip().split("\n", 1)[0].strip()
+    end = line.find(". ")
+    if end > 0:
+        line = line[: end + 1]
+    if len(line) > _SUMMARY_REASON_CHARS:
+        line = line[: _SUMMARY_REASON_CHARS - 1].rstrip() + "…"
+    return line
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,27 @@ class _Child:
     private_dir: str  # its TMPDIR, holding the flag file until it is ready
     secret: str  # "" without secret_prefix
     record: str | None = None
+
+
+async def _answers_ok(host: str, port: int, path: str, timeout: float) -> bool:
+    """Whether ``GET path`` on ``host:port`` answers 200 within ``timeout`` seconds. A bare
+    HTTP/1.0 exchange rather than an HTTP client: nothing may log the URL, which holds
+    TensorBoard's secret path, and no proxy from the environment may come in between."""
+
+    async def status_line() -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            await writer.drain()
+            return await reader.readline()
+        finally:
+            writer.close()
+
+    try:
+        parts = (await asyncio.wait_for(status_line(), timeout)).split()
+    except (OSError, asyncio.TimeoutError):
+        return False
+    return len(parts) >= 2 and parts[1] == b"200"
 
 
 class TensorBoardProcess:
@@ -119,7 +167,7 @@ class TensorBoardProcess:
         self.max_restarts = max_restarts
         self.python = python
         self.secret_prefix = secret_prefix
-        self.status = "stopped"
+        self.status: rest.TensorBoardStatus = "stopped"
         self.reason = ""
         self.restarts = 0
         self._child: _Child | None = None
@@ -157,11 +205,13 @@ class TensorBoardProcess:
         port = self.port
         return None if port is None else f"http://{self._reach}:{port}{self.served_prefix}/"
 
-    def state(self) -> dict[str, Any]:
-        """A JSON-able snapshot: status, reason, port, pid, restarts, stderr_tail, started."""
+    def state(self) -> rest.TensorBoardState:
+        """A JSON-able snapshot: status, reason, port, pid, restarts, stderr_tail,
+        started, and ``summary``: the sentence clients show (:func:`status_summary`)."""
         started = self._child.started if self._child is not None else None
         return {
             "status": self.status,
+            "summary": status_summary(self.status, self.reason),
             "reason": self.reason,
             "port": self.port,
             "pid": self.pid,
@@ -365,21 +415,18 @@ class TensorBoardProcess:
         """Poll until TensorBoard answers 200: "ready", "exited" or "timed_out"."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ready_timeout
-        url = f"http://{self._reach}:{child.port}{self.served_prefix}/data/environment"
-        # No proxy from the environment may come between us and 127.0.0.1.
-        async with httpx.AsyncClient(trust_env=False) as client:
-            while not child.exited.done():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return "timed_out"
-                timeout = max(0.05, min(_PROBE_TIMEOUT, remaining))
-                with contextlib.suppress(httpx.HTTPError):  # not listening yet, or slow
-                    response = await client.get(url, timeout=timeout)
-                    if response.status_code == 200:
-                        return "ready"
-                wait = min(_POLL_INTERVAL, max(0.0, deadline - loop.time()))
-                await asyncio.wait({child.exited}, timeout=wait)
-            return "exited"
+        path = f"{self.served_prefix}/data/environment"
+        while not child.exited.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return "timed_out"
+            if await _answers_ok(
+                self._reach, child.port, path, max(0.05, min(_PROBE_TIMEOUT, remaining))
+            ):
+                return "ready"
+            wait = min(_POLL_INTERVAL, max(0.0, deadline - loop.time()))
+            await asyncio.wait({child.exited}, timeout=wait)
+        return "exited"
 
     def _keep_line(self, pid: int, raw: bytes, secret: str) -> None:
         """Keep one of TensorBoard's stderr lines (and log it at debug), with ``secret``

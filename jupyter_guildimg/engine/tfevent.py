@@ -19,6 +19,8 @@ import crc32c
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
+from .layout import TEMP_PREFIX
+
 __all__ = [
     "FILE_VERSION",
     "TEMP_PREFIX",
@@ -41,10 +43,6 @@ _LENGTH = struct.Struct("<Q")
 _CRC = struct.Struct("<I")
 _HEADER_SIZE = _LENGTH.size + _CRC.size
 _MASK_DELTA = 0xA282EAD8
-
-# Temporary files never contain "tfevents", so TensorBoard ignores them until
-# they are renamed into place complete.
-TEMP_PREFIX = ".guildimg-tmp-"
 
 
 class CorruptRecordError(ValueError):
@@ -106,8 +104,9 @@ def write_event_file(
     The file is written under a temporary name in the same directory and renamed
     into place, so a reader sees either nothing or the whole file; if anything
     fails (a full disk, a rename refused), the temporary file is removed and the
-    error raised. ``mtime_ns``, if given, becomes the file's modification time.
-    Returns the number of bytes.
+    error raised. The temporary name (:data:`~.layout.TEMP_PREFIX` and hex) is one
+    :func:`~.layout.is_own_file` knows. ``mtime_ns``, if given, becomes the file's
+    modification time. Returns the number of bytes.
     """
     payload = b"".join([_version_record()] + [encode_record(e.SerializeToString()) for e in events])
     directory = os.path.dirname(path)

@@ -4,9 +4,9 @@ This is a SMALL SUBSET of Guild, not Guild. It reads only the top-level mapping
 form of ``guild.yml`` (operation -> ``main`` or ``exec``, ``flags``,
 ``requires: [{file: NAME}]``), runs an operation as a plain subprocess and lays
 out its run directory as Guild does ("Guild runs on disk" in the design notes), so
-:class:`jupyter_guildimg.runs.GuildHome` reads it. No models, resources other than
+:class:`jupyter_guildimg.engine.runs.GuildHome` reads it. No models, resources other than
 files, batches, remote runs or flag type conversion. Tests, examples and
-benchmarks use it; runs are read back with :mod:`jupyter_guildimg.runs` only.
+benchmarks use it; runs are read back with :mod:`jupyter_guildimg.engine.runs` only.
 """
 
 from __future__ import annotations

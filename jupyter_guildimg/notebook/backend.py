@@ -1,14 +1,17 @@
 """What the notebook side needs from a monitor, wherever it runs: the :class:`Backend`
-interface (the REST API's verbs and JSON shapes) and its :class:`BackendError`.
-Implementations: :class:`~jupyter_guildimg.client.ServerBackend` and
-:class:`~jupyter_guildimg.local.LocalBackend`; :func:`~jupyter_guildimg.client.connect`
-picks one."""
+interface (the REST API's verbs, answering the bodies :mod:`jupyter_guildimg.rest`
+defines) and its :class:`BackendError`.
+Implementations: :class:`~jupyter_guildimg.notebook.client.ServerBackend` and
+:class:`~jupyter_guildimg.notebook.local.LocalBackend`;
+:func:`~jupyter_guildimg.notebook.client.connect` picks one."""
 
 from __future__ import annotations
 
 import abc
 import os
-from typing import Any
+
+from .. import rest
+from ..engine.runs import parse_source
 
 __all__ = [
     "START_TIMEOUT",
@@ -35,16 +38,27 @@ class Backend(abc.ABC):
     description: str
 
     @abc.abstractmethod
-    def status(self) -> dict[str, Any]:
+    def status(self) -> rest.Status:
         """``{"monitor": {...}, "tensorboard": {...}}`` as ``GET status``."""
 
     @abc.abstractmethod
-    def runs(self) -> list[dict[str, Any]]:
-        """The runs, newest first, as the ``runs`` list of ``GET runs``."""
+    def runs(self, image: str | None = None, q: str | None = None) -> list[rest.Run]:
+        """The runs, newest first, as the ``runs`` list of ``GET runs``: with ``image``
+        only those that captured that image path, with ``q`` only those whose fields
+        hold every word of ``q`` (the server's one filter rule: see
+        :mod:`~jupyter_guildimg.rest`)."""
 
     @abc.abstractmethod
-    def images(self, run_id: str) -> dict[str, Any]:
-        """``{"run": {...}, "images": [{"path", "revisions": [...]}]}``, newest revision first."""
+    def run(self, key: str) -> rest.Run:
+        """The run ``key`` names (``GET runs/<key>``): its id, its Guild or plain-run
+        id, or a unique prefix of that of at least ``rest.MIN_PREFIX`` characters.
+        :class:`BackendError` 404 when no run or several runs match (the message
+        says which)."""
+
+    @abc.abstractmethod
+    def images(self, run_id: str) -> rest.RunImages:
+        """``{"run": {...}, "images": [{"path", "dropped", "revisions": [...]}]}``,
+        newest revision first; ``run_id`` as :meth:`run` takes it."""
 
     @abc.abstractmethod
     def image(
@@ -53,15 +67,21 @@ class Backend(abc.ABC):
         """The bytes of revision ``rev`` (newest if None), scaled to at most ``thumb`` px."""
 
     @abc.abstractmethod
-    def refresh(self) -> dict[str, Any]:
+    def refresh(self) -> rest.RefreshReport:
         """Run a monitor pass now; what it wrote, added, removed and any problems."""
 
     @abc.abstractmethod
-    def start_tensorboard(self) -> dict[str, Any]:
-        """Start TensorBoard unless it runs; its state once it is ready or failed."""
+    def start_tensorboard(self) -> rest.TensorBoardState:
+        """Start TensorBoard unless it is ready or starting (then wait for that start);
+        its state once it is ready or failed."""
 
     @abc.abstractmethod
-    def stop_tensorboard(self) -> dict[str, Any]:
+    def restart_tensorboard(self) -> rest.TensorBoardState:
+        """Stop TensorBoard if it runs and start it again; its state once it is ready
+        or failed."""
+
+    @abc.abstractmethod
+    def stop_tensorboard(self) -> rest.TensorBoardState:
         """Stop TensorBoard; its state."""
 
     @abc.abstractmethod
@@ -69,12 +89,12 @@ class Backend(abc.ABC):
         """The change generation, as soon as it is past ``since`` or after ``timeout`` s."""
 
     @abc.abstractmethod
-    def add_source(self, path: str) -> dict[str, Any]:
+    def add_source(self, path: str) -> rest.Sources:
         """Watch one more run source; ``{"sources": [...]}``. A source that contains the
         log dir or lies inside it is refused (:class:`BackendError` 400, or ValueError)."""
 
     @abc.abstractmethod
-    def remove_source(self, path: str) -> dict[str, Any]:
+    def remove_source(self, path: str) -> rest.Sources:
         """Stop watching a run source (as ``status`` lists it, or as it was added); its
         runs leave the log dir at the next pass. ``{"sources": [...]}``; not watched:
         :class:`BackendError` with status 404."""
@@ -101,10 +121,7 @@ class Backend(abc.ABC):
 def check_source(path: str) -> str:
     """``path`` made absolute (a ``guild:``/``dir:`` kind kept), or FileNotFoundError
     naming it when it does not exist here."""
-    kind, sep, rest = path.partition(":")
-    if not (sep and kind in ("guild", "dir")):
-        kind, rest = "", path
-    full = os.path.abspath(os.path.expanduser(rest))
+    kind, full = parse_source(path)
     if not os.path.exists(full):
-        raise FileNotFoundError(f"no such source: {rest}")
+        raise FileNotFoundError(f"no such source: {path.partition(':')[2] if kind else path}")
     return f"{kind}:{full}" if kind else full

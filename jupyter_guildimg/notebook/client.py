@@ -2,8 +2,9 @@
 extension's REST API, or, when no server extension is reachable, a
 :class:`LocalBackend` running its own monitor and TensorBoard inside the kernel.
 
-Both answer the same methods (:class:`Backend`) with the same JSON shapes as the REST
-API (see the README), so the panel and the magic never care which one they have.
+Both answer the same methods (:class:`Backend`) with the REST API's bodies
+(:mod:`jupyter_guildimg.rest`), so the panel and the magic never care which one they
+have.
 :func:`connect` picks one; :func:`shared_backend` keeps one per kernel.
 """
 
@@ -14,13 +15,14 @@ import json
 import logging
 import os
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
+from .. import rest
+from ..rest import ENV_SERVER_INFO, ENV_SERVER_PID, ENV_TOKEN, ENV_URL
 from .backend import START_TIMEOUT, Backend, BackendError, check_source
 from .local import LocalBackend
 
@@ -40,14 +42,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENV_URL = "JUPYTER_GUILDIMG_URL"
-ENV_SERVER_PID = "JUPYTER_GUILDIMG_SERVER_PID"
-ENV_SERVER_INFO = "JUPYTER_GUILDIMG_SERVER_INFO"
-# Never exported by the extension (every process started by the server would inherit
-# it); still taken from a user who sets it by hand.
-ENV_TOKEN = "JUPYTER_GUILDIMG_TOKEN"
-API = "guildimg/api/"
-TENSORBOARD = "guildimg/tensorboard/"
 _PROBE_TIMEOUT = 2.0
 
 
@@ -74,7 +68,7 @@ class ServerBackend(Backend):
         self._headers = {"Authorization": f"token {token}"} if token else {}
         host = urllib.parse.urlsplit(self.url).hostname or ""
         self._client = httpx.Client(
-            base_url=self.url + API,
+            base_url=self.url + rest.API_PREFIX + "/",
             headers=self._headers,
             timeout=timeout,
             # A proxy from the environment must not come between a kernel and its own
@@ -98,74 +92,85 @@ class ServerBackend(Backend):
             raise BackendError(f"cannot reach {self.url}: {e}") from e
         if response.is_error:
             try:
-                message = response.json()["message"]
+                message = cast(rest.Error, response.json())["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.reason_phrase
             raise BackendError(f"{message} (HTTP {response.status_code})", response.status_code)
         return response
 
+    def _json(self, method: str, route: str, **kwargs: Any) -> Any:
+        # The server answers the contract's bodies: tests/server/test_contract.py
+        # checks its real answers, so they are not checked again here.
+        return self._request(method, route, **kwargs).json()
+
     def probe(self) -> bool:
         """Whether the extension answers ``GET status`` with 200 here."""
         try:
-            self._request("GET", "status", timeout=_PROBE_TIMEOUT)
+            self._request("GET", rest.STATUS, timeout=_PROBE_TIMEOUT)
         except BackendError as e:
             log.debug("No guildimg server extension at %s: %s", self.url, e)
             return False
         return True
 
-    def status(self) -> dict[str, Any]:
-        return self._request("GET", "status").json()
+    def status(self) -> rest.Status:
+        return cast(rest.Status, self._json("GET", rest.STATUS))
 
-    def runs(self) -> list[dict[str, Any]]:
-        return self._request("GET", "runs").json()["runs"]
+    def runs(self, image: str | None = None, q: str | None = None) -> list[rest.Run]:
+        params = {k: v for k, v in ((rest.PARAM_IMAGE, image), (rest.PARAM_Q, q)) if v is not None}
+        return cast(rest.RunsList, self._json("GET", rest.RUNS, params=params))["runs"]
 
-    def images(self, run_id: str) -> dict[str, Any]:
-        return self._request("GET", f"runs/{urllib.parse.quote(run_id, safe='')}/images").json()
+    def run(self, key: str) -> rest.Run:
+        return cast(rest.Run, self._json("GET", rest.run_url(key)))
+
+    def images(self, run_id: str) -> rest.RunImages:
+        return cast(rest.RunImages, self._json("GET", rest.run_images_url(run_id)))
 
     def image(
         self, run_id: str, path: str, rev: int | None = None, thumb: int | None = None
     ) -> bytes:
-        params = {k: v for k, v in (("rev", rev), ("thumb", thumb)) if v is not None}
-        route = f"runs/{urllib.parse.quote(run_id, safe='')}/images/{urllib.parse.quote(path)}"
-        return self._request("GET", route, params=params).content
+        pairs = ((rest.PARAM_REV, rev), (rest.PARAM_THUMB, thumb))
+        params = {k: v for k, v in pairs if v is not None}
+        return self._request("GET", rest.run_image_url(run_id, path), params=params).content
 
-    def refresh(self) -> dict[str, Any]:
-        return self._request("POST", "refresh").json()
+    def refresh(self) -> rest.RefreshReport:
+        return cast(rest.RefreshReport, self._json("POST", rest.REFRESH))
 
-    def start_tensorboard(self) -> dict[str, Any]:
-        """Start TensorBoard unless it is ready or starting (the API's POST would
-        restart it) and return its state once it is ready or failed."""
-        state = self._request("GET", "tensorboard").json()
-        if state["status"] == "ready":
-            return state
-        if state["status"] == "starting":
-            # Another client started it: wait for that start rather than restart it.
-            deadline = time.monotonic() + START_TIMEOUT
-            while state["status"] == "starting" and time.monotonic() < deadline:
-                time.sleep(0.5)
-                state = self._request("GET", "tensorboard").json()
-            return state
-        return self._request("POST", "tensorboard", timeout=START_TIMEOUT).json()
+    def start_tensorboard(self) -> rest.TensorBoardState:
+        """``POST tensorboard``: the server starts TensorBoard unless it is ready or
+        starting, and answers once it is ready or failed."""
+        state = self._json("POST", rest.TENSORBOARD, timeout=START_TIMEOUT)
+        return cast(rest.TensorBoardState, state)
 
-    def stop_tensorboard(self) -> dict[str, Any]:
-        return self._request("DELETE", "tensorboard", timeout=START_TIMEOUT).json()
+    def restart_tensorboard(self) -> rest.TensorBoardState:
+        """``POST tensorboard`` with ``{"restart": true}``."""
+        body = {rest.PARAM_RESTART: True}
+        state = self._json("POST", rest.TENSORBOARD, json=body, timeout=START_TIMEOUT)
+        return cast(rest.TensorBoardState, state)
+
+    def stop_tensorboard(self) -> rest.TensorBoardState:
+        state = self._json("DELETE", rest.TENSORBOARD, timeout=START_TIMEOUT)
+        return cast(rest.TensorBoardState, state)
 
     def wait_changes(self, since: int, timeout: float = 25) -> int:
-        params = {"since": since, "timeout": timeout}
-        response = self._request("GET", "changes", params=params, timeout=timeout + 15)
-        return int(response.json()["generation"])
+        params = {rest.PARAM_SINCE: since, rest.PARAM_TIMEOUT: timeout}
+        body = cast(
+            rest.Changes, self._json("GET", rest.CHANGES, params=params, timeout=timeout + 15)
+        )
+        return int(body["generation"])
 
-    def add_source(self, path: str) -> dict[str, Any]:
-        return self._request("POST", "sources", json={"path": path}).json()
+    def add_source(self, path: str) -> rest.Sources:
+        body = {rest.PARAM_PATH: path}
+        return cast(rest.Sources, self._json("POST", rest.SOURCES, json=body))
 
-    def remove_source(self, path: str) -> dict[str, Any]:
-        return self._request("DELETE", "sources", params={"path": path}).json()
+    def remove_source(self, path: str) -> rest.Sources:
+        params = {rest.PARAM_PATH: path}
+        return cast(rest.Sources, self._json("DELETE", rest.SOURCES, params=params))
 
     def tensorboard_src(self) -> str:
         """The proxy's URL without scheme and host (base_url path + ``guildimg/tensorboard/``),
         so the iframe goes to whichever host the browser shows the notebook from, behind
         JupyterHub or a remote server alike."""
-        return urllib.parse.urlsplit(self.url).path + TENSORBOARD
+        return urllib.parse.urlsplit(self.url).path + rest.TENSORBOARD_PREFIX + "/"
 
     @property
     def closed(self) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .. import rest
 from .backend import Backend, BackendError
 
 __all__ = ["COMPARE_WIDTH", "THUMBS_PER_RUN", "THUMB_WIDTH", "ImagesView", "Quiet", "descendants"]
@@ -58,11 +59,11 @@ class Quiet:
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
-        self.local.on = True
+        self._local.on = True
         try:
             yield
         finally:
-            self.local.on = False
+            self._local.on = False
 
     @property
     def active(self) -> bool:
@@ -86,7 +87,7 @@ class ImagesView:
         self._lock = lock
         self._quietly = Quiet()  # on while this code moves the slider
         self._run_ids: list[str] = []
-        self._listings: dict[str, dict[str, Any]] = {}
+        self._listings: dict[str, rest.RunImages] = {}
         self._limits: dict[str, int] = {}
         self._thumbs: dict[tuple[str, str], _Thumb] = {}
         self._viewing: tuple[str, str] | None = None
@@ -126,7 +127,7 @@ class ImagesView:
 
     def show(self, run_ids: Sequence[str], note: str) -> None:
         """Show the images of these runs (``note`` when there are none to list)."""
-        listings: dict[str, dict[str, Any]] = {}
+        listings: dict[str, rest.RunImages] = {}
         for run_id in run_ids:
             try:
                 listings[run_id] = self.backend.images(run_id)
@@ -193,7 +194,7 @@ class ImagesView:
             button.close()
         self.more_box.children = tuple(more)
 
-    def _make_thumb(self, run: dict[str, Any], path: str, revision: int, data: bytes) -> _Thumb:
+    def _make_thumb(self, run: rest.Run, path: str, revision: int, data: bytes) -> _Thumb:
         image = widgets.Image(value=data, format=image_format(data))
         image.layout = widgets.Layout(
             max_width=f"{THUMB_WIDTH}px", max_height=f"{THUMB_WIDTH}px", object_fit="contain"
@@ -212,7 +213,7 @@ class ImagesView:
 
     # -- the viewer -------------------------------------------------------------
 
-    def _entry(self, run_id: str, path: str) -> dict[str, Any] | None:
+    def _entry(self, run_id: str, path: str) -> rest.Image | None:
         listing = self._listings.get(run_id)
         entries = listing["images"] if listing else []
         return next((entry for entry in entries if entry["path"] == path), None)
@@ -248,7 +249,7 @@ class ImagesView:
             return
         run_id, path = self._viewing
         entry = self._entry(run_id, path)
-        revisions: list[dict[str, Any]] = entry["revisions"] if entry is not None else []
+        revisions: list[rest.Revision] = entry["revisions"] if entry is not None else []
         info = next((r for r in revisions if r["revision"] == revision), None)
         if info is None:
             return

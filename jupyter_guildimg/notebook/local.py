@@ -11,20 +11,20 @@ import os
 import socket
 import threading
 from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from .. import rest
 from ..engine import processes
 from ..engine.catalog import THUMB_MAX, THUMB_MIN, Catalog, NotFoundError, ThumbnailError
 from ..engine.layout import SourceError, logdir_in_use, logdir_overlap
 from ..engine.monitor import PassReport, RunsMonitor
 from ..engine.runs import (
-    GuildHome,
     Run,
-    RunsDir,
     RunSource,
     combine_sources,
-    default_guild_home,
+    default_sources,
     open_source,
+    parse_source,
 )
 from ..engine.tbprocess import TensorBoardProcess
 from .backend import START_TIMEOUT, Backend, BackendError, check_source
@@ -98,9 +98,7 @@ class LocalBackend(Backend):
         if sources:
             self._sources = [open_source(check_source(path)) for path in sources]
         else:
-            home = default_guild_home()
-            runs = os.path.abspath("runs")
-            self._sources = [GuildHome(home) if os.path.isdir(home) else RunsDir(runs)]
+            self._sources = [open_source(text, missing_ok=True) for text in default_sources()]
         if runtime_dir is None:
             from jupyter_core.paths import jupyter_runtime_dir
 
@@ -112,7 +110,7 @@ class LocalBackend(Backend):
             if problem := logdir_overlap(source.path, self.logdir):
                 os.rmdir(self.logdir)
                 raise SourceError(problem)
-        self.monitor = RunsMonitor(self.logdir, self._list_runs, interval=1.0)
+        self.monitor = RunsMonitor(self.logdir, self._list_runs)
         self.monitor.acquire_logdir()  # a new dir: free; the lock marks it in use
         self.catalog = Catalog(self.monitor)
         # Chosen now, so tensorboard_src() can answer before TensorBoard has started.
@@ -121,8 +119,8 @@ class LocalBackend(Backend):
         self._loop: _LoopThread | None = None
         self._starting: concurrent.futures.Future[Any] | None = None
         self._lock = threading.Lock()
+        # Notified after each pass that changed something; the count is the monitor's.
         self._changed = threading.Condition()
-        self._generation = 0
         self._closed = False
         self.monitor.add_listener(self._on_pass)
         atexit.register(self.close)
@@ -137,31 +135,37 @@ class LocalBackend(Backend):
     def _on_pass(self, report: PassReport) -> None:
         if report.changed:
             with self._changed:
-                self._generation += 1
                 self._changed.notify_all()
 
     def _check_open(self) -> None:
         if self._closed:
             raise BackendError("the in-kernel monitor was closed")
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> rest.Status:
         self._check_open()
+        monitor = {
+            **self.monitor.status(),
+            "sources": [source.path for source in self._sources],
+            "refused_sources": [],
+            "error": None,
+        }
         return {
-            "monitor": {
-                **self.monitor.status(),
-                "sources": [source.path for source in self._sources],
-                "generation": self._generation,
-                "refused_sources": [],
-                "error": None,
-            },
+            "monitor": cast(rest.MonitorStatus, monitor),
             "tensorboard": self._tensorboard_state(),
         }
 
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self, image: str | None = None, q: str | None = None) -> list[rest.Run]:
         self._check_open()
-        return self.catalog.runs()
+        return self.catalog.runs(image, q)
 
-    def images(self, run_id: str) -> dict[str, Any]:
+    def run(self, key: str) -> rest.Run:
+        self._check_open()
+        try:
+            return self.catalog.run(key)
+        except NotFoundError as e:
+            raise BackendError(str(e), 404) from None
+
+    def images(self, run_id: str) -> rest.RunImages:
         self._check_open()
         try:
             return self.catalog.images(run_id)
@@ -183,11 +187,11 @@ class LocalBackend(Backend):
         except ThumbnailError as e:
             raise BackendError(str(e), 422) from None
 
-    def refresh(self) -> dict[str, Any]:
+    def refresh(self) -> rest.RefreshReport:
         self._check_open()
-        return self.monitor.run_pass().to_json()
+        return cast(rest.RefreshReport, self.monitor.run_pass().to_json())
 
-    def add_source(self, path: str) -> dict[str, Any]:
+    def add_source(self, path: str) -> rest.Sources:
         """Watch ``path`` too (FileNotFoundError if it does not exist, SourceError if it
         contains the log dir or lies inside it)."""
         self._check_open()
@@ -199,12 +203,10 @@ class LocalBackend(Backend):
                 self._sources.append(source)
             return {"sources": [known.path for known in self._sources]}
 
-    def remove_source(self, path: str) -> dict[str, Any]:
+    def remove_source(self, path: str) -> rest.Sources:
         """Stop watching ``path`` (BackendError 404 if it is not watched)."""
         self._check_open()
-        kind, sep, rest = path.partition(":")
-        plain = rest if sep and kind in ("guild", "dir") else path
-        full = os.path.abspath(os.path.expanduser(plain))
+        _kind, full = parse_source(path)
         with self._lock:
             kept = [known for known in self._sources if known.path != full]
             if len(kept) == len(self._sources):
@@ -224,24 +226,34 @@ class LocalBackend(Backend):
                 self._loop = _LoopThread()
             return self._loop
 
-    def _tensorboard_state(self) -> dict[str, Any]:
+    def _tensorboard_state(self) -> rest.TensorBoardState:
         if self._loop is None:
             return self.tensorboard.state()
 
-        async def state() -> dict[str, Any]:
+        async def state() -> rest.TensorBoardState:
             return self.tensorboard.state()
 
         # Read on the loop that changes it, so the snapshot is consistent.
         return self._loop.run(state(), timeout=10)
 
-    def start_tensorboard(self) -> dict[str, Any]:
-        async def start() -> dict[str, Any]:
+    def start_tensorboard(self) -> rest.TensorBoardState:
+        """Start TensorBoard unless it is ready (a start in progress is waited for, as
+        :meth:`TensorBoardProcess.start` does); its state once ready or failed."""
+
+        async def start() -> rest.TensorBoardState:
             await self.tensorboard.start()
             return self.tensorboard.state()
 
         return self._tensorboard_loop().run(start(), timeout=START_TIMEOUT)
 
-    def stop_tensorboard(self) -> dict[str, Any]:
+    def restart_tensorboard(self) -> rest.TensorBoardState:
+        async def restart() -> rest.TensorBoardState:
+            await self.tensorboard.restart()
+            return self.tensorboard.state()
+
+        return self._tensorboard_loop().run(restart(), timeout=START_TIMEOUT)
+
+    def stop_tensorboard(self) -> rest.TensorBoardState:
         self._check_open()
         if self._loop is not None:
             self._loop.run(self.tensorboard.stop(), timeout=30)
@@ -259,8 +271,8 @@ class LocalBackend(Backend):
 
     def wait_changes(self, since: int, timeout: float = 25) -> int:
         with self._changed:
-            self._changed.wait_for(lambda: self._generation > since or self._closed, timeout)
-            return self._generation
+            self._changed.wait_for(lambda: self.monitor.generation > since or self._closed, timeout)
+            return self.monitor.generation
 
     @property
     def closed(self) -> bool:

@@ -16,6 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from .. import rest
 from .client import Backend, BackendError, shared_backend
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def _clock(seconds: float | None) -> str:
     return "never" if seconds is None else time.strftime("%H:%M:%S", time.localtime(seconds))
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _print_report(report: rest.RefreshReport) -> None:
     print(
         f"Pass took {report['duration']:.3f} s: {report['runs']} runs, {report['images']} images."
     )
@@ -44,15 +45,15 @@ def _print_report(report: dict[str, Any]) -> None:
     print(f"Wrote {len(written)} image summar{'y' if len(written) == 1 else 'ies'}.")
     for item in written:
         print(f"  {item['run']}: {item['path']}")
-    for key, what in (("runs_added", "added"), ("runs_removed", "removed")):
-        if report[key]:
-            print(f"Runs {what}: {', '.join(report[key])}")
+    for runs, what in ((report["runs_added"], "added"), (report["runs_removed"], "removed")):
+        if runs:
+            print(f"Runs {what}: {', '.join(runs)}")
     for problem in report["problems"]:
         where = f"{problem['run']} {problem['path']}".strip()
         print(f"Problem: {where}: {problem['message']}")
 
 
-def _print_status(backend: Backend, status: dict[str, Any]) -> None:
+def _print_status(backend: Backend, status: rest.Status) -> None:
     monitor, tensorboard = status["monitor"], status["tensorboard"]
     state = "running" if monitor["running"] else "stopped"
     duration = monitor["last_pass_duration"]
@@ -66,11 +67,11 @@ def _print_status(backend: Backend, status: dict[str, Any]) -> None:
     print(f"  log dir: {monitor['logdir']}")
     for problem in monitor["problems"][-5:]:
         print(f"  problem: {problem['run']} {problem['path']}: {problem['message']}")
-    line = f"TensorBoard: {tensorboard['status']}"
+    line = tensorboard["summary"]
     if tensorboard.get("pid"):
         line += f" (pid {tensorboard['pid']}, port {tensorboard['port']})"
     print(line)
-    if tensorboard["status"] == "failed" and tensorboard.get("reason"):
+    if tensorboard["status"] == "failed" and tensorboard["reason"]:
         print("  " + tensorboard["reason"].replace("\n", "\n  "))
     print(f"Backend: {backend.description}")
 
@@ -144,8 +145,7 @@ class GuildImgMagics(Magics):
         elif args.command == "status":
             _print_status(backend, backend.status())
         elif args.command == "stop":
-            state = backend.stop_tensorboard()
-            print(f"TensorBoard: {state['status']}")
+            print(backend.stop_tensorboard()["summary"])
         else:
             from IPython.display import display
 

@@ -1,9 +1,15 @@
 """The notebook panel: runs, their captured images (with every revision) and
 TensorBoard, in standard ipywidgets.
 
+The panel is made of four parts, each a small class owning its widgets: the
+:class:`PanelHeader`, the :class:`~.runlist.RunList`, the
+:class:`~.imageview.ImagesView` and the :class:`~.tensorboardtab.TensorBoardTab`.
+The panel reads the backend, hands each part what it shows, and wires the parts'
+callbacks.
+
 Widgets are updated from three threads: the kernel's (clicks), the auto-refresh
 thread (the backend's change feed) and a TensorBoard start thread. One re-entrant
-lock serializes everything that reads the backend and updates widgets.
+lock, the panel's, serializes everything that reads the backend and updates widgets.
 """
 
 from __future__ import annotations
@@ -16,64 +22,101 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .. import rest
+from ..engine.tbprocess import status_summary
 from .client import Backend, BackendError, LocalBackend, shared_backend
 from .imageview import (
     COMPARE_WIDTH,
     THUMB_WIDTH,
     THUMBS_PER_RUN,
     ImagesView,
-    Quiet,
     descendants,
     local_time,
 )
+from .runlist import PAGE_SIZE, RunList
+from .tensorboardtab import TensorBoardTab
 
-__all__ = ["COMPARE_WIDTH", "PAGE_SIZE", "THUMBS_PER_RUN", "THUMB_WIDTH", "GuildImgPanel", "panel"]
+__all__ = [
+    "COMPARE_WIDTH",
+    "PAGE_SIZE",
+    "THUMBS_PER_RUN",
+    "THUMB_WIDTH",
+    "GuildImgPanel",
+    "PanelHeader",
+    "panel",
+]
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 200  # runs per page of the list
 _POLL_SECONDS = 1.0  # a long poll's length, so also how long close() waits for the thread
 _RETRY_SECONDS = 5.0
 
 
-def _run_label(run: dict[str, Any]) -> str:
-    """``short_id  op  started  status  label  [N img]``, empty fields left out."""
-    parts = [run["short_id"], run["operation"], local_time(run["started"], "%Y-%m-%d %H:%M")]
-    parts += [run["status"], run["label"] or "", f"[{run['image_count']} img]"]
-    return "  ".join(part for part in parts if part)
+class PanelHeader:
+    """The header (``box``): TensorBoard's state and the monitor's counts
+    (``status_html``), the Refresh button and the Auto-refresh checkbox. The panel
+    wires the two controls."""
 
+    def __init__(self) -> None:
+        self._status: rest.Status | None = None  # the last status shown
+        self._description: str | None = None
+        self._starting = False  # TensorBoard is being started: say so until the next status
+        self.status_html = widgets.HTML("Loading…")
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_button.add_class("guildimg-refresh")
+        self.auto_refresh = widgets.Checkbox(value=True, description="Auto-refresh", indent=False)
+        self.box = widgets.HBox([self.status_html, self.refresh_button, self.auto_refresh])
+        self.box.layout.align_items = "center"
+        self.box.layout.justify_content = "space-between"
 
-def _matches(run: dict[str, Any], needle: str) -> bool:
-    fields = (run["id"], run["short_id"], run["name"], run["operation"], run["label"] or "")
-    return any(needle in str(field).lower() for field in (*fields, run["status"]))
+    def show(self, status: rest.Status, description: str | None) -> None:
+        """Show ``status`` (``GET status``); ``description`` says where the monitor runs
+        when that is worth saying (in the kernel)."""
+        self._status, self._description, self._starting = status, description, False
+        self._render()
 
+    def show_starting(self) -> None:
+        """Say TensorBoard is starting (a start was just asked for), unless it is ready."""
+        if self._status is not None and self._status["tensorboard"]["status"] != "ready":
+            self._starting = True
+            self._render()
 
-def _status_html(status: dict[str, Any], description: str | None) -> str:
-    monitor, tensorboard = status["monitor"], status["tensorboard"]
-    state = html.escape(tensorboard["status"])
-    if tensorboard["status"] == "failed" and tensorboard.get("reason"):
-        reason = tensorboard["reason"]
-        first = html.escape(reason.splitlines()[0][:200])
-        state += f' <span title="{html.escape(reason)}">({first})</span>'
-    parts = [
-        f"TensorBoard: <b>{state}</b>",
-        f"{monitor['runs']} runs",
-        f"{monitor['images']} images",
-        f"last pass {local_time(monitor['last_pass'], '%H:%M:%S') or '–'}",
-    ]
-    if description:
-        parts.append(f"<i>monitor {html.escape(description)}</i>")
-    return " · ".join(parts)
+    def show_error(self, message: str) -> None:
+        self.status_html.value = f"<b>⚠ {html.escape(message)}</b>"
+
+    def _render(self) -> None:
+        if self._status is None:
+            return
+        monitor, tensorboard = self._status["monitor"], self._status["tensorboard"]
+        if self._starting:
+            state = f"<b>{html.escape(status_summary('starting'))}</b>"
+        else:
+            state = f"<b>{html.escape(tensorboard['summary'])}</b>"
+            if tensorboard["status"] == "failed" and tensorboard["reason"]:
+                state = f'<span title="{html.escape(tensorboard["reason"])}">{state}</span>'
+        parts = [
+            state,
+            f"{monitor['runs']} runs",
+            f"{monitor['images']} images",
+            f"last pass {local_time(monitor['last_pass'], '%H:%M:%S') or '–'}",
+        ]
+        if self._description:
+            parts.append(f"<i>monitor {html.escape(self._description)}</i>")
+        self.status_html.value = " · ".join(parts)
 
 
 class GuildImgPanel(widgets.VBox):
     """Runs, images and TensorBoard of ``backend``.
 
-    ``run`` preselects a run (an id or a unique prefix; ValueError if none matches);
-    otherwise the newest run is shown until the user picks one. ``tab`` is "images" or
-    "tensorboard" (opening that tab starts TensorBoard). ``auto_refresh`` follows the
-    backend's change feed in a daemon thread. :meth:`close` stops the thread; the
-    backend is the caller's to close."""
+    ``run`` preselects a run (any key the backend's run lookup takes: an id, or a
+    unique prefix; ValueError if it names none); otherwise the newest run is shown until
+    the user picks one. ``tab`` is "images" or "tensorboard" (opening that tab starts
+    TensorBoard). ``auto_refresh`` follows the backend's change feed in a daemon thread.
+    :meth:`close` stops the thread; the backend is the caller's to close.
+
+    The parts are ``header`` (:class:`PanelHeader`), ``run_list``
+    (:class:`~.runlist.RunList`), ``images`` (:class:`~.imageview.ImagesView`) and
+    ``tensorboard`` (:class:`~.tensorboardtab.TensorBoardTab`), in ``tabs``."""
 
     def __init__(
         self,
@@ -87,93 +130,40 @@ class GuildImgPanel(widgets.VBox):
         self.backend = backend
         self.height = height
         self._lock = threading.RLock()
-        # Set (per thread) while this code, not the user, changes a widget's value.
-        self._quietly = Quiet()
         self._closed = False
-        self._runs: list[dict[str, Any]] = []
-        self._matching: list[dict[str, Any]] = []
-        self._page = 0
-        self._selected: list[str] = []
-        self._chosen = False  # a selection was made: stop following the newest run
         self._generation = -1
-        self._status: dict[str, Any] | None = None  # the last status read
         self._last_error: str | None = None
         self._poll_stop = threading.Event()
         self._poll_thread: threading.Thread | None = None
-        self._tb_thread: threading.Thread | None = None
         # Checked only now: ipywidgets calls close() when a half-made panel is collected.
         if tab not in ("images", "tensorboard"):
             raise ValueError(f"tab must be 'images' or 'tensorboard', not {tab!r}")
-        self._build()
-        super().__init__(children=[self.header, self._body])
+        self.header = PanelHeader()
+        self.header.refresh_button.on_click(lambda _: self._on_refresh())
+        self.header.auto_refresh.observe(self._on_auto_refresh, "value")
+        self.run_list = RunList(self._lock, height, self._load_images, self._on_filter)
+        self.images = ImagesView(backend, self._lock, height)
+        self.tensorboard = TensorBoardTab(backend, height, self._on_tensorboard)
+        self.tabs = widgets.Tab(children=[self.images.box, self.tensorboard.frame])
+        self.tabs.titles = ("Images", "TensorBoard")
+        self.tabs.layout.flex = "1"
+        self.tabs.observe(self._on_tab, "selected_index")
+        body = widgets.HBox([self.run_list.box, self.tabs])
+        super().__init__(children=[self.header.box, body])
         self.add_class("guildimg-panel")
         with self._lock:
             try:
                 if self._load_runs() and run is not None:
-                    self._selected, self._chosen = [self._resolve_fresh(run)], True
-                    self._page = self._page_of(self._selected[0])
-            except ValueError:
+                    self.run_list.choose([self._resolve_fresh(run)])
+            except (ValueError, BackendError):
                 self.close()
                 raise
-            self._render_runs()
+            self.run_list.render()
             self._load_images()
         if tab == "tensorboard":
             self.tabs.selected_index = 1
         if auto_refresh:
             self._start_polling()
-
-    # -- widgets ------------------------------------------------------------
-
-    def _build(self) -> None:
-        height = self.height
-        self.status_html = widgets.HTML("Loading…")
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
-        self.refresh_button.add_class("guildimg-refresh")
-        self.refresh_button.on_click(lambda _: self._on_refresh())
-        self.auto_refresh = widgets.Checkbox(value=True, description="Auto-refresh", indent=False)
-        self.auto_refresh.observe(self._on_auto_refresh, "value")
-        self.header = widgets.HBox([self.status_html, self.refresh_button, self.auto_refresh])
-        self.header.layout.align_items = "center"
-        self.header.layout.justify_content = "space-between"
-
-        self.filter_text = widgets.Text(placeholder="filter: id, operation, label, status")
-        self.filter_text.observe(self._on_filter, "value")
-        self.runs_select = widgets.SelectMultiple(options=[], rows=max(5, (height - 80) // 20))
-        self.runs_select.layout.width = "100%"
-        self.runs_select.observe(self._on_select, "value")
-        self.prev_page = widgets.Button(description="◀", layout=widgets.Layout(width="40px"))
-        self.next_page = widgets.Button(description="▶", layout=widgets.Layout(width="40px"))
-        self.prev_page.on_click(lambda _: self._turn(-1))
-        self.next_page.on_click(lambda _: self._turn(1))
-        self.page_label = widgets.Label()
-        pager = widgets.HBox([self.prev_page, self.page_label, self.next_page])
-        runs_box = widgets.VBox([self.filter_text, self.runs_select, pager])
-        runs_box.layout.width = "36%"
-
-        view = self.images_view = ImagesView(self.backend, self._lock, height)
-        self.images_note, self.thumbnails, self.more_box = (
-            view.images_note,
-            view.thumbnails,
-            view.more_box,
-        )
-        self.viewer, self.viewer_image, self.viewer_info = (
-            view.viewer,
-            view.viewer_image,
-            view.viewer_info,
-        )
-        self.revision_slider, self.compare_box = view.revision_slider, view.compare_box
-
-        self.tensorboard_frame = widgets.HTML("TensorBoard starts when this tab is opened.")
-        self.tensorboard_frame.layout.width = "100%"
-        self.tensorboard_frame.add_class("guildimg-tensorboard")
-        self.tabs = widgets.Tab(children=[view.box, self.tensorboard_frame])
-        self.tabs.titles = ("Images", "TensorBoard")
-        self.tabs.layout.flex = "1"
-        self.tabs.observe(self._on_tab, "selected_index")
-        self._body = widgets.HBox([runs_box, self.tabs])
-
-    def _by_user(self) -> bool:
-        return not self._quietly.active
 
     # -- public ---------------------------------------------------------------
 
@@ -184,40 +174,24 @@ class GuildImgPanel(widgets.VBox):
             if self._closed:
                 return
             self._load_runs()
-            self._render_runs()
+            self.run_list.render()
             self._load_images()
 
     def select(self, run_ids: Iterable[str]) -> None:
-        """Show these runs (ids or unique prefixes; ValueError if one matches none)."""
+        """Show these runs (any key the backend's run lookup takes; ValueError if one
+        names no run)."""
         with self._lock:
-            self._selected = [self._resolve(run_id) for run_id in run_ids]
-            self._chosen = True
-            if self._selected:
-                self._page = self._page_of(self._selected[0])
-            self._render_runs()
+            self.run_list.choose([self._resolve(run_id) for run_id in run_ids])
             self._load_images()
 
-    @property
-    def thumbnail_images(self) -> list[widgets.Image]:
-        """The thumbnails' Image widgets, in display order."""
-        return self.images_view.thumbnail_images
-
-    @property
-    def compare_images(self) -> list[widgets.Image]:
-        """The compare view's Image widgets, one per selected run having the image."""
-        return self.images_view.compare_images
+    def open_image(self, run_id: str, path: str) -> None:
+        """Show one image large, with its revisions (and the compare view)."""
+        self.images.open_image(run_id, path)
 
     @property
     def refresh_thread(self) -> threading.Thread | None:
         """The auto-refresh thread (alive while following changes)."""
         return self._poll_thread
-
-    def open_image(self, run_id: str, path: str) -> None:
-        """Show one image large, with its revisions (and the compare view)."""
-        self.images_view.open_image(run_id, path)
-
-    def close_viewer(self) -> None:
-        self.images_view.close_viewer()
 
     def close(self) -> None:
         """Stop following changes and close every widget of the panel."""
@@ -234,27 +208,30 @@ class GuildImgPanel(widgets.VBox):
     # -- runs -----------------------------------------------------------------
 
     def _load_runs(self) -> bool:
+        """Read status and runs (and what the filter keeps of them) into the parts."""
         try:
             status = self.backend.status()
             runs = self.backend.runs()
+            needle = self.run_list.filter
+            matching = self.backend.runs(q=needle) if needle else None
         except BackendError as e:
             self._show_error(e)
             return False
         self._generation = status["monitor"]["generation"]
-        self._status, self._runs, self._last_error = status, runs, None
-        known = {run["id"] for run in runs}
-        if self._chosen:
-            self._selected = [run_id for run_id in self._selected if run_id in known]
-        else:  # follow the newest run until the user picks one
-            self._selected = [runs[0]["id"]] if runs else []
-        self._render_status()
+        self._last_error = None
+        self.run_list.update(runs, matching)
+        local = isinstance(self.backend, LocalBackend)
+        self.header.show(status, self.backend.description if local else None)
         return True
 
-    def _render_status(self) -> None:
-        if self._status is not None:
-            local = isinstance(self.backend, LocalBackend)
-            description = self.backend.description if local else None
-            self.status_html.value = _status_html(self._status, description)
+    def _on_filter(self) -> None:
+        needle = self.run_list.filter
+        try:
+            matching = self.backend.runs(q=needle) if needle else None
+        except BackendError as e:
+            self._show_error(e)
+            return
+        self.run_list.filter_to(matching)
 
     def _resolve_fresh(self, key: str) -> str:
         """Like :meth:`_resolve`, but a run the monitor has not seen yet (one made a
@@ -267,66 +244,22 @@ class GuildImgPanel(widgets.VBox):
             return self._resolve(key)
 
     def _resolve(self, key: str) -> str:
-        for run in self._runs:
-            if key in (run["id"], run["run_id"]):
-                return run["id"]
-        found = {r["id"] for r in self._runs if key and r["run_id"].startswith(key)}
-        found |= {r["id"] for r in self._runs if key and r["id"].startswith(key)}
-        if len(found) == 1:
-            return found.pop()
-        raise ValueError(f"{'several runs match' if found else 'no run'} {key!r}")
-
-    def _page_of(self, run_id: str) -> int:
-        ids = [run["id"] for run in self._matching_runs()]
-        return ids.index(run_id) // PAGE_SIZE if run_id in ids else self._page
-
-    def _matching_runs(self) -> list[dict[str, Any]]:
-        needle = self.filter_text.value.strip().lower()
-        return [run for run in self._runs if _matches(run, needle)] if needle else self._runs
-
-    def _render_runs(self) -> None:
-        self._matching = self._matching_runs()
-        pages = max(1, -(-len(self._matching) // PAGE_SIZE))
-        self._page = min(max(self._page, 0), pages - 1)
-        start = self._page * PAGE_SIZE
-        shown = self._matching[start : start + PAGE_SIZE]
-        options = tuple((_run_label(run), run["id"]) for run in shown)
-        on_page = {run["id"] for run in shown}
-        with self._quietly():
-            if tuple(self.runs_select.options) != options:
-                self.runs_select.options = options
-            self.runs_select.value = tuple(i for i in self._selected if i in on_page)
-        total = len(self._matching)
-        first = start + 1 if total else 0
-        self.page_label.value = f"{first}–{start + len(shown)} of {total} runs"
-        self.prev_page.disabled = self._page == 0
-        self.next_page.disabled = self._page >= pages - 1
-
-    def _on_select(self, change: dict[str, Any]) -> None:
-        if not self._by_user():
-            return
-        with self._lock:
-            on_page = {value for _label, value in self.runs_select.options}
-            kept = [run_id for run_id in self._selected if run_id not in on_page]
-            self._selected = kept + list(change["new"])
-            self._chosen = True
-            self._load_images()
-
-    def _on_filter(self, _change: dict[str, Any]) -> None:
-        with self._lock:
-            self._page = 0
-            self._render_runs()
-
-    def _turn(self, step: int) -> None:
-        with self._lock:
-            self._page += step
-            self._render_runs()
+        """The id of the run ``key`` names, as the backend's run lookup finds it (the
+        one rule, on the server); ValueError with its message when it finds none."""
+        if any(run["id"] == key for run in self.run_list.runs):
+            return key  # an id the backend listed: its lookup would answer the same
+        try:
+            return self.backend.run(key)["id"]
+        except BackendError as e:
+            if e.status == 404:
+                raise ValueError(str(e)) from None
+            raise
 
     # -- images ---------------------------------------------------------------
 
     def _load_images(self) -> None:
-        note = "No run selected." if self._runs else "No runs yet."
-        self.images_view.show(self._selected, note)
+        note = "No run selected." if self.run_list.runs else "No runs yet."
+        self.images.show(self.run_list.selected, note)
 
     # -- refreshing -------------------------------------------------------------
 
@@ -336,7 +269,7 @@ class GuildImgPanel(widgets.VBox):
         level = logging.DEBUG if message == self._last_error else logging.WARNING
         log.log(level, "guildimg panel: %s", message, exc_info=error)
         self._last_error = message
-        self.status_html.value = f"<b>⚠ {html.escape(message)}</b>"
+        self.header.show_error(message)
 
     def _on_refresh(self) -> None:
         try:
@@ -385,41 +318,17 @@ class GuildImgPanel(widgets.VBox):
     # -- TensorBoard ------------------------------------------------------------
 
     def _on_tab(self, change: dict[str, Any]) -> None:
-        if change["new"] != 1 or (self._tb_thread is not None and self._tb_thread.is_alive()):
+        if change["new"] != 1 or not self.tensorboard.wanted:
             return
-        if "<iframe" in self.tensorboard_frame.value:
-            return
-        self.tensorboard_frame.value = "<p>Starting TensorBoard…</p>"
         with self._lock:
-            if self._status is not None and self._status["tensorboard"]["status"] != "ready":
-                self._status["tensorboard"] = {**self._status["tensorboard"], "status": "starting"}
-                self._render_status()
-        self._tb_thread = threading.Thread(
-            target=self._start_tensorboard, name="guildimg-panel-tb", daemon=True
-        )
-        self._tb_thread.start()
+            self.header.show_starting()
+        self.tensorboard.open()
 
-    def _start_tensorboard(self) -> None:
-        try:
-            state = self.backend.start_tensorboard()
-            src = self.backend.tensorboard_src()
-        except BackendError as e:
-            state, src = {"status": "failed", "reason": str(e)}, ""
+    def _on_tensorboard(self, state: rest.TensorBoardState, src: str) -> None:
         with self._lock:
             if self._closed:
                 return
-            if state["status"] == "ready":
-                self.tensorboard_frame.value = (
-                    f'<iframe src="{html.escape(src)}" title="TensorBoard" '
-                    f'style="width:100%;height:{int(self.height)}px;border:0"></iframe>'
-                )
-            else:
-                reason = html.escape(state.get("reason") or state["status"])
-                self.tensorboard_frame.value = (
-                    f"<p>TensorBoard did not start:</p><pre>{reason}</pre>"
-                    "<p>Open the Images tab and this one again to retry.</p>"
-                )
-                self._tb_thread = None
+            self.tensorboard.show(state, src)
         self.reload()
 
 

@@ -20,25 +20,25 @@ import threading
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
 
+from .. import rest
 from ..engine import processes
 from ..engine.catalog import Catalog
 from ..engine.layout import LogDirLockedError, SourceError, logdir_in_use, logdir_overlap
-from ..engine.monitor import DEFAULT_MAX_IMAGE_BYTES, MIN_INTERVAL, PassReport, RunsMonitor
-from ..engine.runs import (
-    GuildHome,
-    RunsDir,
-    RunSource,
-    combine_sources,
-    default_guild_home,
-    open_source,
+from ..engine.monitor import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_IMAGE_BYTES,
+    MIN_INTERVAL,
+    PassReport,
+    RunsMonitor,
 )
+from ..engine.runs import RunSource, combine_sources, default_sources, open_source, parse_source
 from ..engine.tbprocess import TensorBoardProcess
+from .proxy import proxy_handlers
 
 __all__ = [
-    "API_PATH",
-    "TENSORBOARD_PATH",
     "ChangeFeed",
     "GuildImgApp",
     "SourceError",
@@ -47,31 +47,31 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-API_PATH = "guildimg/api"
-TENSORBOARD_PATH = "guildimg/tensorboard"
-_URL_VAR, _PID_VAR, _INFO_VAR = (
-    "JUPYTER_GUILDIMG_URL",
-    "JUPYTER_GUILDIMG_SERVER_PID",
-    "JUPYTER_GUILDIMG_SERVER_INFO",
-)
 _MONITOR_STOP_WAIT = 3.0  # a pass in progress may go on: the process is ending
 
 
 class ChangeFeed:
-    """A generation counter that clients can wait on. ``publish`` is called by the
-    monitor thread; ``wait`` runs on the server's event loop."""
+    """Long polls on the monitor's change counter, :attr:`RunsMonitor.generation` (the
+    only one: this feed keeps none of its own). ``publish``, a pass listener, runs in
+    the monitor's thread after the counter went up; ``wait`` runs on the server's
+    event loop."""
 
-    def __init__(self) -> None:
-        self.generation = 0
+    def __init__(self, monitor: RunsMonitor) -> None:
+        self.monitor = monitor
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
+        monitor.add_listener(self.publish)
+
+    @property
+    def generation(self) -> int:
+        return self.monitor.generation
 
     def publish(self, report: PassReport) -> None:
+        """Wake the waiters after a pass that changed something."""
         if not report.changed:
             return
         with self._lock:
-            self.generation += 1
             loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake)
@@ -85,6 +85,8 @@ class ChangeFeed:
         """The generation, once it is past ``since`` or ``timeout`` seconds passed."""
         with self._lock:
             self._loop = asyncio.get_running_loop()
+            # The monitor counts up before it calls publish, which takes this lock:
+            # a change after this check finds the event made below.
             if self.generation > since:
                 return self.generation
             if self._event is None:
@@ -116,9 +118,9 @@ class GuildImgApp(ExtensionApp):
         or at the next server's start if this one died. A directory given here is kept.""",
     ).tag(config=True)
 
-    interval = Float(1.0, help=f"Seconds between monitor passes (at least {MIN_INTERVAL}).").tag(
-        config=True
-    )
+    interval = Float(
+        DEFAULT_INTERVAL, help=f"Seconds between monitor passes (at least {MIN_INTERVAL})."
+    ).tag(config=True)
 
     log_images = Bool(True, help="Write image summaries for run images.").tag(config=True)
 
@@ -161,8 +163,7 @@ class GuildImgApp(ExtensionApp):
 
     @default("sources")
     def _default_sources(self) -> list[str]:
-        home = default_guild_home()
-        return [home] if os.path.isdir(home) else ["runs"]
+        return default_sources()  # "runs" is relative: resolved against the root dir
 
     @validate("interval")
     def _check_interval(self, proposal: dict[str, Any]) -> float:
@@ -173,7 +174,7 @@ class GuildImgApp(ExtensionApp):
     # -- lifecycle --------------------------------------------------------
 
     def initialize_settings(self) -> None:
-        root = self.serverapp.root_dir
+        root = self._server.root_dir
         self._own_logdir = not self.logdir
         if self._own_logdir:
             processes.clean_stale_dirs(processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
@@ -181,9 +182,12 @@ class GuildImgApp(ExtensionApp):
         else:
             self.logdir_path = os.path.abspath(os.path.join(root, self.logdir))
         self.refused_sources: list[dict[str, str]] = []
-        self.run_sources = []
+        self.run_sources: list[RunSource] = []
         for text in self.sources:
-            source = _source(root, text)
+            kind, path = parse_source(text, root)
+            if kind is None and not os.path.isdir(path):
+                log.warning("Run source %r does not exist (yet); watching for it", path)
+            source = open_source(text, root, missing_ok=True)
             problem = logdir_overlap(source.path, self.logdir_path)
             if problem:
                 log.error("jupyter_guildimg: not watching a source: %s", problem)
@@ -201,10 +205,9 @@ class GuildImgApp(ExtensionApp):
             max_revisions_per_image=self.max_revisions_per_image or None,
             max_image_bytes=self.max_image_bytes or None,
         )
-        self.changes = ChangeFeed()
-        self.monitor.add_listener(self.changes.publish)
+        self.changes = ChangeFeed(self.monitor)
         self.catalog = Catalog(self.monitor)
-        runtime_dir = self.serverapp.runtime_dir
+        runtime_dir = self._server.runtime_dir
         killed = TensorBoardProcess.cleanup_orphans(runtime_dir)
         if killed:
             log.warning("Stopped %d TensorBoard process(es) left by a dead server", len(killed))
@@ -217,7 +220,6 @@ class GuildImgApp(ExtensionApp):
             runtime_dir=runtime_dir,
             secret_prefix=True,
         )
-        self.settings["guildimg"] = self
         self._export_connection()
         self.monitor_error = ""
         try:
@@ -231,15 +233,21 @@ class GuildImgApp(ExtensionApp):
         log.info("jupyter_guildimg: watching %r into %r", self.source_paths, self.logdir_path)
 
     def initialize_handlers(self) -> None:
-        from .handlers import api_handlers
-        from .proxy import proxy_handlers
+        from .handlers import api_handlers  # imports this module
 
-        self.handlers.extend(api_handlers(API_PATH))
-        self.handlers.extend(proxy_handlers(TENSORBOARD_PATH))
+        self.handlers.extend(api_handlers(rest.API_PREFIX))
+        self.handlers.extend(proxy_handlers(rest.TENSORBOARD_PREFIX))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         if self.tensorboard_autostart:
             self.start_tensorboard_soon()
+
+    @property
+    def _server(self) -> ServerApp:
+        """The server this extension is linked to (always, once it is initialized)."""
+        if self.serverapp is None:
+            raise RuntimeError("jupyter_guildimg is not linked to a Jupyter server")
+        return self.serverapp
 
     @property
     def source_paths(self) -> list[str]:
@@ -249,7 +257,11 @@ class GuildImgApp(ExtensionApp):
         """Watch one more source (``guild:``/``dir:`` prefixes allowed; relative to the
         root directory). Raises FileNotFoundError for a path that is not a directory and
         :class:`SourceError` for one that contains the log dir or lies inside it."""
-        source = _source(self.serverapp.root_dir, text, must_exist=True)
+        root = self._server.root_dir
+        _kind, path = parse_source(text, root)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"run source {path!r} is not a directory")
+        source = open_source(text, root)
         problem = logdir_overlap(source.path, self.logdir_path)
         if problem:
             raise SourceError(problem)
@@ -262,9 +274,7 @@ class GuildImgApp(ExtensionApp):
         """Stop watching a source, named as :attr:`source_paths` lists it or as it was
         added. Its runs are removed from the log dir at the next pass (the others stay).
         Raises LookupError when it is not watched."""
-        kind, sep, rest = text.partition(":")
-        path = rest if sep and kind in ("guild", "dir") else text
-        full = os.path.abspath(os.path.join(self.serverapp.root_dir, os.path.expanduser(path)))
+        _kind, full = parse_source(text, self._server.root_dir)
         for source in self.run_sources:
             if source.path == full:
                 self.run_sources = [s for s in self.run_sources if s is not source]
@@ -276,7 +286,7 @@ class GuildImgApp(ExtensionApp):
         """Kernels inherit the server's environment: tell them where the API is and
         where this server's runtime file is (they read the token there, as Jupyter's
         clients do), so ``%guildimg`` needs no configuration."""
-        app = self.serverapp
+        app = self._server
         if app.sock:
             return  # a Unix socket: kernels fall back to the running-server list
         host = app.ip if app.ip not in ("", "0.0.0.0", "::", "localhost") else "127.0.0.1"
@@ -284,9 +294,9 @@ class GuildImgApp(ExtensionApp):
             host = f"[{host}]"
         scheme = "https" if app.certfile else "http"
         self._exported = {
-            _URL_VAR: f"{scheme}://{host}:{app.port}{app.base_url}",
-            _PID_VAR: str(os.getpid()),
-            _INFO_VAR: app.info_file,
+            rest.ENV_URL: f"{scheme}://{host}:{app.port}{app.base_url}",
+            rest.ENV_SERVER_PID: str(os.getpid()),
+            rest.ENV_SERVER_INFO: app.info_file,
         }
         os.environ.update(self._exported)
 
@@ -324,23 +334,3 @@ class GuildImgApp(ExtensionApp):
             },
             "tensorboard": self.tensorboard.state(),
         }
-
-
-def _source(root: str, text: str, must_exist: bool = False) -> RunSource:
-    """The source for a configured entry, relative to the server's root directory.
-    A path that does not exist yet is watched as a folder of runs (a Guild home if
-    it is named .guild) until it does, unless ``must_exist``."""
-    kind, sep, rest = text.partition(":")
-    if sep and kind in ("guild", "dir"):
-        path = os.path.abspath(os.path.join(root, os.path.expanduser(rest)))
-        if must_exist and not os.path.isdir(path):
-            raise FileNotFoundError(f"run source {path!r} is not a directory")
-        return open_source(f"{kind}:{path}")
-    path = os.path.abspath(os.path.join(root, os.path.expanduser(text)))
-    try:
-        return open_source(path)
-    except FileNotFoundError:
-        if must_exist:
-            raise
-        log.warning("Run source %r does not exist (yet); watching for it", path)
-        return GuildHome(path) if os.path.basename(path) == ".guild" else RunsDir(path)

@@ -1,8 +1,9 @@
-"""The REST API under ``<base_url>guildimg/api/``. Every verb needs Jupyter
-authentication (403 without it) and the Authorizer's consent on the resource
-``guildimg`` (403 without it): ``read`` for every GET, ``write`` for ``POST refresh``
-and ``POST``/``DELETE sources``, ``execute`` for ``POST``/``DELETE tensorboard``
-(they start and stop a process). Errors are JSON with a ``message``.
+"""The REST API under ``<base_url>guildimg/api/``, as :mod:`jupyter_guildimg.rest`
+defines it (routes, parameters, bodies). Every verb needs Jupyter authentication (403
+without it) and the Authorizer's consent on the resource ``guildimg`` (403 without
+it): ``read`` for every GET, ``write`` for ``POST refresh`` and ``POST``/``DELETE
+sources``, ``execute`` for ``POST``/``DELETE tensorboard`` (they start and stop a
+process). Errors are :class:`~jupyter_guildimg.rest.Error` (``{"message": ...}``).
 
 Change feed: ``GET changes?since=G`` is a long poll. It answers with
 ``{"generation": N}`` as soon as a monitor pass has changed something since
@@ -15,50 +16,60 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from .. import rest
 from ..engine.catalog import THUMB_MAX, THUMB_MIN, NotFoundError, ThumbnailError
-from .app import GuildImgApp, SourceError
+from ..engine.layout import SourceError
 from .proxy import AUTH_RESOURCE
+
+if TYPE_CHECKING:  # the app imports this module
+    from .app import GuildImgApp
 
 __all__ = ["api_handlers"]
 
-_RUN = r"(?P<key>[^/]+)"
+_KEY = r"(?P<key>[^/]+)"
+_PATH = r"(?P<path>.+)"
 _MAX_WAIT = 60.0
 
 
-class _BaseHandler(APIHandler):
+class _BaseHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
 
     @property
     def guildimg(self) -> GuildImgApp:
-        return self.settings["guildimg"]
+        """The extension app (jupyter_server's ``extensionapp``), typed."""
+        return cast("GuildImgApp", self.extensionapp)
 
-    def write_json(self, value: Any) -> None:
+    def write_json(self, value: Mapping[str, object]) -> None:
+        """Answer ``value``, one of :mod:`~jupyter_guildimg.rest`'s bodies."""
         self.finish(json.dumps(value))
 
-    def json_body(self) -> Any:
-        """The request's JSON body ({} when empty); 400 when it is not JSON, or nests
-        too deeply for the parser."""
+    def json_body(self, expected: str) -> Any:
+        """The request's JSON body ({} when empty); 400 saying ``expected`` when it is
+        not JSON, or nests too deeply for the parser."""
         try:
             return json.loads(self.request.body or b"{}")
         except (ValueError, RecursionError):
-            raise web.HTTPError(400, 'expected a JSON body {"path": "..."}') from None
+            raise web.HTTPError(400, f"expected a JSON body {expected}") from None
 
     def source_argument(self) -> str:
         """``path`` of the JSON body (POST) or of the query (DELETE): a non-empty string."""
         if self.request.method == "DELETE":
-            path: Any = self.get_argument("path", "")
+            path: Any = self.get_argument(rest.PARAM_PATH, "")
         else:
-            body = self.json_body()
-            if not isinstance(body, dict) or "path" not in body:
-                raise web.HTTPError(400, 'expected a JSON body {"path": "..."}')
-            path = body["path"]
+            expected = f'{{"{rest.PARAM_PATH}": "..."}}'
+            body = self.json_body(expected)
+            if not isinstance(body, dict) or rest.PARAM_PATH not in body:
+                raise web.HTTPError(400, f"expected a JSON body {expected}")
+            path = body[rest.PARAM_PATH]
         if not isinstance(path, str) or not path:
             raise web.HTTPError(400, "path must be a non-empty string")
         return path
@@ -84,12 +95,31 @@ class StatusHandler(_BaseHandler):
 
 
 class RunsHandler(_BaseHandler):
+    """``GET runs?image=P&q=TEXT``: the runs, newest first; ``image`` keeps those that
+    captured that image path, ``q`` those whose fields hold every word of TEXT
+    (:func:`~jupyter_guildimg.engine.catalog.run_matches`)."""
+
     @web.authenticated
     @authorized
     def get(self) -> None:
         # Tornado answers 304 by itself when If-None-Match matches this body's ETag.
-        image = self.get_argument("image", None)
-        self.write_json({"runs": self.guildimg.catalog.runs(image)})
+        image = self.get_argument(rest.PARAM_IMAGE, None)
+        q = self.get_argument(rest.PARAM_Q, None)
+        body: rest.RunsList = {"runs": self.guildimg.catalog.runs(image, q)}
+        self.write_json(body)
+
+
+class RunHandler(_BaseHandler):
+    """``GET runs/<key>``: the run ``key`` names (an id or a unique prefix:
+    :meth:`~jupyter_guildimg.engine.catalog.Catalog.find`); 404 for none or several."""
+
+    @web.authenticated
+    @authorized
+    def get(self, key: str) -> None:
+        try:
+            self.write_json(self.guildimg.catalog.run(key))
+        except NotFoundError as e:
+            raise web.HTTPError(404, str(e)) from None
 
 
 class ImagesHandler(_BaseHandler):
@@ -106,8 +136,8 @@ class ImageHandler(_BaseHandler):
     @web.authenticated
     @authorized
     async def get(self, key: str, path: str) -> None:
-        revision = self.int_argument("rev", 0, 9_999_999_999)
-        width = self.int_argument("thumb", THUMB_MIN, THUMB_MAX)
+        revision = self.int_argument(rest.PARAM_REV, 0, 9_999_999_999)
+        width = self.int_argument(rest.PARAM_THUMB, THUMB_MIN, THUMB_MAX)
         catalog = self.guildimg.catalog
         loop = asyncio.get_running_loop()
         try:
@@ -142,6 +172,15 @@ class RefreshHandler(_BaseHandler):
 
 
 class TensorBoardHandler(_BaseHandler):
+    """``GET``: TensorBoard's state. ``DELETE``: stop it; its state.
+
+    ``POST``: start TensorBoard, idempotently: a TensorBoard that is ready is left
+    as it is, one that is starting (started by another client, or restarting after a
+    crash) is waited for, any other is started; the answer is its state once it is
+    ready or failed. With the JSON body ``{"restart": true}`` a running TensorBoard is
+    stopped first (an explicit restart). 400 for a body that is not a JSON object or
+    a ``restart`` that is not a boolean."""
+
     @web.authenticated
     @authorized
     def get(self) -> None:
@@ -150,8 +189,15 @@ class TensorBoardHandler(_BaseHandler):
     @web.authenticated
     @authorized("execute")
     async def post(self) -> None:
+        expected = f'{{"{rest.PARAM_RESTART}": true}}'
+        body = self.json_body(expected)
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, f"expected a JSON body {expected}")
+        restart = body.get(rest.PARAM_RESTART, False)
+        if not isinstance(restart, bool):
+            raise web.HTTPError(400, f"{rest.PARAM_RESTART} must be true or false")
         tensorboard = self.guildimg.tensorboard
-        if tensorboard.status in ("ready", "starting"):
+        if restart:
             await tensorboard.restart()
         else:
             await tensorboard.start()
@@ -180,7 +226,7 @@ class SourcesHandler(_BaseHandler):
     @web.authenticated
     @authorized
     def get(self) -> None:
-        self.write_json({"sources": self.guildimg.source_paths})
+        self._write_sources()
 
     @web.authenticated
     @authorized("write")
@@ -190,7 +236,7 @@ class SourcesHandler(_BaseHandler):
             self.guildimg.add_source(path)
         except (FileNotFoundError, SourceError) as e:
             raise web.HTTPError(400, str(e)) from None
-        self.write_json({"sources": self.guildimg.source_paths})
+        self._write_sources()
 
     @web.authenticated
     @authorized("write")
@@ -200,15 +246,19 @@ class SourcesHandler(_BaseHandler):
             self.guildimg.remove_source(path)
         except LookupError as e:
             raise web.HTTPError(404, str(e)) from None
-        self.write_json({"sources": self.guildimg.source_paths})
+        self._write_sources()
+
+    def _write_sources(self) -> None:
+        body: rest.Sources = {"sources": self.guildimg.source_paths}
+        self.write_json(body)
 
 
 class ChangesHandler(_BaseHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        since = self.int_argument("since", -1, 2**62)
-        timeout = self.get_argument("timeout", "30")
+        since = self.int_argument(rest.PARAM_SINCE, -1, 2**62)
+        timeout = self.get_argument(rest.PARAM_TIMEOUT, "30")
         try:
             seconds = float(timeout)
         except ValueError:
@@ -218,7 +268,8 @@ class ChangesHandler(_BaseHandler):
         wait = min(seconds, _MAX_WAIT)
         changes = self.guildimg.changes
         generation = await changes.wait(-1 if since is None else since, wait)
-        self.write_json({"generation": generation})
+        body: rest.Changes = {"generation": generation}
+        self.write_json(body)
 
 
 class NotFoundHandler(_BaseHandler):
@@ -231,16 +282,17 @@ class NotFoundHandler(_BaseHandler):
     post = put = delete = patch = get
 
 
-def api_handlers(prefix: str) -> list[tuple[str, type[APIHandler]]]:
+def api_handlers(prefix: str = rest.API_PREFIX) -> list[tuple[str, type[APIHandler]]]:
     """URL patterns (relative to the server's base_url) and their handlers."""
     return [
-        (url_path_join(prefix, "status"), StatusHandler),
-        (url_path_join(prefix, "runs"), RunsHandler),
-        (url_path_join(prefix, "runs", _RUN, "images"), ImagesHandler),
-        (url_path_join(prefix, "runs", _RUN, "images", r"(?P<path>.+)"), ImageHandler),
-        (url_path_join(prefix, "refresh"), RefreshHandler),
-        (url_path_join(prefix, "tensorboard"), TensorBoardHandler),
-        (url_path_join(prefix, "sources"), SourcesHandler),
-        (url_path_join(prefix, "changes"), ChangesHandler),
+        (url_path_join(prefix, rest.STATUS), StatusHandler),
+        (url_path_join(prefix, rest.RUNS), RunsHandler),
+        (url_path_join(prefix, rest.RUN.format(key=_KEY)), RunHandler),
+        (url_path_join(prefix, rest.RUN_IMAGES.format(key=_KEY)), ImagesHandler),
+        (url_path_join(prefix, rest.RUN_IMAGE.format(key=_KEY, path=_PATH)), ImageHandler),
+        (url_path_join(prefix, rest.REFRESH), RefreshHandler),
+        (url_path_join(prefix, rest.TENSORBOARD), TensorBoardHandler),
+        (url_path_join(prefix, rest.SOURCES), SourcesHandler),
+        (url_path_join(prefix, rest.CHANGES), ChangesHandler),
         (url_path_join(prefix, r"(?P<path>.*)"), NotFoundHandler),
     ]

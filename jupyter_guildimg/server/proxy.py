@@ -17,6 +17,14 @@ TensorBoard serves under a random secret path (``TensorBoardProcess.secret_prefi
 requests go to ``127.0.0.1:<port>/<secret>/<path>``, and the secret is taken out of
 what comes back (``Location`` headers, TensorBoard's JSON naming its path prefix)
 and out of the proxy's log lines, so only the server knows it.
+
+The handler reaches the extension app as jupyter_server's
+``ExtensionHandlerMixin.extensionapp`` (this module does not import the app). Of
+jupyter-server-proxy (>= 4.1) it relies only on ``ProxyHandler``'s public API: the
+verbs it asks subclasses to implement and ``proxy(host, port, path)``, the
+``absolute_url`` and ``rewrite_response`` arguments, and the public
+``get_client_uri`` and ``proxy_request_headers`` methods. No private member is
+overridden.
 """
 
 from __future__ import annotations
@@ -25,12 +33,13 @@ import gzip
 import html
 import logging
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlparse
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from jupyter_server_proxy.handlers import ProxyHandler
 from tornado import web
@@ -38,7 +47,7 @@ from tornado import web
 if TYPE_CHECKING:
     from jupyter_server_proxy.handlers import RewritableResponse
 
-    from .app import GuildImgApp
+    from ..engine.tbprocess import TensorBoardProcess
 
 __all__ = ["AUTH_RESOURCE", "proxy_handlers"]
 
@@ -67,13 +76,24 @@ class _Masking(logging.LoggerAdapter):  # not subscripted: generic from Python 3
         return msg, kwargs
 
 
-class TensorBoardProxyHandler(ProxyHandler):
+class _TensorBoardHost(Protocol):
+    """What the proxy needs of the extension app (``GuildImgApp``)."""
+
+    @property
+    def tensorboard(self) -> TensorBoardProcess: ...
+
+    def start_tensorboard_soon(self) -> None: ...
+
+
+class TensorBoardProxyHandler(ExtensionHandlerMixin, ProxyHandler):
     """Proxies to the server's TensorBoard process, starting it on first use (for a user
     allowed to) and showing a "starting…" page (503, reloading itself) until it answers."""
 
     auth_resource = AUTH_RESOURCE
 
-    def initialize(self, proxy_base: str) -> None:
+    def initialize(self, name: str, proxy_base: str) -> None:
+        super().initialize(name)  # ExtensionHandlerMixin: ``name`` finds the extension app
+        # Read by ProxyHandler as the public path it serves ("{base_url}/{proxy_base}").
         self.proxy_base = proxy_base
 
         # A plain function: jupyter-server-proxy picks its arguments by their names.
@@ -84,15 +104,23 @@ class TensorBoardProxyHandler(ProxyHandler):
         self._served = ""  # TensorBoard's secret path for this request, once forwarded
 
     @property
-    def guildimg(self) -> GuildImgApp:
-        return self.settings["guildimg"]
+    def _tensorboard(self) -> TensorBoardProcess:
+        return cast("_TensorBoardHost", self.extensionapp).tensorboard
+
+    def _start_tensorboard(self) -> None:
+        cast("_TensorBoardHost", self.extensionapp).start_tensorboard_soon()
 
     @property
-    def log(self) -> logging.Logger | logging.LoggerAdapter[Any]:
-        tensorboard = self.guildimg.tensorboard
+    def log(self) -> logging.Logger | logging.LoggerAdapter[Any]:  # type: ignore[override]
+        # JupyterHandler's log, the server's (ExtensionHandlerMixin's would be the
+        # extension app's own logger, which does not propagate), with the secret masked:
+        # an adapter where a Logger is declared, which only logging calls use.
+        base = super(ExtensionHandlerMixin, self).log
+        if not hasattr(self, "name"):
+            return base  # before initialize(): the extension app is not known yet
+        tensorboard = self._tensorboard
         served = getattr(self, "_served", "") or tensorboard.served_prefix
         secret = served.removeprefix(tensorboard.path_prefix).lstrip("/")
-        base = super().log
         return _Masking(base, secret) if tensorboard.secret_prefix and secret else base
 
     async def prepare(self, *args: Any, **kwargs: Any) -> None:
@@ -146,7 +174,7 @@ class TensorBoardProxyHandler(ProxyHandler):
         the public one: it redirects to paths under it and names it in data/environment
         and data/plugins_listing (JSON). Bodies may be gzip-compressed. Its static assets
         (scripts, styles, fonts: megabytes) and binary data are not looked at."""
-        tensorboard, served = self.guildimg.tensorboard, self._served
+        tensorboard, served = self._tensorboard, self._served
         secret = served.removeprefix(tensorboard.path_prefix).lstrip("/")
         if not tensorboard.secret_prefix or not secret:
             return
@@ -174,11 +202,11 @@ class TensorBoardProxyHandler(ProxyHandler):
         raise web.HTTPError(400, "TensorBoard is not served over websockets")
 
     async def post(self, path: str = "") -> None:
-        if self.guildimg.tensorboard.status != "ready":
+        if self._tensorboard.status != "ready":
             # The "Retry" button of the failure page.
             if not await self._allowed("execute"):
                 raise web.HTTPError(403, f"not authorized to start TensorBoard ({AUTH_RESOURCE})")
-            self.guildimg.start_tensorboard_soon()
+            self._start_tensorboard()
             self.redirect(self.request.path, status=303)
             return
         await self._forward(path)
@@ -199,7 +227,7 @@ class TensorBoardProxyHandler(ProxyHandler):
         await self._forward(path)
 
     async def _forward(self, path: str) -> None:
-        tensorboard = self.guildimg.tensorboard
+        tensorboard = self._tensorboard
         if tensorboard.status != "ready" or tensorboard.port is None:
             await self._not_ready()
             return
@@ -212,7 +240,7 @@ class TensorBoardProxyHandler(ProxyHandler):
         await self.proxy("127.0.0.1", tensorboard.port, path or "/")
 
     async def _not_ready(self) -> None:
-        tensorboard = self.guildimg.tensorboard
+        tensorboard = self._tensorboard
         status = 503
         if tensorboard.status == "failed":
             tail = "\n".join(tensorboard.state().get("stderr_tail", [])[-15:])
@@ -224,7 +252,7 @@ class TensorBoardProxyHandler(ProxyHandler):
         elif tensorboard.status == "starting":
             body = _STARTING_PAGE
         elif await self._allowed("execute"):
-            self.guildimg.start_tensorboard_soon()
+            self._start_tensorboard()
             body = _STARTING_PAGE
         else:
             status, body = 403, _NOT_ALLOWED_PAGE
@@ -252,7 +280,9 @@ def _origin_of(url: str) -> str:
 
 
 def proxy_handlers(prefix: str) -> list[tuple[Any, ...]]:
-    """URL patterns (relative to the server's base_url) and their handlers."""
+    """URL patterns (relative to the server's base_url) and their handlers. The
+    extension app adds ``name`` to the proxy handler's arguments
+    (``ExtensionHandlerMixin``)."""
     return [
         (prefix, _AddSlashHandler),
         (

@@ -9,6 +9,57 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+/**
+ * The REST contract, mirrored from `jupyter_guildimg/rest.py` (where it is
+ * defined and documented): the routes, and every JSON body as an interface
+ * `IX` for the TypedDict `X` there, field for field.
+ * `tests/server/test_contract.py` fails when the two differ.
+ */
+export const API_PREFIX = 'guildimg/api';
+export const TENSORBOARD_PREFIX = 'guildimg/tensorboard';
+
+/** Routes relative to API_PREFIX; `{key}` is a run key, `{path}` an image path. */
+export const ROUTES = {
+  STATUS: 'status',
+  RUNS: 'runs',
+  RUN: 'runs/{key}',
+  RUN_IMAGES: 'runs/{key}/images',
+  RUN_IMAGE: 'runs/{key}/images/{path}',
+  REFRESH: 'refresh',
+  TENSORBOARD: 'tensorboard',
+  SOURCES: 'sources',
+  CHANGES: 'changes'
+} as const;
+
+/** Query parameters and body keys. */
+export const PARAMS = {
+  IMAGE: 'image',
+  Q: 'q',
+  REV: 'rev',
+  THUMB: 'thumb',
+  SINCE: 'since',
+  TIMEOUT: 'timeout',
+  PATH: 'path',
+  RESTART: 'restart'
+} as const;
+
+/** A route template with its run key (one URL segment) and image path filled in. */
+export function route(
+  template: string,
+  values: { key?: string; path?: string } = {}
+): string {
+  return template
+    .replace('{key}', encodeURIComponent(values.key ?? ''))
+    .replace(
+      '{path}',
+      (values.path ?? '').split('/').map(encodeURIComponent).join('/')
+    );
+}
+
+export type RunKind = 'guild' | 'dir';
+
+export type TensorBoardStatus = 'stopped' | 'starting' | 'ready' | 'failed';
+
 /** A run as `GET runs` lists it. */
 export interface IRun {
   id: string;
@@ -20,9 +71,14 @@ export interface IRun {
   status: string;
   started: number | null;
   stopped: number | null;
-  kind: string;
+  kind: RunKind;
   source: string;
   image_count: number;
+}
+
+/** `GET runs`. */
+export interface IRunsList {
+  runs: IRun[];
 }
 
 /** One stored revision of an image, newest first in `IImage.revisions`. */
@@ -34,25 +90,111 @@ export interface IRevision {
   size: number;
 }
 
+/** A captured image; `dropped` revisions were removed under the server's cap. */
 export interface IImage {
   path: string;
+  dropped: number;
   revisions: IRevision[];
 }
 
+/** `GET runs/<key>/images`. */
 export interface IRunImages {
   run: IRun;
   images: IImage[];
 }
 
-export type TensorBoardStatus = 'stopped' | 'starting' | 'ready' | 'failed';
+/** An image a monitor pass summarized. */
+export interface IWritten {
+  run: string;
+  path: string;
+}
 
+/** Something a monitor pass could not do. */
+export interface IProblem {
+  run: string;
+  path: string;
+  message: string;
+}
+
+/** A problem in `GET status`, with its time. */
+export interface IMonitorProblem {
+  time: number;
+  run: string;
+  path: string;
+  message: string;
+}
+
+/** `POST refresh`: what the pass did. */
+export interface IRefreshReport {
+  duration: number;
+  runs: number;
+  images: number;
+  written: IWritten[];
+  runs_added: string[];
+  runs_removed: string[];
+  runs_changed: string[];
+  problems: IProblem[];
+}
+
+/** TensorBoard's state; `summary` is the sentence to show for it. */
 export interface ITensorBoardState {
   status: TensorBoardStatus;
+  summary: string;
   reason: string;
   port: number | null;
   pid: number | null;
   restarts: number;
   stderr_tail: string[];
+  started: number | null;
+}
+
+/** A configured source that is not watched, and why. */
+export interface IRefusedSource {
+  path: string;
+  message: string;
+}
+
+/** The monitor in `GET status`. */
+export interface IMonitorStatus {
+  sources: string[];
+  running: boolean;
+  logdir: string;
+  interval: number;
+  passes: number;
+  generation: number;
+  last_pass: number | null;
+  last_pass_duration: number | null;
+  runs: number;
+  images: number;
+  pass_started: number | null;
+  pass_running_for: number | null;
+  stalled: boolean;
+  logdir_error: string | null;
+  problems: IMonitorProblem[];
+  refused_sources: IRefusedSource[];
+  error: string | null;
+}
+
+/** `GET status`. */
+export interface IStatus {
+  monitor: IMonitorStatus;
+  tensorboard: ITensorBoardState;
+}
+
+/** `GET`/`POST`/`DELETE sources`. */
+export interface ISources {
+  sources: string[];
+}
+
+/** `GET changes`. */
+export interface IChanges {
+  generation: number;
+}
+
+/** Every error's body. */
+export interface IError {
+  message: string;
+  reason?: string | null;
 }
 
 /** An API error: the HTTP status and the server's message. */
@@ -73,27 +215,43 @@ export class GuildImgApi {
   /** The proxied TensorBoard page, with the token when the page has one (the
    * iframe's requests carry cookies, not headers; the token logs it in). */
   get tensorBoardUrl(): string {
-    const url = URLExt.join(this.settings.baseUrl, 'guildimg', 'tensorboard/');
+    const url = URLExt.join(this.settings.baseUrl, `${TENSORBOARD_PREFIX}/`);
     const token = this.settings.token;
     return token ? `${url}?token=${encodeURIComponent(token)}` : url;
   }
 
-  /** The runs, newest first; with `image`, only those that captured that image path. */
-  runs(image?: string): Promise<IRun[]> {
-    const query =
-      image === undefined ? '' : URLExt.objectToQueryString({ image });
-    return this.json<{ runs: IRun[] }>(`runs${query}`).then(body => body.runs);
+  status(): Promise<IStatus> {
+    return this.json<IStatus>(ROUTES.STATUS);
+  }
+
+  /** The runs, newest first; with `image`, only those that captured that image
+   * path; with `q`, only those the server's filter keeps (every word of `q`
+   * in one of the run's fields, ignoring case). */
+  runs(image?: string, q?: string): Promise<IRun[]> {
+    const query: Record<string, string> = {};
+    if (image !== undefined) {
+      query[PARAMS.IMAGE] = image;
+    }
+    if (q) {
+      query[PARAMS.Q] = q;
+    }
+    return this.json<IRunsList>(
+      ROUTES.RUNS + URLExt.objectToQueryString(query)
+    ).then(body => body.runs);
+  }
+
+  /** The run `key` names: its id, or a unique prefix of its run id. */
+  run(key: string): Promise<IRun> {
+    return this.json<IRun>(route(ROUTES.RUN, { key }));
   }
 
   /** The watched run sources (paths). */
   sources(): Promise<string[]> {
-    return this.json<{ sources: string[] }>('sources').then(
-      body => body.sources
-    );
+    return this.json<ISources>(ROUTES.SOURCES).then(body => body.sources);
   }
 
   images(runId: string): Promise<IRunImages> {
-    return this.json<IRunImages>(`runs/${encodeURIComponent(runId)}/images`);
+    return this.json<IRunImages>(route(ROUTES.RUN_IMAGES, { key: runId }));
   }
 
   /** The bytes of one revision (the newest when `revision` is undefined), or a
@@ -105,30 +263,39 @@ export class GuildImgApi {
   ): Promise<Blob> {
     const query: Record<string, string> = {};
     if (options.revision !== undefined) {
-      query.rev = String(options.revision);
+      query[PARAMS.REV] = String(options.revision);
     }
     if (options.thumb !== undefined) {
-      query.thumb = String(options.thumb);
+      query[PARAMS.THUMB] = String(options.thumb);
     }
-    const imagePath = path.split('/').map(encodeURIComponent).join('/');
     const response = await this.request(
-      `runs/${encodeURIComponent(runId)}/images/${imagePath}` +
+      route(ROUTES.RUN_IMAGE, { key: runId, path }) +
         URLExt.objectToQueryString(query)
     );
     return response.blob();
   }
 
-  refresh(): Promise<unknown> {
-    return this.json('refresh', { method: 'POST' });
+  refresh(): Promise<IRefreshReport> {
+    return this.json<IRefreshReport>(ROUTES.REFRESH, { method: 'POST' });
   }
 
   tensorBoard(): Promise<ITensorBoardState> {
-    return this.json<ITensorBoardState>('tensorboard');
+    return this.json<ITensorBoardState>(ROUTES.TENSORBOARD);
   }
 
-  /** Start TensorBoard (a restart if it runs); resolves once it is ready or failed. */
+  /** Start TensorBoard unless it is ready or starting (the server decides, and
+   * waits for a start in progress); resolves once it is ready or failed. */
   startTensorBoard(): Promise<ITensorBoardState> {
-    return this.json<ITensorBoardState>('tensorboard', { method: 'POST' });
+    return this.json<ITensorBoardState>(ROUTES.TENSORBOARD, { method: 'POST' });
+  }
+
+  /** Stop TensorBoard if it runs and start it again; resolves once it is ready
+   * or failed. */
+  restartTensorBoard(): Promise<ITensorBoardState> {
+    return this.json<ITensorBoardState>(ROUTES.TENSORBOARD, {
+      method: 'POST',
+      body: JSON.stringify({ [PARAMS.RESTART]: true })
+    });
   }
 
   /** Resolves with the change generation once it passes `since`, or after
@@ -139,10 +306,10 @@ export class GuildImgApi {
     signal?: AbortSignal
   ): Promise<number> {
     const query = URLExt.objectToQueryString({
-      since: String(since),
-      timeout: String(timeout)
+      [PARAMS.SINCE]: String(since),
+      [PARAMS.TIMEOUT]: String(timeout)
     });
-    return this.json<{ generation: number }>(`changes${query}`, {
+    return this.json<IChanges>(ROUTES.CHANGES + query, {
       signal
     }).then(body => body.generation);
   }
@@ -156,7 +323,7 @@ export class GuildImgApi {
     path: string,
     init: RequestInit = {}
   ): Promise<Response> {
-    const url = URLExt.join(this.settings.baseUrl, 'guildimg', 'api', path);
+    const url = URLExt.join(this.settings.baseUrl, API_PREFIX, path);
     let response: Response;
     try {
       response = await ServerConnection.makeRequest(url, init, this.settings);
@@ -169,7 +336,7 @@ export class GuildImgApi {
     if (!response.ok) {
       let message = '';
       try {
-        message = (await response.json()).message ?? '';
+        message = ((await response.json()) as IError).message ?? '';
       } catch {
         // Not JSON: not one of our handlers (a proxy's error page, say).
       }

@@ -93,21 +93,18 @@ export class GuildImgModel {
     return this._tensorBoard;
   }
 
-  /** Start TensorBoard unless it is ready; resolves with its state once it is
-   * ready or failed. */
+  /** Start TensorBoard unless it is ready or starting (the server decides, and
+   * waits for a start in progress); resolves with its state once it is ready or
+   * failed. */
   async startTensorBoard(): Promise<ITensorBoardState | null> {
-    const state = await this.reloadTensorBoard();
-    if (state?.status === 'ready') {
-      return state;
+    if (this._tensorBoard?.status !== 'ready') {
+      this._setTensorBoard({
+        ...(this._tensorBoard ?? EMPTY_STATE),
+        status: 'starting',
+        summary: 'Starting TensorBoard…',
+        reason: ''
+      });
     }
-    if (state?.status === 'starting') {
-      return this._waitWhileStarting();
-    }
-    this._setTensorBoard({
-      ...(state ?? EMPTY_STATE),
-      status: 'starting',
-      reason: ''
-    });
     try {
       this._setTensorBoard(await this.api.startTensorBoard());
     } catch (error) {
@@ -212,11 +209,13 @@ export class GuildImgModel {
 
 const EMPTY_STATE: ITensorBoardState = {
   status: 'stopped',
+  summary: '',
   reason: '',
   port: null,
   pid: null,
   restarts: 0,
-  stderr_tail: []
+  stderr_tail: [],
+  started: null
 };
 
 function sleep(ms: number): Promise<void> {

@@ -1,11 +1,12 @@
 /**
  * The left-sidebar panel: TensorBoard's state, Refresh, a filter, the runs
  * (newest first, live from the change feed) and the selected run's thumbnails.
+ * The filter is the server's (`GET runs?q=`): the sidebar only shows its answer.
  */
 import { Widget } from '@lumino/widgets';
 
 import { IRun, ITensorBoardState } from './api';
-import { button, el, shortReason, timeAgo } from './dom';
+import { button, el, timeAgo } from './dom';
 import { GuildImgModel } from './model';
 import { RunThumbnails } from './thumbnails';
 
@@ -31,7 +32,7 @@ export class GuildImgSidebar extends Widget {
     this.addClass('guildimg-sidebar');
     this.title.caption = 'Guild Images: runs and their images';
     this._build();
-    model.changed.connect(() => this._renderRuns(), this);
+    model.changed.connect(() => this._onRunsChanged(), this);
     model.passed.connect(() => void this._thumbnails.load(), this);
     model.tensorBoardChanged.connect(this._onTensorBoard, this);
     // "3 min ago" ages while nothing else changes.
@@ -49,6 +50,7 @@ export class GuildImgSidebar extends Widget {
   /** Restore a saved state (after a reload): filter text and selected run. */
   restore(state: Partial<ISidebarState>): void {
     this._filter.value = state.filter ?? '';
+    void this._loadFiltered();
     this._renderRuns();
     if (state.selected) {
       this.select(state.selected);
@@ -71,6 +73,7 @@ export class GuildImgSidebar extends Widget {
       return;
     }
     window.clearInterval(this._clock);
+    window.clearTimeout(this._filterTimer);
     this._thumbnails.dispose();
     super.dispose();
   }
@@ -102,7 +105,12 @@ export class GuildImgSidebar extends Widget {
     this._filter.placeholder = 'Filter runs (id, operation, label, status)';
     this._filter.setAttribute('aria-label', 'Filter runs');
     this._filter.addEventListener('input', () => {
-      this._renderRuns();
+      // One request once the typing pauses, not one per key.
+      window.clearTimeout(this._filterTimer);
+      this._filterTimer = window.setTimeout(
+        () => void this._loadFiltered(),
+        FILTER_DEBOUNCE_MS
+      );
       this._actions.stateChanged(this.state);
     });
 
@@ -128,23 +136,51 @@ export class GuildImgSidebar extends Widget {
     }
   }
 
+  /** TensorBoard's state, in the server's words (`summary`: the same sentence
+   * every client shows). */
   private _onTensorBoard(_: GuildImgModel, state: ITensorBoardState): void {
-    const words: Record<string, string> = {
-      ready: 'TensorBoard is ready',
-      starting: 'TensorBoard is starting…',
-      stopped: 'TensorBoard is stopped (it starts when opened)',
-      failed: `TensorBoard failed: ${shortReason(state.reason) || 'see the server log'}`
-    };
     this._tbState.className = 'guildimg-sidebar-tb';
     this._tbState.dataset.status = state.status;
-    this._tbState.textContent = words[state.status] ?? state.status;
+    this._tbState.textContent = state.summary || state.status;
     this._tbState.title = state.reason;
+  }
+
+  /** The runs changed on the server: the filtered list is fetched again. */
+  private _onRunsChanged(): void {
+    if (this._query) {
+      void this._loadFiltered();
+    }
+    this._renderRuns();
+  }
+
+  /** Ask the server for the runs the filter text keeps (none asked without a
+   * filter: then the model's list is the answer). Answers to an older text are
+   * dropped. */
+  private async _loadFiltered(): Promise<void> {
+    const query = this._filter.value.trim();
+    const asked = ++this._filterAsked;
+    if (!query) {
+      this._query = '';
+      this._filtered = null;
+      this._renderRuns();
+      return;
+    }
+    let runs: IRun[];
+    try {
+      runs = await this.model.api.runs(undefined, query);
+    } catch {
+      return; // the model's own requests report the server's errors
+    }
+    if (asked === this._filterAsked && !this.isDisposed) {
+      this._query = query;
+      this._filtered = runs;
+      this._renderRuns();
+    }
   }
 
   private _renderRuns(): void {
     const runs = this.model.runs;
-    const needle = this._filter.value.trim().toLowerCase();
-    const shown = needle ? runs.filter(run => matches(run, needle)) : runs;
+    const shown = this._query && this._filtered ? this._filtered : runs;
     this._renderMessage(runs.length, shown.length);
     const seen = new Set<string>();
     let previous: Element | null = null;
@@ -189,7 +225,7 @@ export class GuildImgSidebar extends Widget {
       text = `No runs yet.${watching} Runs appear here as soon as they start.`;
       void this._loadSources();
     } else if (shown === 0 && total > 0) {
-      text = `No run matches "${this._filter.value}" (${total} runs).`;
+      text = `No run matches "${this._query}" (${total} runs).`;
     }
     this._message.className = 'guildimg-sidebar-message';
     this._message.classList.toggle('guildimg-mod-error', Boolean(error));
@@ -245,6 +281,11 @@ export class GuildImgSidebar extends Widget {
   }
 
   private _selected: string | null = null;
+  /** The filter text the shown list answers ('' for every run), and that list. */
+  private _query = '';
+  private _filtered: IRun[] | null = null;
+  private _filterAsked = 0;
+  private _filterTimer = 0;
   private _sources: string[] | null = null;
   private _sourcesAsked = false;
   private _clock: number;
@@ -257,6 +298,9 @@ export class GuildImgSidebar extends Widget {
     this._actions.openImage(runId, path)
   );
 }
+
+/** How long the filter waits for the typing to pause before asking the server. */
+const FILTER_DEBOUNCE_MS = 250;
 
 const STATUS_ICONS: Record<string, string> = {
   running: '▶',
@@ -297,10 +341,4 @@ function fillItem(item: HTMLElement, run: IRun, selected: boolean): void {
     : '';
   count.textContent =
     run.image_count === 1 ? '1 image' : `${run.image_count} images`;
-}
-
-function matches(run: IRun, needle: string): boolean {
-  return [run.run_id, run.operation, run.label, run.status, run.name].some(
-    text => (text ?? '').toLowerCase().includes(needle)
-  );
 }

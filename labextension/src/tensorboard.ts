@@ -1,13 +1,14 @@
 /**
  * The TensorBoard tab: the proxied TensorBoard page in an iframe, once it is
- * ready. Until then it says "Starting TensorBoard…"; a failure shows
- * TensorBoard's reason and a Retry button.
+ * ready. Until then it shows the server's summary of TensorBoard's state
+ * ("Starting TensorBoard…"); a failure adds TensorBoard's stderr (or the whole
+ * reason) and a Retry button.
  */
 import { IFrame } from '@jupyterlab/ui-components';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { ITensorBoardState } from './api';
-import { button, el, shortReason } from './dom';
+import { button, el } from './dom';
 import { GuildImgModel } from './model';
 
 /** What TensorBoard's page needs inside the sandbox: its scripts, its own
@@ -73,18 +74,16 @@ export class TensorBoardView extends Panel {
     this._frame.url = '';
     this._frame.hide();
     this._status.show();
+    this._statusText.textContent = state?.summary ?? '';
     this._details.textContent = '';
     this._retry.hidden = status === 'starting';
-    if (status === 'starting') {
-      this._statusText.textContent = 'Starting TensorBoard…';
-    } else if (status === 'failed') {
-      const details = (state?.stderr_tail ?? []).join('\n');
-      const reason = state?.reason || 'no reason given';
-      this._statusText.textContent = `TensorBoard failed: ${details ? shortReason(reason) : reason}`;
-      this._details.textContent = details;
+    if (status === 'failed') {
+      // TensorBoard's own words; without them, the whole reason (the summary
+      // has only its first sentence).
+      const stderr = (state?.stderr_tail ?? []).join('\n');
+      this._details.textContent = stderr || state?.reason || '';
       this._retry.textContent = 'Retry';
     } else {
-      this._statusText.textContent = 'TensorBoard is stopped.';
       this._retry.textContent = 'Start TensorBoard';
     }
   }

@@ -23,12 +23,15 @@ from jupyter_guildimg.engine.catalog import (
     THUMB_MAX,
     THUMB_MIN,
     THUMB_WIDTHS,
+    AmbiguousRunError,
     Catalog,
+    NotFoundError,
     ThumbnailError,
+    run_matches,
     thumb_width,
 )
 from jupyter_guildimg.engine.monitor import RunsMonitor
-from jupyter_guildimg.engine.runs import GuildHome
+from jupyter_guildimg.engine.runs import GuildHome, RunsDir, combine_sources
 from jupyter_guildimg.guild.project import write_run
 
 from helpers import age, jpeg, png, wait_for
@@ -311,3 +314,67 @@ def test_the_images_listing_counts_dropped_revisions(home, logdir):
     entries = {entry["path"]: entry for entry in listing["images"]}
     assert (entries["a.png"]["dropped"], len(entries["a.png"]["revisions"])) == (2, 2)
     assert (entries["b.png"]["dropped"], len(entries["b.png"]["revisions"])) == (0, 1)
+
+
+# -- finding and filtering runs ------------------------------------------------------
+
+
+@pytest.fixture
+def plain_runs(tmp_path: Path, logdir: str) -> Iterator[Catalog]:
+    """A catalog over plain runs ``ab``, ``abc``, ``abd``, ``xy1``, ``xy2`` and
+    ``exp/x`` (a RunsDir), plus another ``ab`` in a second folder (one run id twice)."""
+    one = ["ab", "abc", "abd", "xy1", "xy2", "exp/x"]
+    for folder, names in (("one", one), ("two", ["ab"])):
+        for name in names:
+            run = tmp_path / folder / name
+            run.mkdir(parents=True)
+            (run / "a.png").write_bytes(png())
+    sources = [RunsDir(str(tmp_path / "one")), RunsDir(str(tmp_path / "two"))]
+    monitor = RunsMonitor(logdir, combine_sources(sources))
+    monitor.run_pass()
+    yield Catalog(monitor)
+    monitor.close()
+
+
+def test_a_run_is_found_by_its_key_its_id_or_a_unique_prefix(plain_runs):
+    catalog = plain_runs
+    (exp,) = [run for run in catalog.runs() if run["run_id"] == "exp/x"]
+    assert catalog.find(exp["id"]).run.id == "exp/x"  # the key
+    assert catalog.find("exp/x").run.id == "exp/x"  # the id
+    assert catalog.find("ex").run.id == "exp/x"  # a prefix of 2 characters
+    assert catalog.find("abc").run.id == "abc"  # an id before a prefix
+    assert catalog.run("abd") == next(r for r in catalog.runs() if r["run_id"] == "abd")
+    with pytest.raises(NotFoundError, match=r"^no run 'e'$"):  # 1 character: no prefix
+        catalog.find("e")
+    with pytest.raises(NotFoundError, match=r"^no run 'zz'$"):
+        catalog.find("zz")
+    with pytest.raises(NotFoundError, match=r"^no run 'd'$"):  # not a prefix of a key
+        catalog.find(exp["id"][:1])
+
+
+def test_a_key_naming_several_runs_names_them(plain_runs):
+    with pytest.raises(AmbiguousRunError, match=r"^several runs match 'ab': 'ab', 'ab'$") as caught:
+        plain_runs.find("ab")  # the same id in two sources
+    assert isinstance(caught.value, NotFoundError)  # the API's 404
+    with pytest.raises(AmbiguousRunError, match="several runs match 'xy': ") as caught:
+        plain_runs.find("xy")
+    assert "'xy1'" in str(caught.value) and "'xy2'" in str(caught.value)
+    # Each run's key names it alone.
+    for run in plain_runs.runs(q="ab"):
+        assert plain_runs.run(run["id"]) == run
+
+
+def test_the_filter_keeps_runs_holding_every_word(plain_runs):
+    catalog = plain_runs
+    ids = lambda q: sorted(run["run_id"] for run in catalog.runs(q=q))  # noqa: E731
+    assert ids("AB") == ["ab", "ab", "abc", "abd"]
+    assert ids("exp running") == ["exp/x"]  # written a moment ago: running
+    assert ids("exp completed") == []
+    assert ids("") == ids("  ") == sorted(run["run_id"] for run in catalog.runs())
+    assert [run["run_id"] for run in catalog.runs(image="a.png", q="abc")] == ["abc"]
+    run = catalog.runs(q="exp")[0]
+    for field in ("id", "run_id", "short_id", "name", "operation", "label", "status"):
+        text = str(dict(run)[field] or "")
+        if text:
+            assert run_matches(run, text.upper()), field
+    assert not run_matches(run, "exp nothing")

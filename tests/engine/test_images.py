@@ -1,4 +1,4 @@
-"""prepare_image, is_image_name and mime_type.
+"""prepare_image, sniff_format, is_image_name, mime_type and content_type.
 
 Every image is made here with Pillow (or, where Pillow cannot write the case, built
 chunk by chunk with zlib), so no binary test files are needed.
@@ -21,6 +21,7 @@ from jupyter_guildimg.engine.images import (
     ImageError,
     ImageIncompleteError,
     PreparedImage,
+    content_type,
     is_image_name,
     mime_type,
     prepare_image,
@@ -584,8 +585,24 @@ def test_not_image_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("image_format", "content_type"),
+    ("image_format", "expected"),
     [("png", "image/png"), ("jpeg", "image/jpeg"), ("gif", "image/gif"), ("bmp", "image/bmp")],
 )
-def test_mime_type(image_format: str, content_type: str) -> None:
-    assert mime_type(image_format) == content_type
+def test_mime_type(image_format: str, expected: str) -> None:
+    assert mime_type(image_format) == expected
+
+
+@pytest.mark.parametrize(
+    ("image_format", "make"), [pytest.param(fmt, make, id=fmt) for fmt, make in SNIFFED]
+)
+def test_the_content_type_of_a_summarys_bytes(image_format: str, make: Callable[[], bytes]) -> None:
+    prepared = prepare_image(make())
+    assert content_type(prepared.data) == mime_type(prepared.format)
+    assert content_type(prepared.data) == (
+        "image/png" if prepared.reencoded else mime_type(image_format)
+    )
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image", b"\x89PN"])
+def test_bytes_no_summary_holds_are_called_png(data: bytes) -> None:
+    assert content_type(data) == "image/png"

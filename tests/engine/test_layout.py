@@ -11,15 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_guildimg.engine import layout
 from jupyter_guildimg.engine.layout import (
+    END_FILE,
+    HPARAMS_FILE,
+    IMAGES_DIR,
+    TEMP_PREFIX,
     LogDirLock,
     LogDirLockedError,
     is_own_file,
     logdir_in_use,
+    parse_summary_name,
+    path_digest,
     safe_remove,
+    summary_file_name,
 )
 from jupyter_guildimg.engine.monitor import RunsMonitor
-from jupyter_guildimg.engine.tfevent import TEMP_PREFIX
 from jupyter_guildimg.guild.project import write_run
 
 from helpers import png
@@ -54,6 +61,40 @@ NOT_OWN_FILES = [
 
 def test_own_file_names():
     assert [n for n in OWN_FILES + NOT_OWN_FILES if is_own_file(n)] == OWN_FILES
+
+
+def test_the_own_file_test_is_built_from_the_names_the_monitor_writes():
+    digest = path_digest("plots/loss.png")
+    assert len(digest) == 32
+    assert is_own_file(summary_file_name(7, digest))
+    assert parse_summary_name(summary_file_name(7, digest)) == (7, digest)
+    assert parse_summary_name(HPARAMS_FILE) is None
+    assert is_own_file(HPARAMS_FILE) and is_own_file(END_FILE)
+    assert is_own_file(TEMP_PREFIX + "0f" * 16)
+    # The names other modules write come from here: one place to rename them.
+    from jupyter_guildimg.engine import mirror, runlog, summaries, tfevent
+
+    assert mirror.IMAGES_DIR is IMAGES_DIR and tfevent.TEMP_PREFIX is TEMP_PREFIX
+    assert (runlog.HPARAMS_FILE, runlog.END_FILE) == (HPARAMS_FILE, END_FILE)
+    assert summaries.summary_file_name is layout.summary_file_name
+    assert summaries.path_digest is layout.path_digest
+
+
+def test_every_file_a_pass_writes_is_one_the_monitor_calls_its_own(home, logdir):
+    write_run(home.path, op="a", files={"a.png": png(), "deep/b.png": png(), "notes.txt": b"x"})
+    RunsMonitor(logdir, home.list_runs).run_once()
+
+    written = [
+        name
+        for directory, _dirs, files in os.walk(logdir)
+        for name in files
+        if not os.path.islink(os.path.join(directory, name))
+    ]
+    # Two summaries, the hparams start and (the run is finished) end files.
+    assert len(written) == 4
+    assert all(is_own_file(name) for name in written), written
+    (run_dir,) = os.listdir(logdir)
+    assert len(os.listdir(os.path.join(logdir, run_dir, IMAGES_DIR))) == 2
 
 
 def test_safe_remove_removes_links_own_files_and_empty_dirs_and_keeps_the_rest(tmp_path):

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from jupyter_guildimg.engine.monitor import (
+    DEFAULT_INTERVAL,
     LogDirLockedError,
     RunsMonitor,
     RunView,
@@ -74,6 +75,50 @@ def test_interval_below_half_a_second_is_refused(logdir):
     with pytest.raises(ValueError, match=r"at least 0\.5"):
         RunsMonitor(logdir, list, interval=0.1)
     assert RunsMonitor(logdir, list, interval=0.5).interval == 0.5
+
+
+def test_the_default_interval_is_one_second(logdir):
+    assert RunsMonitor(logdir, list).interval == DEFAULT_INTERVAL == 1.0
+
+
+# -- the change counter --------------------------------------------------------
+
+
+def test_the_generation_goes_up_after_each_pass_that_changed_something(home, logdir):
+    monitor = RunsMonitor(logdir, home.list_runs)
+    monitor.run_pass()
+    assert monitor.generation == 0  # no run: nothing changed
+    write_run(home.path, op="a", files={"a.png": png()})
+    monitor.run_pass()
+    assert monitor.generation == 1 == monitor.status()["generation"]
+    monitor.run_pass()
+    assert monitor.generation == 1
+
+
+def test_wait_for_change_wakes_on_a_changing_pass_and_on_close(home, logdir):
+    monitor = RunsMonitor(logdir, home.list_runs)
+    assert monitor.wait_for_change(-1, timeout=5) == 0  # already past: at once
+    started = time.monotonic()
+    assert monitor.wait_for_change(0, timeout=0.2) == 0  # timed out, unchanged
+    assert time.monotonic() - started >= 0.15
+
+    answers: list[int] = []
+
+    def wait(since: int) -> threading.Thread:
+        thread = threading.Thread(target=lambda: answers.append(monitor.wait_for_change(since, 30)))
+        thread.start()
+        return thread
+
+    waiter = wait(0)
+    write_run(home.path, op="a", files={"a.png": png()})
+    monitor.run_pass()
+    waiter.join(10)
+    assert answers == [1]
+
+    waiter = wait(1)
+    monitor.close()
+    waiter.join(10)
+    assert not waiter.is_alive() and answers == [1, 1]
 
 
 def test_the_thread_survives_a_failing_pass(home, logdir):

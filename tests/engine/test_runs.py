@@ -32,7 +32,9 @@ from jupyter_guildimg.engine.runs import (
     Unreadable,
     combine_sources,
     default_guild_home,
+    default_sources,
     open_source,
+    parse_source,
     read_guild_run,
 )
 
@@ -661,6 +663,56 @@ def test_open_source_of_no_directory_names_the_path(tmp_path: Path, kind: str) -
 
     with pytest.raises(FileNotFoundError, match=re.escape(str(path))):
         open_source(path)
+
+
+def test_a_source_is_named_with_or_without_its_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    root = str(tmp_path / "root")
+
+    assert parse_source("guild:homes/g") == ("guild", str(tmp_path / "homes" / "g"))
+    assert parse_source("dir:~/runs") == ("dir", str(tmp_path / "me" / "runs"))
+    assert parse_source("dir:runs", root) == ("dir", os.path.join(root, "runs"))
+    assert parse_source("guild:", root) == ("guild", root)
+    assert parse_source("runs", root) == (None, os.path.join(root, "runs"))
+    assert parse_source("/abs/x", root) == (None, "/abs/x")
+    # Only the two kinds are kinds: anything else with a colon is a path.
+    assert parse_source("s3:bucket", root) == (None, os.path.join(root, "s3:bucket"))
+
+
+def test_a_source_with_its_kind_is_that_kind_existing_or_not(tmp_path: Path) -> None:
+    write_files(tmp_path / "plain", "exp1/events.out.tfevents.1")
+
+    guild = open_source("guild:plain", str(tmp_path))
+    assert isinstance(guild, GuildHome) and guild.path == str(tmp_path / "plain")
+    later = open_source("dir:later", str(tmp_path))
+    assert isinstance(later, RunsDir) and later.path == str(tmp_path / "later")
+
+
+def test_a_missing_source_is_watched_for_when_missing_is_ok(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        open_source("runs", str(tmp_path))
+
+    runs = open_source("runs", str(tmp_path), missing_ok=True)
+    assert isinstance(runs, RunsDir) and runs.path == str(tmp_path / "runs")
+    assert runs.list_runs() == []
+    dot_guild = open_source(".guild", str(tmp_path), missing_ok=True)
+    assert isinstance(dot_guild, GuildHome) and dot_guild.path == str(tmp_path / ".guild")
+
+
+def test_the_default_sources_are_the_guild_home_if_it_exists_else_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "guild-home"
+    monkeypatch.setenv("GUILD_HOME", str(home))
+    assert default_sources() == ["runs"]
+    assert default_sources("/srv/root") == ["/srv/root/runs"]
+
+    home.mkdir()
+    assert default_sources() == [str(home)] == default_sources("/srv/root")
+    assert isinstance(open_source(default_sources()[0]), GuildHome)
 
 
 def test_combine_sources_merges_newest_first(fixture_home: Path, tmp_path: Path) -> None:

@@ -19,7 +19,11 @@ from typing import Any
 import pytest
 
 from jupyter_guildimg.engine.processes import PRIVATE_DIR_PREFIX, child_environment
-from jupyter_guildimg.engine.tbprocess import StartResult, TensorBoardProcess
+from jupyter_guildimg.engine.tbprocess import (
+    StartResult,
+    TensorBoardProcess,
+    status_summary,
+)
 from jupyter_guildimg.engine.tfevent import EventFileWriter
 
 PREFIX = "jupyter_guildimg-tensorboard-"
@@ -109,6 +113,7 @@ def test_start_ready_serves_the_run_and_stop_leaves_nothing(tb_logdir: str, tmp_
         tb_logdir, path_prefix="guildimg/tensorboard/", runtime_dir=str(runtime)
     )
     assert tb.state()["status"] == "stopped" and tb.url is None
+    assert tb.state()["summary"] == "TensorBoard is not running"
 
     async def scenario() -> None:
         began = time.monotonic()
@@ -117,6 +122,7 @@ def test_start_ready_serves_the_run_and_stop_leaves_nothing(tb_logdir: str, tmp_
         assert first == second == StartResult("started", tb.port, "")
         state = tb.state()
         assert state["status"] == "ready" and state["reason"] == ""
+        assert state["summary"] == "TensorBoard is ready"
         assert state["port"] == tb.port and state["pid"] == tb.pid and state["restarts"] == 0
         assert isinstance(state["stderr_tail"], list)
         assert time.time() - 120 < state["started"] <= time.time()
@@ -196,10 +202,31 @@ def test_tensorboard_exiting_at_once_is_failed_with_its_error(tb_logdir: str) ->
         assert tb.status == "failed" and tb.reason == result.message
         assert tb.pid is None and processes_on(tb_logdir) == []
         assert any("--no_such_flag" in line for line in tb.state()["stderr_tail"])
+        # The summary is the reason's first sentence; the stderr stays in the reason.
+        summary = tb.state()["summary"]
+        assert summary.startswith("TensorBoard failed: TensorBoard exited with status ")
+        assert summary.endswith(" before it was ready.") and "no_such_flag" not in summary
         await tb.stop()
         assert tb.status == "stopped"
 
     run(scenario)
+
+
+def test_every_status_has_one_summary_sentence() -> None:
+    assert status_summary("stopped") == "TensorBoard is not running"
+    assert status_summary("starting") == "Starting TensorBoard…"
+    assert status_summary("ready") == "TensorBoard is ready"
+    reason = "TensorBoard timed out after 0.05 s. Its stderr ends with:\nE0101 x.py] y. z"
+    assert (
+        status_summary("failed", reason)
+        == "TensorBoard failed: TensorBoard timed out after 0.05 s."
+    )
+    assert status_summary("failed", "Internal error: boom\nmore") == (
+        "TensorBoard failed: Internal error: boom"
+    )
+    assert status_summary("failed", "") == "TensorBoard failed"
+    long = status_summary("failed", "x" * 500)
+    assert len(long) == len("TensorBoard failed: ") + 200 and long.endswith("…")
 
 
 @pytest.mark.parametrize(

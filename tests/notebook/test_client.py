@@ -205,6 +205,14 @@ async def test_the_server_backend_speaks_the_rest_api(server, guild_home, jp_bas
     assert Image.open(io.BytesIO(thumb)).size == (160, 80)
     # A unique prefix names a run, as in the API.
     assert (await call(server.images, run["id"][:8]))["run"]["id"] == run["id"]
+    assert await call(server.run, run["id"][:2]) == run
+    with pytest.raises(BackendError, match="no run 'x'") as caught:
+        await call(server.run, "x")
+    assert caught.value.status == 404
+    # Filtered on the server.
+    assert await call(server.runs, q="TRAIN one") == [run]
+    assert await call(server.runs, q="train two") == []
+    assert await call(server.runs, image="samples/a.png", q=run["short_id"]) == [run]
     assert server.tensorboard_src() == f"{jp_base_url}guildimg/tensorboard/"
 
 
@@ -258,16 +266,28 @@ async def test_connect_asks_the_server_to_watch_more_sources(
 
 
 async def test_both_backends_answer_the_same_json_shapes(server, guild_home, tmp_path):
-    write_run(guild_home, op="train", files={"a.png": png(), "b.txt": b"x"})
+    write_run(guild_home, op="train", label="x y", files={"a.png": png(), "b.txt": b"x"})
+    write_run(guild_home, op="eval", files={"a.png": png()})
     local = LocalBackend([str(guild_home)], runtime_dir=str(tmp_path / "runtime"))
     try:
         assert_same_shape(local.refresh(), await call(server.refresh))
         assert_same_shape(local.status(), await call(server.status))
-        (remote_run,) = await call(server.runs)
-        (local_run,) = local.runs()
-        assert local_run == remote_run
+        remote_runs = await call(server.runs)
+        assert local.runs() == remote_runs and len(remote_runs) == 2
+        remote_run = remote_runs[0]
+        assert local.run(remote_run["run_id"][:4]) == await call(server.run, remote_run["id"][:4])
+        for q in ("train", "Y X", "eval", "nothing"):
+            assert local.runs(q=q) == await call(server.runs, q=q), q
         remote_images = await call(server.images, remote_run["id"])
-        assert_same_shape(local.images(local_run["id"]), remote_images)
+        assert_same_shape(local.images(remote_run["id"]), remote_images)
+        # The same resolver: a prefix too short is no run on either side.
+        short = remote_run["id"][:1]
+        with pytest.raises(BackendError, match=f"no run '{short}'") as caught:
+            await call(server.run, short)
+        assert caught.value.status == 404
+        with pytest.raises(BackendError, match=f"no run '{short}'") as caught:
+            local.run(short)
+        assert caught.value.status == 404
     finally:
         local.close()
 
@@ -340,6 +360,18 @@ async def test_the_server_backend_adds_and_removes_sources(server, guild_home, t
     assert caught.value.status == 404
 
 
+@pytest.mark.tensorboard
+async def test_the_server_starts_tensorboard_once_and_restarts_it_when_asked(server):
+    state = await call(server.start_tensorboard)
+    assert state["status"] == "ready"
+    assert (await call(server.start_tensorboard))["pid"] == state["pid"]  # not restarted
+    restarted = await call(server.restart_tensorboard)
+    assert restarted["status"] == "ready" and restarted["pid"] != state["pid"]
+    assert not process_running(state["pid"])
+    stopped = await call(server.stop_tensorboard)
+    assert stopped["status"] == "stopped" and not process_running(restarted["pid"])
+
+
 def test_closing_the_local_backend_stops_everything(guild_home, tmp_path):
     backend = LocalBackend([str(guild_home)], runtime_dir=str(tmp_path))
     assert backend.monitor.running and os.path.isdir(backend.logdir)
@@ -364,6 +396,11 @@ def test_the_kernels_tensorboard_lives_and_dies_with_the_backend(local, guild_ho
     assert src == f"http://127.0.0.1:{state['port']}/"
     assert httpx.get(src + "data/environment", timeout=10).status_code == 200
     assert local.status()["tensorboard"]["pid"] == state["pid"]
+    assert local.start_tensorboard()["pid"] == state["pid"]  # idempotent
+    restarted = local.restart_tensorboard()
+    assert restarted["status"] == "ready" and restarted["pid"] != state["pid"]
+    assert not process_running(state["pid"])
+    state = restarted
     local.close()
     assert not process_running(state["pid"])
     with pytest.raises(httpx.ConnectError):

@@ -82,7 +82,7 @@ def test_status_prints_the_monitor_and_tensorboard(shell, capsys, guild_home):
     assert lines[0].startswith("Monitor: running, a pass every 1 s, ")
     assert "  1 runs, 1 images" in lines
     assert f"  sources: {guild_home}" in lines
-    assert "TensorBoard: stopped" in lines
+    assert "TensorBoard is not running" in lines
     assert lines[-1] == "Backend: in this kernel (no server extension reachable)"
 
 
@@ -107,9 +107,9 @@ def test_the_magic_shows_the_panel(shell, capsys, guild_home):
     shell.run_line_magic("guildimg", f"--run {Path(old).name[:8]} --height 300")
     panel = last_panel()
     assert isinstance(panel, GuildImgPanel) and isinstance(panel.backend, LocalBackend)
-    assert panel.runs_select.value == (Path(old).name,)
-    assert len(panel.thumbnail_images) == 1
-    assert panel.auto_refresh.value and panel.refresh_thread.is_alive()
+    assert panel.run_list.runs_select.value == (Path(old).name,)
+    assert len(panel.images.thumbnail_images) == 1
+    assert panel.header.auto_refresh.value and panel.refresh_thread.is_alive()
     assert "GuildImgPanel" in "".join(output_lines(capsys))  # displayed
 
     shell.run_line_magic("unload_ext", "jupyter_guildimg")
@@ -119,7 +119,7 @@ def test_the_magic_shows_the_panel(shell, capsys, guild_home):
 
 def test_stop_stops_tensorboard(shell, capsys):
     shell.run_line_magic("guildimg", "stop")
-    assert output_lines(capsys) == ["TensorBoard: stopped"]
+    assert output_lines(capsys) == ["TensorBoard is not running"]
 
 
 async def test_the_magic_uses_the_server_extension(

@@ -99,11 +99,11 @@ import json
 import jupyter_guildimg
 p = jupyter_guildimg.panel({args})
 print(json.dumps({{
-    "runs": [label for label, _key in p.runs_select.options],
-    "selected": list(p.runs_select.value),
-    "thumbnails": [box.children[1].description for box in p.thumbnails.children],
-    "loaded": [len(image.value) for image in p.thumbnail_images],
-    "status": p.status_html.value,
+    "runs": [label for label, _key in p.run_list.runs_select.options],
+    "selected": list(p.run_list.runs_select.value),
+    "thumbnails": [box.children[1].description for box in p.images.thumbnails.children],
+    "loaded": [len(image.value) for image in p.images.thumbnail_images],
+    "status": p.header.status_html.value,
     "backend": type(p.backend).__name__,
 }}))
 """
@@ -132,19 +132,21 @@ async def test_quickstart(jp_fetch, guildimg, guild_home, tmp_path):
         # Thumbnails are small images of the real ones.
         sizes = await session.json(
             "from PIL import Image; import io\n"
-            "print(json.dumps([Image.open(io.BytesIO(i.value)).size for i in p.thumbnail_images]))"
+            "thumbs = p.images.thumbnail_images\n"
+            "print(json.dumps([Image.open(io.BytesIO(i.value)).size for i in thumbs]))"
         )
         assert all(max(size) <= 160 for size in sizes)
 
         # Refresh runs a pass: with the server's own passes stopped and the panel no
         # longer following the change feed, only the button can show a new image.
         guildimg.monitor.stop()
-        await session.run("p.auto_refresh.value = False")
+        await session.run("p.header.auto_refresh.value = False")
         passes = guildimg.monitor.passes
         Path(runs[0].dir, "fresh.png").write_bytes(png((40, 30), "green"))
         paths = await session.json(
-            "p.refresh_button.click()\n"
-            "print(json.dumps([box.children[1].description for box in p.thumbnails.children]))"
+            "p.header.refresh_button.click()\n"
+            "boxes = p.images.thumbnails.children\n"
+            "print(json.dumps([box.children[1].description for box in boxes]))"
         )
         assert "fresh.png" in paths
         assert guildimg.monitor.passes == passes + 1
@@ -174,12 +176,13 @@ async def test_train_and_watch(jp_fetch, guildimg, guild_home, tmp_path):
         assert state["runs"][0].startswith(run.short_id)
         assert state["thumbnails"] == ["sample.png"]
         viewer = await session.json(
-            "p.open_image(p.runs_select.value[0], 'sample.png')\n"
-            "newest = p.viewer_image.value\n"
-            "options = p.revision_slider.options\n"
-            "p.revision_slider.value = options[-1][1]\n"
+            "p.open_image(p.run_list.runs_select.value[0], 'sample.png')\n"
+            "newest = p.images.viewer_image.value\n"
+            "options = p.images.revision_slider.options\n"
+            "p.images.revision_slider.value = options[-1][1]\n"
             "print(json.dumps({'revisions': len(options), "
-            "'older_differs': p.viewer_image.value != newest, 'info': p.viewer_info.value}))"
+            "'older_differs': p.images.viewer_image.value != newest, "
+            "'info': p.images.viewer_info.value}))"
         )
         assert viewer["revisions"] == len(revisions)
         assert viewer["older_differs"]

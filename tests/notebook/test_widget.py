@@ -63,20 +63,23 @@ def test_runs_are_listed_newest_first(make_panel, local, guild_home):
     local.refresh()
     panel = make_panel()
 
-    labels = [label for label, _value in panel.runs_select.options]
-    assert [value for _label, value in panel.runs_select.options] == [run_id(new), run_id(old)]
+    labels = [label for label, _value in panel.run_list.runs_select.options]
+    assert [value for _label, value in panel.run_list.runs_select.options] == [
+        run_id(new),
+        run_id(old),
+    ]
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(then))
     assert labels[1] == f"{run_id(old)[:8]}  train  {started}  completed  first  [1 img]"
     assert labels[0].startswith(f"{run_id(new)[:8]}  eval  ") and labels[0].endswith("[2 img]")
-    status = panel.status_html.value
-    assert "TensorBoard: <b>stopped</b>" in status
+    status = panel.header.status_html.value
+    assert "<b>TensorBoard is not running</b>" in status
     assert "2 runs" in status and "3 images" in status
     assert "in this kernel (no server extension reachable)" in status
     assert "guildimg-panel" in panel._dom_classes
-    assert "guildimg-refresh" in panel.refresh_button._dom_classes
-    assert panel.refresh_button.description == "Refresh"
+    assert "guildimg-refresh" in panel.header.refresh_button._dom_classes
+    assert panel.header.refresh_button.description == "Refresh"
     assert panel.tabs.titles == ("Images", "TensorBoard")
-    assert "guildimg-tensorboard" in panel.tensorboard_frame._dom_classes
+    assert "guildimg-tensorboard" in panel.tensorboard.frame._dom_classes
 
 
 def test_the_newest_run_is_shown_as_thumbnails(make_panel, local, guild_home):
@@ -85,13 +88,13 @@ def test_the_newest_run_is_shown_as_thumbnails(make_panel, local, guild_home):
     local.refresh()
     panel = make_panel()
 
-    assert panel.runs_select.value == (run_id(new),)
-    assert len(panel.thumbnail_images) == 2
-    assert [box.children[1].description for box in panel.thumbnails.children] == [
+    assert panel.run_list.runs_select.value == (run_id(new),)
+    assert len(panel.images.thumbnail_images) == 2
+    assert [box.children[1].description for box in panel.images.thumbnails.children] == [
         "a.png",
         "s/b.png",
     ]
-    first = panel.thumbnail_images[0]
+    first = panel.images.thumbnail_images[0]
     assert "guildimg-thumb" in first._dom_classes
     assert Image.open(io.BytesIO(first.value)).size == (160, 80)
 
@@ -101,13 +104,18 @@ def test_the_text_filter(make_panel, local, guild_home):
     evaluation = write_run(guild_home, op="eval", files={"a.png": png()})
     local.refresh()
     panel = make_panel()
-    panel.filter_text.value = "EVAL"
-    assert [value for _label, value in panel.runs_select.options] == [run_id(evaluation)]
-    panel.filter_text.value = "lr=0.1"
-    assert len(panel.runs_select.options) == 1
-    panel.filter_text.value = "nothing like it"
-    assert panel.runs_select.options == ()
-    assert panel.page_label.value == "0–0 of 0 runs"
+    panel.run_list.filter_text.value = "EVAL"
+    assert [value for _label, value in panel.run_list.runs_select.options] == [run_id(evaluation)]
+    panel.run_list.filter_text.value = "lr=0.1"
+    assert len(panel.run_list.runs_select.options) == 1
+    panel.run_list.filter_text.value = "nothing like it"
+    assert panel.run_list.runs_select.options == ()
+    assert panel.run_list.page_label.value == "0–0 of 0 runs"
+    # The backend filters (GET runs?q=): every word must occur in some field.
+    panel.run_list.filter_text.value = "train lr=0.1"
+    assert len(panel.run_list.runs_select.options) == 1
+    panel.run_list.filter_text.value = ""
+    assert len(panel.run_list.runs_select.options) == 2
 
 
 def test_runs_are_paged(make_panel, local, guild_home):
@@ -116,22 +124,22 @@ def test_runs_are_paged(make_panel, local, guild_home):
     local.refresh()
     panel = make_panel()
 
-    assert len(panel.runs_select.options) == PAGE_SIZE == 200
-    assert panel.runs_select.options[0][1] == run_id(dirs[-1])
-    assert panel.page_label.value == "1–200 of 450 runs"
-    assert panel.prev_page.disabled and not panel.next_page.disabled
-    panel.next_page.click()
-    assert panel.page_label.value == "201–400 of 450 runs"
-    panel.next_page.click()
-    assert len(panel.runs_select.options) == 50 and panel.next_page.disabled
-    panel.prev_page.click()
-    assert panel.page_label.value == "201–400 of 450 runs"
+    assert len(panel.run_list.runs_select.options) == PAGE_SIZE == 200
+    assert panel.run_list.runs_select.options[0][1] == run_id(dirs[-1])
+    assert panel.run_list.page_label.value == "1–200 of 450 runs"
+    assert panel.run_list.prev_page.disabled and not panel.run_list.next_page.disabled
+    panel.run_list.next_page.click()
+    assert panel.run_list.page_label.value == "201–400 of 450 runs"
+    panel.run_list.next_page.click()
+    assert len(panel.run_list.runs_select.options) == 50 and panel.run_list.next_page.disabled
+    panel.run_list.prev_page.click()
+    assert panel.run_list.page_label.value == "201–400 of 450 runs"
 
     panel.select([run_id(dirs[0])])  # the oldest: on the last page
-    assert panel.page_label.value == "401–450 of 450 runs"
-    assert panel.runs_select.value == (run_id(dirs[0]),)
-    panel.filter_text.value = "train"  # a new filter starts at the first page
-    assert panel.page_label.value == "1–200 of 450 runs"
+    assert panel.run_list.page_label.value == "401–450 of 450 runs"
+    assert panel.run_list.runs_select.value == (run_id(dirs[0]),)
+    panel.run_list.filter_text.value = "train"  # a new filter starts at the first page
+    assert panel.run_list.page_label.value == "1–200 of 450 runs"
 
 
 def test_a_clicked_thumbnail_opens_with_its_revisions(make_panel, local, guild_home):
@@ -139,32 +147,38 @@ def test_a_clicked_thumbnail_opens_with_its_revisions(make_panel, local, guild_h
     run_dir = write_run(guild_home, op="train", files={"samples/a.png": first})
     local.refresh()
     panel = make_panel()
-    assert panel.viewer.layout.display == "none"
+    assert panel.images.viewer.layout.display == "none"
 
-    panel.thumbnails.children[0].children[1].click()
-    assert panel.viewer.layout.display != "none"
-    assert panel.viewer_image.value == first
-    assert "samples/a.png" in panel.viewer_info.value
+    panel.images.thumbnails.children[0].children[1].click()
+    assert panel.images.viewer.layout.display != "none"
+    assert panel.images.viewer_image.value == first
+    assert "samples/a.png" in panel.images.viewer_info.value
     assert (
-        "20×10 px" in panel.viewer_info.value and f"{len(first)} bytes" in panel.viewer_info.value
+        "20×10 px" in panel.images.viewer_info.value
+        and f"{len(first)} bytes" in panel.images.viewer_info.value
     )
-    assert len(panel.revision_slider.options) == 1
+    assert len(panel.images.revision_slider.options) == 1
 
     Path(run_dir, "samples", "a.png").write_bytes(second)
     local.refresh()
     panel.reload()
-    (_newest, newest_rev), (_oldest, oldest_rev) = panel.revision_slider.options
-    assert newest_rev > oldest_rev and panel.revision_slider.value == newest_rev
-    assert panel.viewer_image.value == second and "30×15 px" in panel.viewer_info.value
+    (_newest, newest_rev), (_oldest, oldest_rev) = panel.images.revision_slider.options
+    assert newest_rev > oldest_rev and panel.images.revision_slider.value == newest_rev
+    assert (
+        panel.images.viewer_image.value == second and "30×15 px" in panel.images.viewer_info.value
+    )
 
-    panel.revision_slider.value = oldest_rev
-    assert panel.viewer_image.value == first
-    assert "revision 1 of 2" in panel.viewer_info.value
+    panel.images.revision_slider.value = oldest_rev
+    assert panel.images.viewer_image.value == first
+    assert "revision 1 of 2" in panel.images.viewer_info.value
     panel.reload()  # the user's choice of an older revision stays
-    assert panel.revision_slider.value == oldest_rev and panel.viewer_image.value == first
+    assert (
+        panel.images.revision_slider.value == oldest_rev
+        and panel.images.viewer_image.value == first
+    )
 
-    panel.close_viewer()
-    assert panel.viewer.layout.display == "none"
+    panel.images.close_viewer()
+    assert panel.images.viewer.layout.display == "none"
 
 
 def test_several_runs_compare_one_image_side_by_side(make_panel, local, guild_home):
@@ -176,16 +190,19 @@ def test_several_runs_compare_one_image_side_by_side(make_panel, local, guild_ho
     local.refresh()
     panel = make_panel()
     panel.select([run_id(red), run_id(blue), run_id(other)])
-    assert len(panel.thumbnail_images) == 3
+    assert len(panel.images.thumbnail_images) == 3
     panel.open_image(run_id(blue), "a.png")
 
-    assert panel.compare_box.layout.display != "none"
-    assert len(panel.compare_box.children) == len(panel.compare_images) == 2
-    assert [pixel(image.value) for image in panel.compare_images] == [(255, 0, 0), (0, 0, 255)]
+    assert panel.images.compare_box.layout.display != "none"
+    assert len(panel.images.compare_box.children) == len(panel.images.compare_images) == 2
+    assert [pixel(image.value) for image in panel.images.compare_images] == [
+        (255, 0, 0),
+        (0, 0, 255),
+    ]
 
     panel.select([run_id(blue)])
-    assert panel.compare_box.layout.display == "none" and panel.compare_images == []
-    assert panel.viewer.layout.display != "none"  # still open on the run that has it
+    assert panel.images.compare_box.layout.display == "none" and panel.images.compare_images == []
+    assert panel.images.viewer.layout.display != "none"  # still open on the run that has it
 
 
 def test_thumbnails_come_48_at_a_time(make_panel, local, guild_home):
@@ -193,18 +210,20 @@ def test_thumbnails_come_48_at_a_time(make_panel, local, guild_home):
     write_run(guild_home, op="train", files=files)
     local.refresh()
     panel = make_panel()
-    assert len(panel.thumbnail_images) == 48
-    (more,) = panel.more_box.children
+    assert len(panel.images.thumbnail_images) == 48
+    (more,) = panel.images.more_box.children
     assert more.description.startswith("2 more from ")
     more.click()
-    assert len(panel.thumbnail_images) == 50 and panel.more_box.children == ()
+    assert len(panel.images.thumbnail_images) == 50 and panel.images.more_box.children == ()
 
 
 def test_run_and_tab_arguments(make_panel, local, guild_home):
     old = write_run(guild_home, op="old", started=time.time() - 60, files={"a.png": png()})
     write_run(guild_home, op="new")
     local.refresh()
-    assert make_panel(run=run_id(old)[:6]).runs_select.value == (run_id(old),)
+    assert make_panel(run=run_id(old)[:6]).run_list.runs_select.value == (run_id(old),)
+    # The backend's run lookup, the same as GET runs/<key>, is the panel's.
+    assert make_panel(run=run_id(old)[:2]).run_list.runs_select.value == (run_id(old),)
     with pytest.raises(ValueError, match="no run 'nope'"):
         make_panel(run="nope")
     with pytest.raises(ValueError, match="tab must be"):
@@ -217,29 +236,29 @@ def test_the_refresh_button_runs_a_pass(make_panel, local, guild_home):
     panel = make_panel()
     local.monitor.stop()  # only the button may run a pass now
     Path(run_dir, "b.png").write_bytes(png())
-    panel.refresh_button.click()
-    assert len(panel.thumbnail_images) == 2
+    panel.header.refresh_button.click()
+    assert len(panel.images.thumbnail_images) == 2
 
 
 def test_auto_refresh_follows_new_images_and_can_be_turned_off(make_panel, local, guild_home):
     run_dir = write_run(guild_home, op="train", files={"a.png": png()})
     local.refresh()
     panel = make_panel(auto_refresh=True)
-    assert panel.auto_refresh.value and panel.refresh_thread.is_alive()
+    assert panel.header.auto_refresh.value and panel.refresh_thread.is_alive()
 
     Path(run_dir, "b.png").write_bytes(png())
-    wait_for(lambda: len(panel.thumbnail_images) == 2, 10, "the new image in the panel")
+    wait_for(lambda: len(panel.images.thumbnail_images) == 2, 10, "the new image in the panel")
 
     thread = panel.refresh_thread
-    panel.auto_refresh.value = False
+    panel.header.auto_refresh.value = False
     wait_for(lambda: not thread.is_alive(), 10, "the auto-refresh thread to end")
     Path(run_dir, "c.png").write_bytes(png())
     wait_for(lambda: local.status()["monitor"]["images"] == 3, 10, "the monitor's pass")
     time.sleep(1.5)
-    assert len(panel.thumbnail_images) == 2
+    assert len(panel.images.thumbnail_images) == 2
 
-    panel.auto_refresh.value = True
-    wait_for(lambda: len(panel.thumbnail_images) == 3, 10, "the panel to catch up")
+    panel.header.auto_refresh.value = True
+    wait_for(lambda: len(panel.images.thumbnail_images) == 3, 10, "the panel to catch up")
 
 
 def test_close_stops_the_auto_refresh_thread(make_panel):
@@ -253,8 +272,19 @@ def test_close_stops_the_auto_refresh_thread(make_panel):
 def test_an_unreachable_server_is_shown_not_raised(make_panel):
     backend = ServerBackend("http://127.0.0.1:9/", "token")
     panel = make_panel(backend=backend)
-    assert "cannot reach http://127.0.0.1:9/" in panel.status_html.value
-    assert panel.runs_select.options == ()
+    assert "cannot reach http://127.0.0.1:9/" in panel.header.status_html.value
+    assert panel.run_list.runs_select.options == ()
+    backend.close()
+
+
+def test_a_tensorboard_that_does_not_start_says_why(make_panel):
+    backend = ServerBackend("http://127.0.0.1:9/", "token")
+    panel = make_panel(backend=backend, tab="tensorboard")
+    frame = panel.tensorboard.frame
+    wait_for(lambda: "retry" in frame.value, 10, "the start to fail")
+    # The summary (the reason's first sentence), then the whole reason.
+    assert frame.value.startswith("<p>TensorBoard failed: cannot reach http://127.0.0.1:9/")
+    assert "<pre>cannot reach http://127.0.0.1:9/" in frame.value
     backend.close()
 
 
@@ -265,7 +295,7 @@ def test_the_package_makes_panels_on_the_kernels_backend(guild_home):
         assert isinstance(panel, GuildImgPanel) and isinstance(panel.backend, LocalBackend)
         panel.backend.refresh()
         panel.reload()
-        assert len(panel.thumbnail_images) == 1
+        assert len(panel.images.thumbnail_images) == 1
         another = jupyter_guildimg.panel()
         assert another.backend is panel.backend  # one per kernel
         another.close()
@@ -303,13 +333,13 @@ async def test_the_panel_follows_the_servers_change_feed(server, guild_home):
     await call(server.refresh)
     panel = await call(GuildImgPanel, server)
     try:
-        assert [value for _label, value in panel.runs_select.options] == [run_id(run_dir)]
-        assert len(panel.thumbnail_images) == 1
-        assert "in this kernel" not in panel.status_html.value
+        assert [value for _label, value in panel.run_list.runs_select.options] == [run_id(run_dir)]
+        assert len(panel.images.thumbnail_images) == 1
+        assert "in this kernel" not in panel.header.status_html.value
 
         Path(run_dir, "b.png").write_bytes(png())
-        await wait_until(lambda: len(panel.thumbnail_images) == 2, 10, "the new image")
-        await call(panel.refresh_button.click)
+        await wait_until(lambda: len(panel.images.thumbnail_images) == 2, 10, "the new image")
+        await call(panel.header.refresh_button.click)
     finally:
         await call(panel.close)
     assert not panel.refresh_thread.is_alive()
@@ -321,10 +351,14 @@ async def test_the_tensorboard_tab_shows_the_servers_proxy(server, guild_home, j
     panel = await call(GuildImgPanel, server, tab="tensorboard", height=400, auto_refresh=False)
     try:
         assert panel.tabs.selected_index == 1
-        await wait_until(lambda: "<iframe" in panel.tensorboard_frame.value, 120, "TensorBoard")
-        assert f'src="{jp_base_url}guildimg/tensorboard/"' in panel.tensorboard_frame.value
-        assert "height:400px" in panel.tensorboard_frame.value
-        await wait_until(lambda: "<b>ready</b>" in panel.status_html.value, 10, "the header")
+        await wait_until(lambda: "<iframe" in panel.tensorboard.frame.value, 120, "TensorBoard")
+        assert f'src="{jp_base_url}guildimg/tensorboard/"' in panel.tensorboard.frame.value
+        assert "height:400px" in panel.tensorboard.frame.value
+        await wait_until(
+            lambda: "<b>TensorBoard is ready</b>" in panel.header.status_html.value,
+            10,
+            "the header",
+        )
     finally:
         await call(panel.close)
         await call(server.stop_tensorboard)
@@ -342,7 +376,7 @@ async def test_a_run_made_a_moment_ago_can_be_opened_by_id(jp_fetch, guildimg, g
         None, lambda: GuildImgPanel(backend, run=Path(run_dir).name[:8], auto_refresh=False)
     )
     try:
-        assert made.runs_select.value == (Path(run_dir).name,)
+        assert made.run_list.runs_select.value == (Path(run_dir).name,)
     finally:
         made.close()
         backend.close()

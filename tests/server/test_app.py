@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from traitlets import TraitError
 
-from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.monitor import DEFAULT_INTERVAL, RunsMonitor
 from jupyter_guildimg.guild.project import write_run
 from jupyter_guildimg.server.app import GuildImgApp
 
@@ -54,6 +54,22 @@ async def test_relative_sources_resolve_against_the_root_dir(guildimg, jp_root_d
 def test_an_interval_below_half_a_second_is_refused():
     with pytest.raises(TraitError, match=r"at least 0\.5"):
         GuildImgApp(interval=0.2)
+
+
+def test_the_interval_defaults_to_the_monitors():
+    assert GuildImgApp().interval == DEFAULT_INTERVAL
+
+
+async def test_the_change_feed_reports_the_monitors_own_generation(guildimg, jp_root_dir):
+    feed, monitor = guildimg.changes, guildimg.monitor
+    since = monitor.generation
+    assert feed.generation == since
+    waiting = asyncio.ensure_future(feed.wait(since, 20))
+    (jp_root_dir / "my-runs" / "version_1").mkdir()
+    (jp_root_dir / "my-runs" / "version_1" / "a.png").write_bytes(png())
+
+    generation = await asyncio.wait_for(waiting, 15)  # woken by the monitor's pass
+    assert since < generation <= monitor.generation
 
 
 async def test_stopping_the_server_stops_tensorboard_and_the_monitor(jp_serverapp, guildimg):

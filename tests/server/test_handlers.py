@@ -18,11 +18,12 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_guildimg.guild.project import write_run
 
-from helpers import ReadOnlyAuthorizer, jpeg, png
+from helpers import ReadOnlyAuthorizer, jpeg, png, process_running
 
 API_ROUTES = [
     ("GET", "status"),
     ("GET", "runs"),
+    ("GET", "runs/x"),
     ("GET", "runs/x/images"),
     ("GET", "runs/x/images/a.png"),
     ("POST", "refresh"),
@@ -88,6 +89,51 @@ async def test_runs_can_be_narrowed_to_those_holding_an_image_path(jp_fetch, gui
     assert sorted(run["id"] for run in holding["runs"]) == sorted(Path(d).name for d in both)
     assert (await get_json(jp_fetch, "runs", image="nowhere.png"))["runs"] == []
     assert len((await get_json(jp_fetch, "runs"))["runs"]) == 3
+
+
+async def test_runs_are_filtered_on_the_server(jp_fetch, guild_home):
+    train = write_run(guild_home, op="train", label="lr=0.1 big", files={"a.png": png()})
+    evaluation = write_run(guild_home, op="eval", label="lr=0.2", files={"a.png": png()})
+    await refresh(jp_fetch)
+
+    async def ids(q):
+        return sorted(run["id"] for run in (await get_json(jp_fetch, "runs", q=q))["runs"])
+
+    both = sorted(Path(d).name for d in (train, evaluation))
+    assert await ids("EVAL") == [Path(evaluation).name]  # ignoring case
+    assert await ids("lr=0.") == both
+    assert await ids("lr=0. train") == [Path(train).name]  # every word must match
+    assert await ids("big eval") == []
+    assert await ids(Path(evaluation).name[:6]) == [Path(evaluation).name]  # the id
+    assert await ids("completed") == both  # the status
+    assert await ids("   ") == both  # no words: every run
+    holding = await get_json(jp_fetch, "runs", q="train", image="a.png")
+    assert [run["id"] for run in holding["runs"]] == [Path(train).name]
+
+
+async def test_a_run_is_named_by_its_id_or_a_unique_prefix(jp_fetch, guild_home):
+    first = write_run(guild_home, op="train", files={"a.png": png()})
+    second = write_run(guild_home, op="train", files={"a.png": png()})
+    # Two ids with the same first characters, to make a prefix ambiguous.
+    first = str(Path(first).rename(Path(first).with_name("3f" + "a" * 30)))
+    second = str(Path(second).rename(Path(second).with_name("3f" + "b" * 30)))
+    await refresh(jp_fetch)
+
+    for key in ("3f" + "a" * 30, "3fa", "3faa"):
+        assert (await get_json(jp_fetch, "runs", key))["id"] == Path(first).name
+        listing = await get_json(jp_fetch, "runs", key, "images")
+        assert listing["run"]["id"] == Path(first).name
+        image = await jp_fetch("guildimg", "api", "runs", key, "images", "a.png")
+        assert image.code == 200
+    for key, message in [
+        ("3f", f"several runs match '3f': '{Path(second).name}', '{Path(first).name}'"),
+        ("3", "no run '3'"),  # too short for a prefix
+        ("4f", "no run '4f'"),
+    ]:
+        for route in (("runs", key), ("runs", key, "images"), ("runs", key, "images", "a.png")):
+            response = await jp_fetch("guildimg", "api", *route, raise_error=False)
+            assert response.code == 404, route
+            assert message in json.loads(response.body)["message"], route
 
 
 async def test_images_with_revisions_and_their_bytes(jp_fetch, guild_home):
@@ -250,19 +296,52 @@ async def test_change_feed_times_out_with_the_same_generation(jp_fetch):
     assert result == {"generation": generation}
 
 
+async def post_tensorboard(jp_fetch, body=""):
+    response = await jp_fetch("guildimg", "api", "tensorboard", method="POST", body=body)
+    return json.loads(response.body)
+
+
 @pytest.mark.tensorboard
 async def test_tensorboard_is_started_and_stopped_through_the_api(jp_fetch, guildimg):
-    started = json.loads(
-        (await jp_fetch("guildimg", "api", "tensorboard", method="POST", body="")).body
-    )
+    started = await post_tensorboard(jp_fetch)
     assert started["status"] == "ready" and started["pid"] == guildimg.tensorboard.pid
     pid = started["pid"]
+    # Starting again is idempotent: the same process, ready.
+    again = await post_tensorboard(jp_fetch)
+    assert (again["status"], again["pid"]) == ("ready", pid)
 
     stopped = json.loads((await jp_fetch("guildimg", "api", "tensorboard", method="DELETE")).body)
 
     assert stopped["status"] == "stopped" and stopped["pid"] is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@pytest.mark.tensorboard
+async def test_concurrent_starts_share_one_start_and_a_restart_is_explicit(jp_fetch, guildimg):
+    first, second = await asyncio.gather(post_tensorboard(jp_fetch), post_tensorboard(jp_fetch))
+    assert first["status"] == second["status"] == "ready"
+    assert first["pid"] == second["pid"] == guildimg.tensorboard.pid
+
+    restarted = await post_tensorboard(jp_fetch, json.dumps({"restart": True}))
+    assert restarted["status"] == "ready" and restarted["pid"] != first["pid"]
+    assert not process_running(first["pid"])
+    kept = await post_tensorboard(jp_fetch, json.dumps({"restart": False}))
+    assert kept["pid"] == restarted["pid"]
+    await jp_fetch("guildimg", "api", "tensorboard", method="DELETE")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [("[]", "expected a JSON body"), ("{", "expected a JSON body"), ('{"restart": 1}', "restart")],
+)
+async def test_a_bad_tensorboard_body_is_400_and_starts_nothing(jp_fetch, guildimg, body, message):
+    response = await jp_fetch(
+        "guildimg", "api", "tensorboard", method="POST", body=body, raise_error=False
+    )
+    assert response.code == 400
+    assert message in json.loads(response.body)["message"]
+    assert guildimg.tensorboard.status == "stopped"
 
 
 async def test_a_source_added_through_the_api_is_monitored(jp_fetch, tmp_path):
@@ -385,6 +464,8 @@ class TestReadOnlyUsers:
         for parts, params in [
             (("status",), {}),
             (("runs",), {}),
+            (("runs",), {"q": "train"}),
+            (("runs", key), {}),
             (("runs", key, "images"), {}),
             (("runs", key, "images", "a.png"), {}),
             (("runs", key, "images", "a.png"), {"thumb": 16}),

@@ -1,0 +1,136 @@
+"""The panel's run list: a filter box, one page of runs in a multi-select, and a pager.
+
+It keeps the runs as the backend last listed them, those the filter's text matches (the
+backend filters: ``runs(q=...)``), which runs are selected, and the page shown. A
+selection outlives the filter and the paging: runs hidden by either stay selected.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+
+from .. import rest
+from .imageview import Quiet, local_time
+
+__all__ = ["PAGE_SIZE", "RunList", "run_label"]
+
+PAGE_SIZE = 200  # runs per page of the list
+
+
+def run_label(run: rest.Run) -> str:
+    """``short_id  op  started  status  label  [N img]``, empty fields left out."""
+    parts = [run["short_id"], run["operation"], local_time(run["started"], "%Y-%m-%d %H:%M")]
+    parts += [run["status"], run["label"] or "", f"[{run['image_count']} img]"]
+    return "  ".join(part for part in parts if part)
+
+
+class RunList:
+    """The run list (``box``). The panel calls every method with ``lock`` held and
+    gives it the listings (:meth:`update`, :meth:`filter_to`). The widgets' callbacks
+    take ``lock`` and call back into the panel: ``on_select`` after the user changed
+    the selection, ``on_filter`` after the filter's text changed (the panel then asks
+    the backend for the matching runs)."""
+
+    def __init__(
+        self,
+        lock: threading.RLock,
+        height: int,
+        on_select: Callable[[], None],
+        on_filter: Callable[[], None],
+    ) -> None:
+        self._lock = lock
+        self._on_select = on_select
+        self._on_filter = on_filter
+        self._quietly = Quiet()  # on while this code, not the user, sets the selection
+        self.runs: list[rest.Run] = []  # every run, newest first
+        self.matching: list[rest.Run] = []  # those the filter keeps
+        self.selected: list[str] = []  # run ids, possibly on other pages or filtered out
+        self.chosen = False  # a selection was made: stop following the newest run
+        self.page = 0
+
+        self.filter_text = widgets.Text(placeholder="filter: id, operation, label, status")
+        self.filter_text.observe(self._on_filter_text, "value")
+        self.runs_select = widgets.SelectMultiple(options=[], rows=max(5, (height - 80) // 20))
+        self.runs_select.layout.width = "100%"
+        self.runs_select.observe(self._on_pick, "value")
+        self.prev_page = widgets.Button(description="◀", layout=widgets.Layout(width="40px"))
+        self.next_page = widgets.Button(description="▶", layout=widgets.Layout(width="40px"))
+        self.prev_page.on_click(lambda _: self._turn(-1))
+        self.next_page.on_click(lambda _: self._turn(1))
+        self.page_label = widgets.Label()
+        pager = widgets.HBox([self.prev_page, self.page_label, self.next_page])
+        self.box = widgets.VBox([self.filter_text, self.runs_select, pager])
+        self.box.layout.width = "36%"
+
+    @property
+    def filter(self) -> str:
+        """The filter's text, for the backend's ``q`` ("" shows every run)."""
+        return str(self.filter_text.value).strip()
+
+    def update(self, runs: list[rest.Run], matching: list[rest.Run] | None = None) -> None:
+        """Take a fresh listing (``matching``: what the filter keeps of it; None: all).
+        Selected runs that are gone are dropped; until a selection is made, the newest
+        run is the one selected."""
+        self.runs = runs
+        self.matching = runs if matching is None else matching
+        known = {run["id"] for run in runs}
+        if self.chosen:
+            self.selected = [run_id for run_id in self.selected if run_id in known]
+        else:
+            self.selected = [runs[0]["id"]] if runs else []
+
+    def filter_to(self, matching: list[rest.Run] | None) -> None:
+        """Show what a new filter text keeps (None: every run), from the first page."""
+        self.matching = self.runs if matching is None else matching
+        self.page = 0
+        self.render()
+
+    def choose(self, run_ids: Sequence[str]) -> None:
+        """Select these runs (ids as listed) and turn to the page of the first."""
+        self.selected, self.chosen = list(run_ids), True
+        if self.selected:
+            self.page = self._page_of(self.selected[0])
+        self.render()
+
+    def render(self) -> None:
+        pages = max(1, -(-len(self.matching) // PAGE_SIZE))
+        self.page = min(max(self.page, 0), pages - 1)
+        start = self.page * PAGE_SIZE
+        shown = self.matching[start : start + PAGE_SIZE]
+        options = tuple((run_label(run), run["id"]) for run in shown)
+        on_page = {run["id"] for run in shown}
+        with self._quietly():
+            if tuple(self.runs_select.options) != options:
+                self.runs_select.options = options
+            self.runs_select.value = tuple(i for i in self.selected if i in on_page)
+        total = len(self.matching)
+        first = start + 1 if total else 0
+        self.page_label.value = f"{first}–{start + len(shown)} of {total} runs"
+        self.prev_page.disabled = self.page == 0
+        self.next_page.disabled = self.page >= pages - 1
+
+    def _page_of(self, run_id: str) -> int:
+        ids = [run["id"] for run in self.matching]
+        return ids.index(run_id) // PAGE_SIZE if run_id in ids else self.page
+
+    def _on_pick(self, change: dict[str, Any]) -> None:
+        if self._quietly.active:
+            return
+        with self._lock:
+            on_page = {value for _label, value in self.runs_select.options}
+            kept = [run_id for run_id in self.selected if run_id not in on_page]
+            self.selected, self.chosen = kept + list(change["new"]), True
+            self._on_select()
+
+    def _on_filter_text(self, _change: dict[str, Any]) -> None:
+        with self._lock:
+            self._on_filter()
+
+    def _turn(self, step: int) -> None:
+        with self._lock:
+            self.page += step
+            self.render()

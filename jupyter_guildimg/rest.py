@@ -1,0 +1,372 @@
+"""The REST contract between the server extension and its clients, defined once.
+
+Everything a client and the server must agree on lives here, and only here:
+
+- where the API is: :data:`API_PREFIX` and :data:`TENSORBOARD_PREFIX` (under the
+  server's ``base_url``), each route relative to the API prefix (:data:`STATUS`,
+  :data:`RUNS`, :func:`run_url` …), the query parameters and body keys;
+- the environment the server exports to the kernels it starts (:data:`ENV_URL`,
+  :data:`ENV_SERVER_PID`, :data:`ENV_SERVER_INFO`) and the one a user may set
+  (:data:`ENV_TOKEN`);
+- every JSON body, as a TypedDict: what a ``GET`` answers, what ``POST refresh``
+  reports, the error body.
+
+``labextension/src/api.ts`` mirrors the bodies field for field: each TypedDict ``X``
+here is the interface ``IX`` there (JupyterLab's naming rule), and
+``tests/server/test_contract.py`` fails when the two differ, or when the server's
+real answers do not match these types. This module imports no framework: the engine,
+the server and the kernel side all import it.
+
+Routes (``<base_url>guildimg/api/`` + …)::
+
+    GET    status                       Status
+    GET    runs?image=P&q=TEXT          RunsList   (newest first; q: see below)
+    GET    runs/<key>                   Run        (key: see below)
+    GET    runs/<key>/images            RunImages
+    GET    runs/<key>/images/<path>?rev=N&thumb=W   the image's bytes
+    POST   refresh                      RefreshReport
+    GET    tensorboard                  TensorBoardState
+    POST   tensorboard                  TensorBoardState: starts TensorBoard unless it is
+                                        ready or starting, and answers once it is ready
+                                        or failed; the body {"restart": true} stops it
+                                        first (an explicit restart)
+    DELETE tensorboard                  TensorBoardState
+    GET    sources                      Sources
+    POST   sources  {"path": P}         Sources
+    DELETE sources?path=P               Sources
+    GET    changes?since=G&timeout=S    Changes    (a long poll)
+
+Every error is :class:`Error` (``{"message": ...}``, and jupyter_server's ``reason``).
+
+**Which run a key names** (``runs/<key>``, the panel's ``run=`` and ``%guildimg --run``
+alike, all through :meth:`jupyter_guildimg.engine.catalog.Catalog.find`): the run whose
+:attr:`Run.id <Run>` is ``key``; else the run whose ``run_id`` is ``key``; else the one
+run whose ``run_id`` starts with ``key``, when ``key`` has at least
+:data:`MIN_PREFIX` characters. Several candidates at any step: 404 naming them.
+
+**Which runs ``q`` keeps** (``GET runs?q=``): ``q`` is split into words at white
+space; a run is kept when every word occurs, ignoring case, in at least one of its
+:data:`FILTER_FIELDS`. An empty ``q`` keeps every run.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Literal, TypedDict
+
+__all__ = [
+    "API_PREFIX",
+    "BODIES",
+    "CHANGES",
+    "ENV_SERVER_INFO",
+    "ENV_SERVER_PID",
+    "ENV_TOKEN",
+    "ENV_URL",
+    "FILTER_FIELDS",
+    "MIN_PREFIX",
+    "PARAM_IMAGE",
+    "PARAM_PATH",
+    "PARAM_Q",
+    "PARAM_RESTART",
+    "PARAM_REV",
+    "PARAM_SINCE",
+    "PARAM_THUMB",
+    "PARAM_TIMEOUT",
+    "REFRESH",
+    "RUN",
+    "RUNS",
+    "RUN_IMAGE",
+    "RUN_IMAGES",
+    "SOURCES",
+    "STATUS",
+    "TENSORBOARD",
+    "TENSORBOARD_PREFIX",
+    "Changes",
+    "Error",
+    "Image",
+    "MonitorProblem",
+    "MonitorState",
+    "MonitorStatus",
+    "Problem",
+    "RefreshReport",
+    "RefusedSource",
+    "Revision",
+    "Run",
+    "RunImages",
+    "RunKind",
+    "RunsList",
+    "Sources",
+    "Status",
+    "TensorBoardState",
+    "TensorBoardStatus",
+    "Written",
+    "run_image_url",
+    "run_images_url",
+    "run_url",
+]
+
+# -- where ---------------------------------------------------------------------------
+
+API_PREFIX = "guildimg/api"
+"""The REST API, under the server's ``base_url``."""
+TENSORBOARD_PREFIX = "guildimg/tensorboard"
+"""TensorBoard's pages through the server's proxy, under the server's ``base_url``."""
+
+# Routes, relative to API_PREFIX. The templates' ``{key}`` is a run key (one URL
+# segment, percent-encoded), ``{path}`` an image path (its slashes kept).
+STATUS = "status"
+RUNS = "runs"
+RUN = "runs/{key}"
+RUN_IMAGES = "runs/{key}/images"
+RUN_IMAGE = "runs/{key}/images/{path}"
+REFRESH = "refresh"
+TENSORBOARD = "tensorboard"
+SOURCES = "sources"
+CHANGES = "changes"
+
+# Query parameters and body keys.
+PARAM_IMAGE = "image"  # GET runs: only runs that captured this image path
+PARAM_Q = "q"  # GET runs: the filter text
+PARAM_REV = "rev"  # GET runs/<key>/images/<path>: a revision (default: the newest)
+PARAM_THUMB = "thumb"  # GET runs/<key>/images/<path>: a thumbnail this wide
+PARAM_SINCE = "since"  # GET changes: the last generation the client saw
+PARAM_TIMEOUT = "timeout"  # GET changes: seconds to wait at most
+PARAM_PATH = "path"  # POST sources (a body key) and DELETE sources (a query parameter)
+PARAM_RESTART = "restart"  # POST tensorboard: a body key; true restarts a running one
+
+MIN_PREFIX = 2
+"""The fewest characters of a run id that name a run by prefix."""
+
+FILTER_FIELDS = ("id", "run_id", "short_id", "name", "operation", "label", "status")
+"""The :class:`Run` fields ``GET runs?q=`` looks in."""
+
+
+def run_url(key: str) -> str:
+    """The route of one run (relative to :data:`API_PREFIX`)."""
+    return RUN.format(key=_segment(key))
+
+
+def run_images_url(key: str) -> str:
+    """The route of a run's images listing (relative to :data:`API_PREFIX`)."""
+    return RUN_IMAGES.format(key=_segment(key))
+
+
+def run_image_url(key: str, path: str) -> str:
+    """The route of one image's bytes (relative to :data:`API_PREFIX`)."""
+    return RUN_IMAGE.format(key=_segment(key), path=urllib.parse.quote(path))
+
+
+def _segment(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+# -- the environment -------------------------------------------------------------------
+
+ENV_URL = "JUPYTER_GUILDIMG_URL"
+"""Exported by the server to its kernels: its URL, ``base_url`` included."""
+ENV_SERVER_PID = "JUPYTER_GUILDIMG_SERVER_PID"
+"""Exported by the server to its kernels: its process id (whose runtime file holds the token)."""
+ENV_SERVER_INFO = "JUPYTER_GUILDIMG_SERVER_INFO"
+"""Exported by the server to its kernels: the path of its runtime file (0600)."""
+ENV_TOKEN = "JUPYTER_GUILDIMG_TOKEN"
+"""Never exported (every process the server starts would inherit it); read by a kernel
+when a user sets it by hand."""
+
+# -- the bodies ------------------------------------------------------------------------
+
+RunKind = Literal["guild", "dir"]
+TensorBoardStatus = Literal["stopped", "starting", "ready", "failed"]
+
+
+class Run(TypedDict):
+    """A run as ``GET runs`` lists it. ``id`` is its key in URLs (the Guild id, or a
+    digest of a plain run's directory); ``run_id`` the id its source gives it (the
+    Guild id, or a plain run's path relative to its source); times are seconds since
+    the epoch."""
+
+    id: str
+    run_id: str
+    short_id: str
+    name: str
+    operation: str
+    label: str
+    status: str
+    started: float | None
+    stopped: float | None
+    kind: RunKind
+    source: str
+    image_count: int
+
+
+class RunsList(TypedDict):
+    """``GET runs``."""
+
+    runs: list[Run]
+
+
+class Revision(TypedDict):
+    """One stored revision of an image; ``time`` is the file's mtime, ``size`` its bytes."""
+
+    revision: int
+    time: float
+    width: int
+    height: int
+    size: int
+
+
+class Image(TypedDict):
+    """A captured image: its revisions newest first, and ``dropped``, how many of its
+    oldest revisions were removed under ``max_revisions_per_image``."""
+
+    path: str
+    dropped: int
+    revisions: list[Revision]
+
+
+class RunImages(TypedDict):
+    """``GET runs/<key>/images``: the run and its images by path."""
+
+    run: Run
+    images: list[Image]
+
+
+class Written(TypedDict):
+    """An image a pass summarized: the run's log dir name and the image's path."""
+
+    run: str
+    path: str
+
+
+class Problem(TypedDict):
+    """Something a pass could not do: ``run`` is the run's log dir name ("" for what
+    no run owns), ``path`` run-relative (absolute when ``run`` is "")."""
+
+    run: str
+    path: str
+    message: str
+
+
+class MonitorProblem(TypedDict):
+    """A :class:`Problem` in ``GET status``, with when it happened."""
+
+    time: float
+    run: str
+    path: str
+    message: str
+
+
+class RefreshReport(TypedDict):
+    """``POST refresh``: what the pass did (``duration`` in seconds)."""
+
+    duration: float
+    runs: int
+    images: int
+    written: list[Written]
+    runs_added: list[str]
+    runs_removed: list[str]
+    runs_changed: list[str]
+    problems: list[Problem]
+
+
+class TensorBoardState(TypedDict):
+    """TensorBoard's state: ``summary`` is the one sentence every client shows for it
+    (made by the server, rendered as is); ``reason`` says why it failed; ``started`` is
+    when its process started (seconds since the epoch)."""
+
+    status: TensorBoardStatus
+    summary: str
+    reason: str
+    port: int | None
+    pid: int | None
+    restarts: int
+    stderr_tail: list[str]
+    started: float | None
+
+
+class RefusedSource(TypedDict):
+    """A configured source that is not watched, and why."""
+
+    path: str
+    message: str
+
+
+class MonitorState(TypedDict):
+    """What :meth:`RunsMonitor.status <jupyter_guildimg.engine.monitor.RunsMonitor.status>`
+    says of itself: the thread and its last pass (``last_pass`` is when it ended,
+    ``generation`` the change counter), the pass in progress (``stalled`` once it runs
+    too long), why the log dir could not be taken, and the latest problems."""
+
+    running: bool
+    logdir: str
+    interval: float
+    passes: int
+    generation: int
+    last_pass: float | None
+    last_pass_duration: float | None
+    runs: int
+    images: int
+    pass_started: float | None
+    pass_running_for: float | None
+    stalled: bool
+    logdir_error: str | None
+    problems: list[MonitorProblem]
+
+
+class MonitorStatus(MonitorState):
+    """The monitor in ``GET status``: its :class:`MonitorState`, the watched
+    ``sources``, the configured sources refused, and ``error``, why capture is off."""
+
+    sources: list[str]
+    refused_sources: list[RefusedSource]
+    error: str | None
+
+
+class Status(TypedDict):
+    """``GET status``."""
+
+    monitor: MonitorStatus
+    tensorboard: TensorBoardState
+
+
+class Sources(TypedDict):
+    """``GET``/``POST``/``DELETE sources``: the watched paths."""
+
+    sources: list[str]
+
+
+class Changes(TypedDict):
+    """``GET changes``: the change generation."""
+
+    generation: int
+
+
+class _ErrorMessage(TypedDict):
+    message: str
+
+
+class Error(_ErrorMessage, total=False):
+    """Every error's body: ``message`` for the user; jupyter_server adds ``reason``
+    (the HTTP reason, or None) to the errors it raises itself."""
+
+    reason: str | None
+
+
+BODIES: tuple[type, ...] = (
+    Run,
+    RunsList,
+    Revision,
+    Image,
+    RunImages,
+    Written,
+    Problem,
+    MonitorProblem,
+    RefreshReport,
+    TensorBoardState,
+    RefusedSource,
+    MonitorStatus,
+    Status,
+    Sources,
+    Changes,
+    Error,
+)
+"""Every body above, for the contract test."""
