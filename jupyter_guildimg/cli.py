@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import importlib.util
 import logging
 import os
@@ -12,18 +13,25 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import rest
 from .engine import processes
+from .engine.catalog import run_key
 from .engine.layout import LogDirLockedError, logdir_in_use
 from .engine.monitor import DEFAULT_INTERVAL, MIN_INTERVAL, RunsMonitor, setup_logging
-from .engine.runs import combine_sources, default_sources, open_source
+from .engine.runs import Run, combine_sources, default_sources, open_source
+from .engine.view import DEFAULT_LIMIT, TensorBoardView, temp_view_dir
 
 __all__ = ["main"]
 
 log = logging.getLogger(__name__)
+
+# What --status takes: Guild's statuses (a plain run is running or completed).
+_STATUSES = ("running", "completed", "error", "terminated", "pending", "staged")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -157,7 +165,9 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _tensorboard(args: argparse.Namespace) -> int:
-    """Monitor and TensorBoard for a terminal user (what ``guild tensorboard`` does)."""
+    """Monitor and TensorBoard for a terminal user (what ``guild tensorboard`` does).
+    TensorBoard reads a view of the runs the filters keep (at most ``--max-runs`` of
+    them: the newest, and every running one), which follows runs as they come and go."""
     from .engine.tbprocess import TensorBoardProcess
 
     try:
@@ -165,13 +175,21 @@ def _tensorboard(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"guildimg: {e}", file=sys.stderr)
         return 2
-    monitor = _locked_monitor(args.logdir, combine_sources(sources), args.interval)
+    monitor = _locked_monitor(
+        args.logdir, combine_sources(sources), args.interval, revision_steps=True
+    )
     if monitor is None:
         return 2
     logdir = monitor.logdir
-    monitor.run_pass()  # TensorBoard opens on a populated log dir
+    view_dir = temp_view_dir(processes.SERVER_LOGDIR_PREFIX, logdir)
+    only = RunFilter.of(args)
+    view = TensorBoardView(view_dir, logdir, limit=args.max_runs, only=only)
+    view.attach(monitor)
+    monitor.run_pass()  # TensorBoard opens on a populated view
     monitor.start()
-    tensorboard = TensorBoardProcess(logdir, host=args.host, port=args.port)
+    tensorboard = TensorBoardProcess(
+        view_dir, host=args.host, port=args.port, files_needed=view.files_needed
+    )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -182,7 +200,9 @@ def _tensorboard(args: argparse.Namespace) -> int:
             print(f"guildimg: TensorBoard did not start: {result.message}", file=sys.stderr)
             return 1
         print(f"TensorBoard {tensorboard.url} watching {', '.join(s.path for s in sources)}")
-        print("Ctrl+C stops it.")
+        selection = view.selection()
+        kept = "runs" if only is None else "runs the filters keep"
+        print(f"It shows {selection['shown']} of {selection['total']} {kept} (Ctrl+C stops it).")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, stop.wait)
         return 0
@@ -191,17 +211,21 @@ def _tensorboard(args: argparse.Namespace) -> int:
         return asyncio.run(_stopping(tensorboard, run()))
     finally:
         monitor.close()
+        view.close()
+        processes.remove_tree_soon(view_dir)  # its links only, never followed
         if args.logdir is None:
             processes.remove_tree_soon(logdir)  # renamed away now, deleted in the background
 
 
-def _locked_monitor(logdir: str | None, list_runs: Any, interval: float) -> RunsMonitor | None:
+def _locked_monitor(
+    logdir: str | None, list_runs: Any, interval: float, *, revision_steps: bool = False
+) -> RunsMonitor | None:
     """A monitor holding its log dir's lock (``logdir``, else a new temporary one); None,
     with the reason printed, when another monitor holds it."""
+    processes.clean_stale_dirs(processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
     if logdir is None:
-        processes.clean_stale_dirs(processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
         logdir = processes.temp_logdir(processes.SERVER_LOGDIR_PREFIX)
-    monitor = RunsMonitor(logdir, list_runs, interval=interval)
+    monitor = RunsMonitor(logdir, list_runs, interval=interval, revision_steps=revision_steps)
     try:
         monitor.acquire_logdir()
     except LogDirLockedError as e:
@@ -215,6 +239,79 @@ async def _stopping(tensorboard: Any, body: Coroutine[Any, Any, int]) -> int:
         return await body
     finally:
         await tensorboard.stop()
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """The runs ``guildimg tensorboard`` shows, in Guild's spirit: each kind of filter
+    given must keep a run (an operation or label holding one of the texts given,
+    ignoring case; one of the statuses; started at or after ``started_since``, seconds
+    since the epoch; an id, or an id prefix of at least
+    :data:`~jupyter_guildimg.rest.MIN_PREFIX` characters, among ``runs``)."""
+
+    operations: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    started_since: float | None = None
+    runs: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> RunFilter | None:
+        """The filter the command line asks for; None when it names none."""
+        found = cls(
+            tuple(text.lower() for text in args.operation),
+            tuple(text.lower() for text in args.label),
+            tuple(args.status),
+            args.started_since,
+            tuple(args.run),
+        )
+        return None if found == cls() else found
+
+    def __call__(self, run: Run) -> bool:
+        operation, label = run.operation.lower(), run.label.lower()
+        return (
+            (not self.operations or any(text in operation for text in self.operations))
+            and (not self.labels or any(text in label for text in self.labels))
+            and (not self.statuses or run.status in self.statuses)
+            and (
+                self.started_since is None
+                or (run.started is not None and run.started >= self.started_since)
+            )
+            and (not self.runs or any(_names(key, run) for key in self.runs))
+        )
+
+
+def _names(key: str, run: Run) -> bool:
+    """Whether ``key`` names ``run``: its id, its key in URLs, or a prefix of its id."""
+    if key in (run.id, run_key(run)):
+        return True
+    return len(key) >= rest.MIN_PREFIX and run.id.startswith(key)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _since(text: str, now: float | None = None) -> float:
+    """``--started-since``: seconds since the epoch, from an age ("90s", "30m", "1h",
+    "2d", "1w": that long before ``now``, default the command's start) or an ISO date or
+    time ("2026-12-01", "2026-12-01T14:30"; local time unless it names its zone)."""
+    text = text.strip()
+    number, unit = text[:-1], text[-1:].lower()
+    if unit in _UNITS and number.replace(".", "", 1).isdigit():
+        return (time.time() if now is None else now) - float(number) * _UNITS[unit]
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an age such as 30m, 1h, 2d or 1w, or an ISO date, not {text!r}"
+        ) from None
+
+
+def _max_runs(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (every run) or more")
+    return value
 
 
 def _interval(text: str) -> float:
@@ -258,6 +355,36 @@ def _parser() -> argparse.ArgumentParser:
     tb.add_argument(
         "--interval", type=_interval, default=DEFAULT_INTERVAL, help="seconds between passes"
     )
+    shown = tb.add_argument_group(
+        "runs shown",
+        "TensorBoard shows the runs every kind of filter given keeps (repeat one to"
+        " allow several values), as runs come and go",
+    )
+    shown.add_argument(
+        "-o", "--operation", action="append", default=[], metavar="OP",
+        help="runs whose operation holds OP (ignoring case)",
+    )  # fmt: skip
+    shown.add_argument(
+        "-l", "--label", action="append", default=[], metavar="TEXT",
+        help="runs whose label holds TEXT (ignoring case)",
+    )  # fmt: skip
+    shown.add_argument(
+        "--status", action="append", default=[], choices=_STATUSES,
+        help="runs with this status",
+    )  # fmt: skip
+    shown.add_argument(
+        "--started-since", type=_since, metavar="WHEN",
+        help="runs started since WHEN: an age (30m, 1h, 2d, 1w) or an ISO date or time",
+    )  # fmt: skip
+    shown.add_argument(
+        "--run", action="append", default=[], metavar="ID",
+        help="this run: its id, or a prefix of it",
+    )  # fmt: skip
+    shown.add_argument(
+        "--max-runs", type=_max_runs, default=DEFAULT_LIMIT, metavar="N",
+        help=f"at most N of them, the newest, and every running one besides (default"
+        f" {DEFAULT_LIMIT}; 0: every one)",
+    )  # fmt: skip
     tb.set_defaults(func=_tensorboard)
     return parser
 
@@ -266,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    command: Callable[[argparse.Namespace], int] = args.func
+    return command(args)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ Routes (``<base_url>guildimg/api/`` + …)::
     POST   sources  {"path": P}         Sources
     DELETE sources?path=P               Sources
     GET    changes?since=G&timeout=S    Changes    (a long poll)
+    GET    selection                    Selection  (the runs TensorBoard shows)
+    PUT    selection  SelectionChange   Selection: {"mode": "auto"} (the server's
+                                        policy), {"mode": "runs", "runs": [keys]}
+                                        or {"mode": "filter", "filter": TEXT}
 
 Every error is :class:`Error` (``{"message": ...}``, and jupyter_server's ``reason``).
 
@@ -47,6 +51,15 @@ run whose ``run_id`` starts with ``key``, when ``key`` has at least
 **Which runs ``q`` keeps** (``GET runs?q=``): ``q`` is split into words at white
 space; a run is kept when every word occurs, ignoring case, in at least one of its
 :data:`FILTER_FIELDS`. An empty ``q`` keeps every run.
+
+**Which runs TensorBoard shows** (:class:`Selection`; the rule is
+:class:`jupyter_guildimg.engine.view.Selection`'s): in mode ``auto`` every run while
+there are at most ``limit`` (the server's ``tensorboard_max_runs``; 0: no limit), else
+the ``limit`` newest and every running run; in mode ``runs`` the runs named (each key
+as ``runs/<key>`` takes it; one that names no run is a 400, and a run that is gone
+later is simply not shown); in mode ``filter`` the runs ``GET runs?q=<filter>`` keeps,
+now and as runs come and go. The catalog and every client keep covering every run:
+:attr:`Run.in_tensorboard <Run>` says which ones TensorBoard shows.
 """
 
 from __future__ import annotations
@@ -77,6 +90,7 @@ __all__ = [
     "RUNS",
     "RUN_IMAGE",
     "RUN_IMAGES",
+    "SELECTION",
     "SOURCES",
     "STATUS",
     "TENSORBOARD",
@@ -95,8 +109,12 @@ __all__ = [
     "RunImages",
     "RunKind",
     "RunsList",
+    "Selection",
+    "SelectionChange",
+    "SelectionMode",
     "Sources",
     "Status",
+    "TensorBoardFiles",
     "TensorBoardState",
     "TensorBoardStatus",
     "Written",
@@ -123,6 +141,7 @@ REFRESH = "refresh"
 TENSORBOARD = "tensorboard"
 SOURCES = "sources"
 CHANGES = "changes"
+SELECTION = "selection"
 
 # Query parameters and body keys.
 PARAM_IMAGE = "image"  # GET runs: only runs that captured this image path
@@ -137,8 +156,9 @@ PARAM_RESTART = "restart"  # POST tensorboard: a body key; true restarts a runni
 MIN_PREFIX = 2
 """The fewest characters of a run id that name a run by prefix."""
 
-FILTER_FIELDS = ("id", "run_id", "short_id", "name", "operation", "label", "status")
-"""The :class:`Run` fields ``GET runs?q=`` looks in."""
+FILTER_FIELDS = ("run_id", "short_id", "name", "operation", "label", "status")
+"""The :class:`Run` fields ``GET runs?q=`` looks in: what a user sees, not the URL key
+``id`` (for a plain run a digest, whose hex digits would match words by chance)."""
 
 
 def run_url(key: str) -> str:
@@ -176,13 +196,14 @@ when a user sets it by hand."""
 
 RunKind = Literal["guild", "dir"]
 TensorBoardStatus = Literal["stopped", "starting", "ready", "failed"]
+SelectionMode = Literal["auto", "runs", "filter"]
 
 
 class Run(TypedDict):
     """A run as ``GET runs`` lists it. ``id`` is its key in URLs (the Guild id, or a
     digest of a plain run's directory); ``run_id`` the id its source gives it (the
     Guild id, or a plain run's path relative to its source); times are seconds since
-    the epoch."""
+    the epoch; ``in_tensorboard``: whether TensorBoard shows it (:class:`Selection`)."""
 
     id: str
     run_id: str
@@ -196,6 +217,7 @@ class Run(TypedDict):
     kind: RunKind
     source: str
     image_count: int
+    in_tensorboard: bool
 
 
 class RunsList(TypedDict):
@@ -268,10 +290,21 @@ class RefreshReport(TypedDict):
     problems: list[Problem]
 
 
+class TensorBoardFiles(TypedDict):
+    """The event files TensorBoard would hold open for the runs it shows (``needed``,
+    a cheap estimate) and how many files it may open (``limit``: its RLIMIT_NOFILE soft
+    limit, raised to the hard limit)."""
+
+    needed: int
+    limit: int
+
+
 class TensorBoardState(TypedDict):
     """TensorBoard's state: ``summary`` is the one sentence every client shows for it
     (made by the server, rendered as is); ``reason`` says why it failed; ``started`` is
-    when its process started (seconds since the epoch)."""
+    when its process started (seconds since the epoch); ``files`` its open files, and
+    ``warnings`` plain sentences to show with it (too few open files for the runs
+    shown, TensorBoard's own warnings about files it could not open or read)."""
 
     status: TensorBoardStatus
     summary: str
@@ -281,6 +314,8 @@ class TensorBoardState(TypedDict):
     restarts: int
     stderr_tail: list[str]
     started: float | None
+    files: TensorBoardFiles
+    warnings: list[str]
 
 
 class RefusedSource(TypedDict):
@@ -340,6 +375,32 @@ class Changes(TypedDict):
     generation: int
 
 
+class Selection(TypedDict):
+    """``GET``/``PUT selection``: the runs TensorBoard shows, ``runs`` (their keys,
+    newest first: ``shown`` of the ``total`` runs), and the rule that chose them:
+    ``mode``, ``filter`` (mode ``filter``; else "") and ``limit`` (mode ``auto``'s
+    number of runs; 0: no limit)."""
+
+    mode: SelectionMode
+    runs: list[str]
+    filter: str
+    shown: int
+    total: int
+    limit: int
+
+
+class _SelectionMode(TypedDict):
+    mode: SelectionMode
+
+
+class SelectionChange(_SelectionMode, total=False):
+    """``PUT selection``'s body: ``mode``, with ``runs`` (run keys) for mode ``runs``
+    and ``filter`` for mode ``filter``; no other key."""
+
+    runs: list[str]
+    filter: str
+
+
 class _ErrorMessage(TypedDict):
     message: str
 
@@ -361,12 +422,15 @@ BODIES: tuple[type, ...] = (
     Problem,
     MonitorProblem,
     RefreshReport,
+    TensorBoardFiles,
     TensorBoardState,
     RefusedSource,
     MonitorStatus,
     Status,
     Sources,
     Changes,
+    Selection,
+    SelectionChange,
     Error,
 )
 """Every body above, for the contract test."""

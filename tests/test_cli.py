@@ -7,13 +7,16 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from jupyter_guildimg.cli import _parser
+from jupyter_guildimg.cli import RunFilter, _parser
 from jupyter_guildimg.engine.monitor import DEFAULT_INTERVAL, RunsMonitor
+from jupyter_guildimg.engine.runs import Run
 
 from helpers import jpeg, png, wait_for
 
@@ -301,3 +304,97 @@ def test_demo_without_jupyterlab_serves_plain_jupyter_and_says_how_to_get_it(tmp
     assert code == 0
     config = (tmp_path / "jupyter_guildimg_demo_config.py").read_text()
     assert "LabApp" not in config
+
+
+def run_filter(*args: str) -> RunFilter | None:
+    return RunFilter.of(_parser().parse_args(["tensorboard", *args]))
+
+
+RUNS = [
+    Run("3f2a9c1b" + "0" * 24, "/h/runs/a", "mnist:train", "lr=0.1 big", "completed", 1000.0),
+    Run("3f2b0000" + "0" * 24, "/h/runs/b", "mnist:eval", "", "running", 2000.0),
+    Run("71d00000" + "0" * 24, "/h/runs/c", "prepare", "LR=0.2", "error", None),
+    Run("version_0", "/r/version_0", kind="dir", status="completed", started=3000.0),
+]
+
+
+def kept(found: RunFilter | None) -> list[str]:
+    assert found is not None
+    return [run.id[:4] for run in RUNS if found(run)]
+
+
+def test_tensorboard_filters_keep_runs_as_guilds_do():
+    assert run_filter() is None  # no filter: every run, up to --max-runs
+    assert kept(run_filter("-o", "TRAIN")) == ["3f2a"]  # ignoring case
+    assert kept(run_filter("-o", "train", "--operation", "prep")) == ["3f2a", "71d0"]
+    assert kept(run_filter("-l", "lr=0.")) == ["3f2a", "71d0"]
+    assert kept(run_filter("--status", "running", "--status", "error")) == ["3f2b", "71d0"]
+    assert kept(run_filter("--run", "3f2")) == ["3f2a", "3f2b"]  # a prefix
+    assert kept(run_filter("--run", "3f2a", "--run", "version_0")) == ["3f2a", "vers"]
+    assert kept(run_filter("--run", "3")) == []  # too short for a prefix
+    # Every kind given must keep a run.
+    assert kept(run_filter("-o", "mnist", "--status", "running")) == ["3f2b"]
+    assert kept(run_filter("-l", "lr", "--run", "71d")) == ["71d0"]
+
+
+def test_started_since_takes_an_age_or_a_date(capsys):
+    before = time.time()
+    since = run_filter("--started-since", "2h")
+    assert since is not None and since.started_since is not None
+    assert before - 7200 - 5 < since.started_since <= time.time() - 7200
+    for text, seconds in [("30m", 1800), ("90s", 90), ("1d", 86400), ("1w", 7 * 86400)]:
+        found = run_filter("--started-since", text)
+        assert found is not None and found.started_since is not None
+        assert abs(time.time() - seconds - found.started_since) < 5, text
+    day = run_filter("--started-since", "2026-12-01")
+    assert day is not None and day.started_since == datetime(2026, 12, 1).timestamp()
+    assert kept(RunFilter(started_since=1500.0)) == ["3f2b", "vers"]  # unknown: not kept
+    with pytest.raises(SystemExit):
+        run_filter("--started-since", "soon")
+    assert "expected an age such as 30m, 1h, 2d or 1w, or an ISO date" in capsys.readouterr().err
+
+
+def test_max_runs_is_a_number_of_runs(capsys):
+    assert _parser().parse_args(["tensorboard"]).max_runs == 200
+    assert _parser().parse_args(["tensorboard", "--max-runs", "0"]).max_runs == 0
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["tensorboard", "--max-runs", "-1"])
+    assert "must be 0 (every run) or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["tensorboard", "--status", "done"])
+
+
+@pytest.mark.tensorboard
+def test_tensorboard_shows_only_the_runs_the_filters_keep(tmp_path, env, runs):
+    process = subprocess.Popen(
+        [*COMMAND, "tensorboard", str(runs), "--run", "version_1"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        url = process.stdout.readline().split()[1]
+        assert process.stdout.readline().startswith("It shows 1 of 1 runs the filters keep")
+        tensorboard_runs = httpx.get(url + "data/runs", timeout=10).json()
+        assert [run for run in tensorboard_runs if run.endswith("/.images")] == [
+            "version_1/.images"
+        ]
+        # A new run the filters keep comes in; one they do not stays out.
+        (runs / "version_10").mkdir()
+        (runs / "version_10" / "pred.png").write_bytes(png())
+        (runs / "other").mkdir()
+        (runs / "other" / "pred.png").write_bytes(png())
+
+        def images_runs():
+            listed = httpx.get(url + "data/runs", timeout=10).json()
+            return sorted(run for run in listed if run.endswith("/.images"))
+
+        wait_for(lambda: len(images_runs()) == 2, 30, "the new run in TensorBoard")
+        assert images_runs() == ["version_1/.images", "version_10/.images"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+        process.stdout.close()
+    assert code == 0

@@ -29,7 +29,7 @@ import io
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,10 @@ class Catalog:
     A thumbnail decodes at most ``thumbnail_max_decode`` bytes of pixels (after
     JPEG's reduction on load), and at most ``concurrent_decodes`` thumbnails are
     decoded at once, in threads of the catalog's own; further requests wait their
-    turn. Those threads start on first use; :meth:`close` ends them."""
+    turn. Those threads start on first use; :meth:`close` ends them.
+
+    ``shown`` answers the keys of the runs TensorBoard shows (each run's
+    ``in_tensorboard``); it is called once per listing, so it must be cheap."""
 
     def __init__(
         self,
@@ -145,10 +148,13 @@ class Catalog:
         thumbnail_cache_bytes: int = 64 * 2**20,
         thumbnail_max_decode: int = 128 * 2**20,
         concurrent_decodes: int = 2,
+        *,
+        shown: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         if concurrent_decodes < 1:
             raise ValueError(f"concurrent_decodes must be >= 1, got {concurrent_decodes}")
         self.monitor = monitor
+        self.shown = shown
         self._thumbs: collections.OrderedDict[tuple[Any, ...], ImageBytes] = (
             collections.OrderedDict()
         )
@@ -176,15 +182,17 @@ class Catalog:
         views = self.monitor.views
         if image is not None:
             views = tuple(view for view in views if image in view.images)
-        runs = [self._run_json(view) for view in views]
+        shown = self.shown()
+        runs = [self._run_json(view, shown) for view in views]
         if q and q.strip():
             runs = [run for run in runs if run_matches(run, q)]
         return runs
 
-    def _run_json(self, view: RunView) -> rest.Run:
+    def _run_json(self, view: RunView, shown: Collection[str] | None = None) -> rest.Run:
         run = view.run
+        key = run_key(run)
         return {
-            "id": run_key(run),
+            "id": key,
             "run_id": run.id,
             "short_id": run.short_id,
             "name": view.name,
@@ -196,6 +204,7 @@ class Catalog:
             "kind": "guild" if run.kind == "guild" else "dir",
             "source": run.source,
             "image_count": len(view.images),
+            "in_tensorboard": key in (self.shown() if shown is None else shown),
         }
 
     def run(self, key: str) -> rest.Run:
@@ -343,6 +352,9 @@ class Catalog:
         raise NotFoundError(f"image {path!r} has no revision {revision}")
 
     def _read_summary(self, view: RunView, path: str, counter: int) -> Any:
+        """The image of one summary file. Both event forms read alike (the spec's, with
+        step and wall_time 0, and ``revision_steps``'): only the tag and image are read,
+        and a revision's time is its summary file's mtime, which both set to the image's."""
         file = os.path.join(view.images_dir, summary_file_name(counter, path_digest(path)))
         for event in read_events(file):
             for value in event.summary.value:

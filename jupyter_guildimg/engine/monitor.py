@@ -78,6 +78,12 @@ class RunsMonitor:
     (``None`` or 0: no limit). The monitor writes only inside ``logdir`` and only
     ever deletes symlinks and files it writes itself.
 
+    By default image events are the spec's (Guild's): ``step`` and ``wall_time`` 0, so
+    TensorBoard shows an image's newest revision only. ``revision_steps=True`` (the
+    extension's choice) sets ``step`` to the revision counter (the REST ``revision``)
+    and ``wall_time`` to the image's mtime in seconds, putting every revision kept on
+    TensorBoard's step slider, dated. Either form continues a log dir of the other.
+
     The log dir is locked (:meth:`acquire_logdir`) before the first pass writes;
     :meth:`close` (or :meth:`stop`) lets it go. A pass running for longer than
     ``stall_after`` seconds (default: the larger of 30 s and 10 intervals) shows
@@ -97,6 +103,7 @@ class RunsMonitor:
         max_revisions_per_image: int | None = 100,
         max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
         stall_after: float | None = None,
+        revision_steps: bool = False,
     ) -> None:
         interval = DEFAULT_INTERVAL if interval is None else float(interval)
         if interval < MIN_INTERVAL:
@@ -113,6 +120,7 @@ class RunsMonitor:
         self.max_revisions_per_image = max_revisions_per_image or None
         self.max_image_bytes = max_image_bytes or None
         self.stall_after = stall_after
+        self.revision_steps = revision_steps
         self._list_runs = list_runs_cb
         self._run_name_cb = run_name_cb
         self._logs: dict[str, RunLog] = {}  # by run dir
@@ -214,6 +222,7 @@ class RunsMonitor:
                     self.max_images_per_run,
                     self.max_revisions_per_image,
                     self.max_image_bytes,
+                    revision_steps=self.revision_steps,
                 )
                 self._logs[run.dir] = run_log
                 report.runs_added.append(name)

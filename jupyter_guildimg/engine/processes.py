@@ -265,7 +265,9 @@ def alive(pid: int) -> bool:
 
 
 def runs_tensorboard_on(pid: int, logdir: str) -> bool:
-    """Whether ``pid`` still runs TensorBoard on ``logdir`` (a reused pid does not)."""
+    """Whether ``pid`` still runs TensorBoard on ``logdir`` (a reused pid does not): its
+    command line names TensorBoard (``-m tensorboard.main``, or the launcher's code that
+    runs it: see :func:`.tbprobe.launch_command`) and holds ``logdir`` as an argument."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             args = [a.decode(errors="surrogateescape") for a in f.read().split(b"\0")]

@@ -88,7 +88,8 @@ class RunView:
 
 class RunLog:
     """Everything the monitor keeps for one run: its log dir, mirror, image summaries
-    and hparams files, and the view of it last handed out."""
+    and hparams files, and the view of it last handed out. ``revision_steps``: see
+    :class:`~.summaries.ImageSummaries`."""
 
     def __init__(
         self,
@@ -97,6 +98,8 @@ class RunLog:
         max_images: int | None,
         max_revisions: int | None,
         max_image_bytes: int | None,
+        *,
+        revision_steps: bool = False,
     ) -> None:
         self.log_dir = log_dir
         self.mirror = RunMirror(run.dir, log_dir, run.sourcecode)
@@ -106,6 +109,7 @@ class RunLog:
             max_images,
             max_revisions=max_revisions,
             max_image_bytes=max_image_bytes,
+            revision_steps=revision_steps,
         )
         # Whether the hparams files exist: unknown (None) until the first sync.
         self.wrote_start: bool | None = None

@@ -19,6 +19,13 @@ still being created: it waits, silently, until it has content. A summary that
 cannot be written (disk full) leaves the image changed, so the next pass tries
 again. Beyond ``max_revisions`` revisions of one image, the oldest summary files
 of that image are removed.
+
+Each event has ``step`` and ``wall_time`` 0 by default, as Guild writes them (the
+spec prints neither). With ``revision_steps``, ``step`` is the revision's counter
+and ``wall_time`` the image's modification time in seconds, so TensorBoard's step
+slider walks through an image's revisions, dated. Nothing read back depends on
+either field (restarts go by file names and times, readers by tags), so a log dir
+may hold both forms.
 """
 
 from __future__ import annotations
@@ -95,6 +102,8 @@ class ImageSummaries:
     after a revision is written, the oldest summary files of that image beyond
     the cap are removed (a lowered cap applies at an image's next revision).
     ``max_image_bytes`` (``None``: no limit) refuses larger files unread.
+    ``revision_steps`` puts each revision's counter and time into its event's
+    ``step`` and ``wall_time`` (default: both 0, Guild's events).
     """
 
     run_dir: str
@@ -103,6 +112,7 @@ class ImageSummaries:
     settle_seconds: float = 5.0
     max_revisions: int | None = 100
     max_image_bytes: int | None = 64 * 2**20
+    revision_steps: bool = False
     revisions: dict[str, list[Revision]] = field(default_factory=dict)  # by digest
     paths: dict[str, str] = field(default_factory=dict)  # digest → relpath, when known
     _images: dict[str, _Image] = field(default_factory=dict)  # current image files
@@ -143,7 +153,7 @@ class ImageSummaries:
         path = os.path.join(self.images_dir, summary_file_name(counter, digest))
         for event in read_events(path):
             if event.HasField("summary") and event.summary.value:
-                return event.summary.value[0].tag
+                return str(event.summary.value[0].tag)
         return None
 
     def add(self, relpaths: Iterable[str]) -> None:
@@ -329,9 +339,22 @@ class ImageSummaries:
             colorspace=prepared.colorspace,
             encoded_image_string=prepared.data,
         )
-        # wall_time and step stay 0, as Guild writes them (the spec prints neither).
-        event = event_pb2.Event(summary=summary_pb2.Summary(value=[{"tag": rel, "image": image}]))
+        summary = summary_pb2.Summary(value=[{"tag": rel, "image": image}])
         counter = self._counter
+        if self.revision_steps:
+            # TensorBoard keeps the events of a tag in order of step, and an event whose
+            # step is not above the last one drops every event at that step or later (a
+            # restarted training): with step 0 throughout it shows only the newest
+            # revision. The counter goes up across restarts (it goes on from the files
+            # found), so every revision stays. TensorBoard keeps at most N events per
+            # tag (`--samples_per_plugin images=N`; the extension passes its image
+            # history, 100 by default, as max_revisions is): past N, its reservoir keeps
+            # a random sample of the older ones but always the newest, so the newest
+            # revision is always on the slider (TensorBoard 2.21 with images=3, after
+            # 12 revisions: steps 1, 8 and 11).
+            event = event_pb2.Event(wall_time=mtime_ns / 1e9, step=counter, summary=summary)
+        else:
+            event = event_pb2.Event(summary=summary)  # step and wall_time 0, as Guild's
         path = os.path.join(self.images_dir, summary_file_name(counter, digest))
         write_event_file(path, [event], mtime_ns=mtime_ns)
         self._counter = counter + 1

@@ -6,20 +6,24 @@ a stop ends the whole group; a pid record in the runtime directory lets the next
 remove a TensorBoard whose owner was killed with SIGKILL. Use a :class:`TensorBoardProcess`
 from one event loop; only :meth:`stop_now` is for paths without one (atexit, signals).
 
-TensorBoard gets a minimal environment and a private TMPDIR (see ``_processes``). With
+TensorBoard gets a minimal environment and a private TMPDIR (see :mod:`.tbprobe`). With
 ``secret_prefix``, every launch serves under ``<path_prefix>/<random secret>`` so that
 only who knows the secret (the Jupyter server's proxy) reaches it: a local user without
 it gets 404 from TensorBoard itself. The secret goes to TensorBoard in a 0600 flag file,
 never on its command line (readable by every local user in /proc); it is kept out of
 :meth:`~TensorBoardProcess.state`, the pid record and the logs, and TensorBoard's stderr
 lines are kept with it masked.
+
+TensorBoard starts with its soft RLIMIT_NOFILE raised to the hard limit (see
+:mod:`.tbprobe`); :meth:`~TensorBoardProcess.state` says how many files it may open, how
+many the owner's ``files_needed`` says it needs, and warns when that nears the limit or
+TensorBoard logged files it could not open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import secrets
@@ -27,56 +31,23 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .. import rest
-from . import processes
+from . import processes, tbprobe
+from .tbprobe import Child, status_summary
 
 __all__ = ["StartResult", "TensorBoardProcess", "status_summary"]
 
 log = logging.getLogger(__name__)
 
-_POLL_INTERVAL = 0.25
-_PROBE_TIMEOUT = 2.0
 _STDERR_LINES = 40
 _MESSAGE_LINES = 15
 _CRASH_WINDOW = 300.0
 _MAX_BACKOFF = 30.0
-# Flags we set ourselves: a second value would move TensorBoard beyond 127.0.0.1, to a
-# port we do not poll or to a path without the secret.
-_REFUSED_FLAGS = ("bind_all", "host", "port", "path_prefix")
 _STOPPED = "TensorBoard was stopped before it was ready"
 _MASK = "<secret>"
-# What every client says about TensorBoard: the summary in state(), rendered as is.
-_SUMMARIES = {
-    "stopped": "TensorBoard is not running",
-    "starting": "Starting TensorBoard…",
-    "ready": "TensorBoard is ready",
-}
-_SUMMARY_REASON_CHARS = 200
-
-
-def status_summary(status: str, reason: str = "") -> str:
-    """The one short sentence every client shows for TensorBoard in ``status``:
-    "TensorBoard is not running", "Starting TensorBoard…", "TensorBoard is ready", or
-    "TensorBoard failed: " and the first sentence of ``reason`` (the rest of a reason is
-    TensorBoard's stderr, which clients show apart)."""
-    if status != "failed":
-        return _SUMMARIES.get(status, f"TensorBoard is {status}")
-    first = _first_sentence(reason)
-    return f"TensorBoard failed: {first}" if first else "TensorBoard failed"
-
-
-def _first_sentence(text: str) -> str:
-    """The first line of ``text`` up to its first ". ", at most _SUMMARY_REASON_CHARS."""
-    line = text.strip().split("\n", 1)[0].strip()
-    end = line.find(". ")
-    if end > 0:
-        line = line[: end + 1]
-    if len(line) > _SUMMARY_REASON_CHARS:
-        line = line[: _SUMMARY_REASON_CHARS - 1].rstrip() + "…"
-    return line
 
 
 @dataclass(frozen=True)
@@ -89,40 +60,6 @@ class StartResult:
     message: str
 
 
-@dataclass(eq=False)
-class _Child:
-    proc: asyncio.subprocess.Process
-    pid: int
-    port: int
-    started: float
-    exited: asyncio.Task[int]  # done once it has exited and its stderr has closed
-    reader: asyncio.Task[None]
-    private_dir: str  # its TMPDIR, holding the flag file until it is ready
-    secret: str  # "" without secret_prefix
-    record: str | None = None
-
-
-async def _answers_ok(host: str, port: int, path: str, timeout: float) -> bool:
-    """Whether ``GET path`` on ``host:port`` answers 200 within ``timeout`` seconds. A bare
-    HTTP/1.0 exchange rather than an HTTP client: nothing may log the URL, which holds
-    TensorBoard's secret path, and no proxy from the environment may come in between."""
-
-    async def status_line() -> bytes:
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
-            await writer.drain()
-            return await reader.readline()
-        finally:
-            writer.close()
-
-    try:
-        parts = (await asyncio.wait_for(status_line(), timeout)).split()
-    except (OSError, asyncio.TimeoutError):
-        return False
-    return len(parts) >= 2 and parts[1] == b"200"
-
-
 class TensorBoardProcess:
     """One TensorBoard subprocess serving ``logdir`` on 127.0.0.1, owned by this object.
 
@@ -131,6 +68,11 @@ class TensorBoardProcess:
     ``path_prefix`` is normalized to "" or "/a/b". ``extra_args`` naming ``--bind_all``,
     ``--host``, ``--port`` or ``--path_prefix`` raise ValueError. With ``secret_prefix``
     each launch serves under ``path_prefix`` + "/<new secret>" (:attr:`served_prefix`).
+
+    TensorBoard's soft RLIMIT_NOFILE is raised to the hard limit unless
+    ``raise_file_limit`` is False. ``files_needed``, if given, answers how many event files
+    TensorBoard would hold open for what it shows; :meth:`state` calls it, from the event
+    loop, so it must be cheap (no walk of the log dir).
     """
 
     def __init__(
@@ -148,15 +90,10 @@ class TensorBoardProcess:
         host: str = "127.0.0.1",
         port: int | None = None,
         secret_prefix: bool = False,
+        files_needed: Callable[[], int] | None = None,
+        raise_file_limit: bool = True,
     ) -> None:
-        for arg in extra_args:
-            # absl and argparse take "-flag", "--flag" and "--flag=value" alike.
-            if arg.startswith("-") and arg.lstrip("-").split("=")[0] in _REFUSED_FLAGS:
-                raise ValueError(
-                    f"TensorBoard argument {arg!r} is not allowed: TensorBoard is always bound "
-                    "to 127.0.0.1 on a port and path chosen here, and reached through the "
-                    "Jupyter server"
-                )
+        tbprobe.check_extra_args(extra_args)
         self.logdir = os.path.abspath(logdir)  # the pid record must name it unambiguously
         self.path_prefix = "/" + path_prefix.strip("/") if path_prefix.strip("/") else ""
         self.extra_args = tuple(extra_args)
@@ -167,12 +104,15 @@ class TensorBoardProcess:
         self.max_restarts = max_restarts
         self.python = python
         self.secret_prefix = secret_prefix
+        self.files_needed = files_needed
+        self.raise_file_limit = raise_file_limit
         self.status: rest.TensorBoardStatus = "stopped"
         self.reason = ""
         self.restarts = 0
-        self._child: _Child | None = None
-        self._dying: list[_Child] = []  # ended by stop_now, reaped by the next stop()
+        self._child: Child | None = None
+        self._dying: list[Child] = []  # ended by stop_now, reaped by the next stop()
         self._stderr: deque[str] = deque(maxlen=_STDERR_LINES)
+        self._warnings = tbprobe.StderrWarnings()
         self._supervisor: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[StartResult]] = []
         self._lock = asyncio.Lock()  # start and stop never interleave
@@ -205,10 +145,28 @@ class TensorBoardProcess:
         port = self.port
         return None if port is None else f"http://{self._reach}:{port}{self.served_prefix}/"
 
+    @property
+    def file_limit(self) -> int:
+        """The soft RLIMIT_NOFILE TensorBoard got, as it reported; without a process (or
+        before it reported), the one a TensorBoard started now would get."""
+        child = self._child
+        if child is not None and child.file_limit is not None:
+            return child.file_limit
+        return tbprobe.next_file_limit(self.raise_file_limit)
+
     def state(self) -> rest.TensorBoardState:
         """A JSON-able snapshot: status, reason, port, pid, restarts, stderr_tail,
-        started, and ``summary``: the sentence clients show (:func:`status_summary`)."""
+        started, ``summary`` (the sentence clients show: :func:`status_summary`),
+        ``files`` (``needed``: what ``files_needed`` says, 0 without it; ``limit``:
+        :attr:`file_limit`) and ``warnings``: when ``needed`` is above
+        :data:`~.tbprobe.FILES_WARNING_SHARE` of ``limit``, the sentence saying so and
+        what to do (:func:`~.tbprobe.files_warning`), then TensorBoard's own lines about
+        files it could not open or read since it started (:class:`~.tbprobe.StderrWarnings`)."""
         started = self._child.started if self._child is not None else None
+        needed, limit = self._needed(), self.file_limit
+        sentence = tbprobe.files_warning(needed, limit, lambda: tbprobe.count_runs(self.logdir))
+        warnings = [sentence] if sentence else []
+        warnings.extend(self._warnings.sentences())
         return {
             "status": self.status,
             "summary": status_summary(self.status, self.reason),
@@ -218,7 +176,18 @@ class TensorBoardProcess:
             "restarts": self.restarts,
             "stderr_tail": list(self._stderr),
             "started": started,
+            "files": {"needed": needed, "limit": limit},
+            "warnings": warnings,
         }
+
+    def _needed(self) -> int:
+        if self.files_needed is None:
+            return 0
+        try:
+            return max(0, int(self.files_needed()))
+        except Exception:
+            log.warning("files_needed failed; counting 0 files", exc_info=True)
+            return 0
 
     async def start(self) -> StartResult:
         """Start TensorBoard unless it runs; return once it is ready, failed or timed out.
@@ -354,104 +323,77 @@ class TensorBoardProcess:
         """Spawn TensorBoard and wait until it answers. Unless "started", no process is
         left and ``self._child`` is None."""
         self.status = "starting"
-        self._stderr.clear()  # the tail must be this process's
+        self._stderr.clear()  # the tail and the warnings must be this process's
+        self._warnings.clear()
         secret = secrets.token_urlsafe(24) if self.secret_prefix else ""
         prefix = self.path_prefix + (f"/{secret}" if secret else "")
-        workdir, flagfile = "", ""
         try:
             port = self._last_port = processes.free_port(self._last_port)
-            workdir = processes.private_dir()
-            if prefix:
-                flagfile = processes.write_flagfile(workdir, [f"--path_prefix={prefix}"])
             # The log dir stays on the command line: orphan clean-up recognizes it there.
-            cmd = [
-                self.python, "-m", "tensorboard.main", "--logdir", self.logdir,
-                "--host", self.host, "--port", str(port),
+            args = [
+                "--logdir", self.logdir, "--host", self.host, "--port", str(port),
                 "--reload_interval", str(self.reload_interval),
                 "--samples_per_plugin", f"images={self.samples_per_image}",
-                *([f"--flagfile={flagfile}"] if flagfile else []),
                 *self.extra_args,
             ]  # fmt: skip
-            proc = await asyncio.create_subprocess_exec(
-                *cmd,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own group: a stop also ends its data server
-                env=processes.child_environment(workdir),
+            child = await tbprobe.spawn(
+                self.python,
+                args,
+                port=port,
+                prefix=prefix,
+                secret=secret,
+                raise_file_limit=self.raise_file_limit,
+                keep=self._keep_line,
             )
         except OSError as exc:
             log.warning("Could not start TensorBoard", exc_info=True)
-            processes.remove_private_dir(workdir)
             return StartResult("failed", None, f"Could not start TensorBoard: {exc}")
-        exited = asyncio.create_task(processes.wait_exit(proc))
-        assert proc.stderr is not None
-        keep = functools.partial(self._keep_line, proc.pid, secret=secret)
-        reader = asyncio.create_task(processes.read_lines(proc.stderr, keep))
-        self._child = child = _Child(
-            proc, proc.pid, port, time.time(), exited, reader, workdir, secret
-        )
+        self._child = child
         if self._stopping:  # stop_now() ran while we spawned it and found no child to end
-            processes.signal_group(proc.pid, signal.SIGKILL)
-        self._write_record(child, cmd)
-        outcome = await self._await_ready(child)
+            processes.signal_group(child.pid, signal.SIGKILL)
+        if self.runtime_dir is not None:  # lets the next owner end it should we die first
+            child.record = processes.write_record(
+                self.runtime_dir, child.pid, port, self.logdir, child.started, child.cmd,
+                private_dir=child.private_dir,
+            )  # fmt: skip
+        path = f"{self.served_prefix}/data/environment"
+        outcome = await tbprobe.await_ready(child, self._reach, path, self.ready_timeout)
         if outcome == "ready":
             # It has read its flags long before it answers: the secret leaves the disk.
-            if flagfile:
+            if child.flagfile:
                 with contextlib.suppress(FileNotFoundError):
-                    os.remove(flagfile)
+                    os.remove(child.flagfile)
             log.info("TensorBoard pid %s ready on %s port %s", child.pid, self._reach, port)
             return StartResult("started", port, "")
         if outcome == "exited":
             await self._reap(child)
-            how = processes.describe_exit(exited.result())
+            how = processes.describe_exit(child.exited.result())
             message = f"TensorBoard {how} before it was ready. {self._tail()}"
             return StartResult("failed", None, message)
         await self._terminate(child, 5.0)
         message = f"TensorBoard timed out after {self.ready_timeout:g} s. {self._tail()}"
         return StartResult("timed_out", None, message)
 
-    async def _await_ready(self, child: _Child) -> str:
-        """Poll until TensorBoard answers 200: "ready", "exited" or "timed_out"."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout
-        path = f"{self.served_prefix}/data/environment"
-        while not child.exited.done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "timed_out"
-            if await _answers_ok(
-                self._reach, child.port, path, max(0.05, min(_PROBE_TIMEOUT, remaining))
-            ):
-                return "ready"
-            wait = min(_POLL_INTERVAL, max(0.0, deadline - loop.time()))
-            await asyncio.wait({child.exited}, timeout=wait)
-        return "exited"
-
-    def _keep_line(self, pid: int, raw: bytes, secret: str) -> None:
-        """Keep one of TensorBoard's stderr lines (and log it at debug), with ``secret``
-        masked: TensorBoard prints its URL."""
+    def _keep_line(self, child: Child, raw: bytes) -> None:
+        """Keep one of ``child``'s stderr lines (and log it at debug), its secret masked:
+        TensorBoard prints its URL. The launcher's report of the file limit is taken, not
+        kept; lines about files TensorBoard could not open or read become warnings."""
         if line := raw.decode(errors="replace").rstrip():
-            if secret:
-                line = line.replace(secret, _MASK)
-            log.debug("tensorboard[%s]: %s", pid, line)
+            if (limit := tbprobe.parse_file_limit(line)) is not None:
+                child.file_limit = limit
+                return
+            if child.secret:
+                line = line.replace(child.secret, _MASK)
+            log.debug("tensorboard[%s]: %s", child.pid, line)
             self._stderr.append(line)
+            self._warnings.feed(line)
 
-    async def _terminate(self, child: _Child, grace: float) -> None:
+    async def _terminate(self, child: Child, grace: float) -> None:
         """SIGTERM to the group, SIGKILL after ``grace`` s, then reap."""
-        if child.proc.returncode is None:
-            processes.signal_group(child.pid, signal.SIGTERM)
-            await asyncio.wait({child.exited}, timeout=grace)
-        if not child.exited.done():
-            log.warning("TensorBoard pid %s ignored SIGTERM for %s s: killing it", child.pid, grace)
-            processes.signal_group(child.pid, signal.SIGKILL)
-            await asyncio.wait({child.exited})
-        # For members that closed stderr and ignored SIGTERM. The leader was reaped an
-        # instant ago, so its id cannot have been given to a new group yet.
-        processes.signal_group(child.pid, signal.SIGKILL)
+        await tbprobe.end(child, grace)
         await self._reap(child)
 
-    async def _reap(self, child: _Child) -> None:
+    async def _reap(self, child: Child) -> None:
         """After ``child`` has exited: finish reading its stderr, remove its record."""
         await asyncio.wait({child.reader}, timeout=1.0)
         processes.remove_record(child.record)
@@ -459,17 +401,3 @@ class TensorBoardProcess:
         processes.remove_private_dir(child.private_dir)
         if self._child is child:
             self._child = None
-
-    def _write_record(self, child: _Child, cmd: list[str]) -> None:
-        """The record that lets the next owner remove this TensorBoard should we die
-        without stopping it."""
-        if self.runtime_dir is not None:
-            child.record = processes.write_record(
-                self.runtime_dir,
-                child.pid,
-                child.port,
-                self.logdir,
-                child.started,
-                cmd,
-                private_dir=child.private_dir,
-            )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Sequence
 
 from .. import rest
 from ..engine.runs import parse_source
@@ -83,6 +84,24 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def stop_tensorboard(self) -> rest.TensorBoardState:
         """Stop TensorBoard; its state."""
+
+    @abc.abstractmethod
+    def selection(self) -> rest.Selection:
+        """The runs TensorBoard shows, and the rule that chose them (``GET selection``)."""
+
+    @abc.abstractmethod
+    def set_selection(
+        self,
+        mode: rest.SelectionMode,
+        runs: Sequence[str] | None = None,
+        filter: str | None = None,
+    ) -> rest.Selection:
+        """Choose the runs TensorBoard shows (``PUT selection``): ``mode`` "auto" (the
+        policy: every run up to a limit, else the newest and the running ones), "runs"
+        with ``runs`` (run keys: ids or unique prefixes) or "filter" with ``filter``
+        (the rule of :meth:`runs`' ``q``); TensorBoard follows without a restart. The
+        new selection; :class:`BackendError` 400 for a mode without its argument, or a
+        run key that names no run or several (the message says which)."""
 
     @abc.abstractmethod
     def wait_changes(self, since: int, timeout: float = 25) -> int:

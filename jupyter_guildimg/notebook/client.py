@@ -151,6 +151,24 @@ class ServerBackend(Backend):
         state = self._json("DELETE", rest.TENSORBOARD, timeout=START_TIMEOUT)
         return cast(rest.TensorBoardState, state)
 
+    def selection(self) -> rest.Selection:
+        return cast(rest.Selection, self._json("GET", rest.SELECTION))
+
+    def set_selection(
+        self,
+        mode: rest.SelectionMode,
+        runs: Sequence[str] | None = None,
+        filter: str | None = None,
+    ) -> rest.Selection:
+        """``PUT selection``; the server resolves the run keys (400 for one that names
+        no run or several)."""
+        body: rest.SelectionChange = {"mode": mode}
+        if runs is not None:
+            body["runs"] = list(runs)
+        if filter is not None:
+            body["filter"] = filter
+        return cast(rest.Selection, self._json("PUT", rest.SELECTION, json=body))
+
     def wait_changes(self, since: int, timeout: float = 25) -> int:
         params = {rest.PARAM_SINCE: since, rest.PARAM_TIMEOUT: timeout}
         body = cast(

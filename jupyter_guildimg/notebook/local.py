@@ -27,6 +27,7 @@ from ..engine.runs import (
     parse_source,
 )
 from ..engine.tbprocess import TensorBoardProcess
+from ..engine.view import SelectionError, TensorBoardView, temp_view_dir
 from .backend import START_TIMEOUT, Backend, BackendError, check_source
 
 __all__ = ["LocalBackend"]
@@ -110,12 +111,19 @@ class LocalBackend(Backend):
             if problem := logdir_overlap(source.path, self.logdir):
                 os.rmdir(self.logdir)
                 raise SourceError(problem)
-        self.monitor = RunsMonitor(self.logdir, self._list_runs)
+        # Every revision on TensorBoard's step slider, dated (the extension's events).
+        self.monitor = RunsMonitor(self.logdir, self._list_runs, revision_steps=True)
         self.monitor.acquire_logdir()  # a new dir: free; the lock marks it in use
-        self.catalog = Catalog(self.monitor)
+        # TensorBoard reads a view of the runs selected, updated after every pass.
+        view_dir = temp_view_dir(processes.KERNEL_LOGDIR_PREFIX, self.logdir)
+        self.view = TensorBoardView(view_dir, self.logdir)
+        self.view.attach(self.monitor)
+        self.catalog = Catalog(self.monitor, shown=self.view.shown)
         # Chosen now, so tensorboard_src() can answer before TensorBoard has started.
         self._port = _free_port()
-        self.tensorboard = TensorBoardProcess(self.logdir, runtime_dir=runtime_dir, port=self._port)
+        self.tensorboard = TensorBoardProcess(
+            view_dir, runtime_dir=runtime_dir, port=self._port, files_needed=self.view.files_needed
+        )
         self._loop: _LoopThread | None = None
         self._starting: concurrent.futures.Future[Any] | None = None
         self._lock = threading.Lock()
@@ -216,6 +224,22 @@ class LocalBackend(Backend):
 
     # -- TensorBoard ------------------------------------------------------
 
+    def selection(self) -> rest.Selection:
+        self._check_open()
+        return self.view.selection()
+
+    def set_selection(
+        self,
+        mode: rest.SelectionMode,
+        runs: Sequence[str] | None = None,
+        filter: str | None = None,
+    ) -> rest.Selection:
+        self._check_open()
+        try:
+            return self.view.set_selection(mode, runs, filter, find=self.catalog.find)
+        except SelectionError as e:
+            raise BackendError(str(e), 400) from None
+
     def _tensorboard_loop(self) -> _LoopThread:
         with self._lock:
             self._check_open()
@@ -297,5 +321,7 @@ class LocalBackend(Backend):
                 self.tensorboard.stop_now()
             loop.close()
         self.monitor.close()
+        self.view.close()
         self.catalog.close()
+        processes.remove_tree_soon(self.view.view_dir)
         processes.remove_tree_soon(self.logdir)

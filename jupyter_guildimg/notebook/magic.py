@@ -86,10 +86,11 @@ class GuildImgMagics(Magics):
     @argument(
         "command",
         nargs="?",
-        choices=["refresh", "status", "stop"],
+        choices=["refresh", "status", "stop", "tensorboard"],
         help="""refresh: run a monitor pass now and print what it wrote; status: print
-        the monitor's and TensorBoard's state; stop: stop TensorBoard. Without a
-        command, show the panel.""",
+        the monitor's and TensorBoard's state; stop: stop TensorBoard; tensorboard:
+        choose the runs TensorBoard shows (--runs, --filter, --auto), start it and say
+        which it shows. Without a command, show the panel.""",
     )
     @argument(
         "--source",
@@ -107,6 +108,24 @@ class GuildImgMagics(Magics):
         default="images",
         help="The tab to open (opening the TensorBoard tab starts TensorBoard).",
     )
+    @argument(
+        "--runs",
+        nargs="+",
+        metavar="ID",
+        help="With tensorboard: show only these runs (ids or unique prefixes).",
+    )
+    @argument(
+        "--filter",
+        metavar="TEXT",
+        help="""With tensorboard: show the runs whose fields hold every word of TEXT
+        (as the run list's filter), as runs come and go.""",
+    )
+    @argument(
+        "--auto",
+        action="store_true",
+        help="""With tensorboard: show the runs the server's policy picks (every run up
+        to its limit, else the newest and every running run).""",
+    )
     @argument("-h", "--help", action="store_true", help="Show this help.")
     @line_magic
     def guildimg(self, line: str = "") -> None:
@@ -121,6 +140,8 @@ class GuildImgMagics(Magics):
           %guildimg --source lightning_logs        # and of one more folder of runs
           %guildimg --run 3f2a9c1b --tab tensorboard
           %guildimg refresh                        # a monitor pass now
+          %guildimg tensorboard --runs 3f2a9c1b 71d0  # TensorBoard shows these two runs
+          %guildimg tensorboard --filter "train lr=0.1"
         """
         try:
             args = parse_argstring(self.guildimg, line)
@@ -132,6 +153,18 @@ class GuildImgMagics(Magics):
             return
         if args.height < 100:
             _fail(f"--height must be at least 100, not {args.height}")
+            return
+        given = (
+            ("runs", bool(args.runs)),
+            ("filter", args.filter is not None),
+            ("auto", args.auto),
+        )
+        chosen = [name for name, present in given if present]
+        if chosen and args.command != "tensorboard":
+            _fail(f"--{chosen[0]} goes with the tensorboard command: %guildimg tensorboard")
+            return
+        if len(chosen) > 1:
+            _fail(f"choose one of --runs, --filter and --auto, not {' and '.join(chosen)}")
             return
         try:
             self._run(args)
@@ -146,6 +179,8 @@ class GuildImgMagics(Magics):
             _print_status(backend, backend.status())
         elif args.command == "stop":
             print(backend.stop_tensorboard()["summary"])
+        elif args.command == "tensorboard":
+            self._tensorboard(backend, args)
         else:
             from IPython.display import display
 
@@ -154,6 +189,48 @@ class GuildImgMagics(Magics):
             panel = GuildImgPanel(backend, run=args.run, height=args.height, tab=args.tab)
             self.panel = panel
             display(panel)
+
+    @staticmethod
+    def _tensorboard(backend: Backend, args: Any) -> None:
+        """Choose TensorBoard's runs first (it then starts on them), start it, and say
+        what it shows."""
+        if args.runs:
+            selection = backend.set_selection("runs", runs=args.runs)
+        elif args.filter is not None:
+            selection = backend.set_selection("filter", filter=_unquote(args.filter))
+        elif args.auto:
+            selection = backend.set_selection("auto")
+        else:
+            selection = backend.selection()
+        state = backend.start_tensorboard()
+        print(state["summary"])
+        if state["status"] == "failed" and state["reason"]:
+            print("  " + state["reason"].replace("\n", "\n  "))
+        print(_describe_selection(selection))
+        for warning in state.get("warnings", []):
+            print(f"  warning: {warning}")
+
+
+def _unquote(text: str) -> str:
+    """``text`` without the quotes around it: IPython keeps them on a magic's
+    arguments (``--filter "train lr=0.1"`` gives ``"train lr=0.1"``)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def _describe_selection(selection: rest.Selection) -> str:
+    """One line: how many runs TensorBoard shows, and by which rule."""
+    total = selection["total"]
+    shown = f"It shows {selection['shown']} of {total} run{'' if total == 1 else 's'}"
+    mode, limit = selection["mode"], selection["limit"]
+    if mode == "runs":
+        return f"{shown}: the runs chosen."
+    if mode == "filter":
+        return f"{shown}: those matching {selection['filter']!r}."
+    if not limit:
+        return f"{shown}: every run."
+    return f"{shown}: every run up to {limit}, else the {limit} newest and the running ones."
 
 
 def last_panel() -> GuildImgPanel | None:

@@ -4,6 +4,11 @@ server, shared by every notebook and the JupyterLab sidebar.
 All settings live here, as traitlets (``c.GuildImgApp.<name>`` in a
 ``jupyter_server_config.py``).
 
+TensorBoard reads a view of the log dir (:mod:`jupyter_guildimg.engine.view`): a
+temporary directory of the server's own, next to the temporary log dirs, holding a
+symlink to each run it shows (``tensorboard_max_runs``, changed live through ``PUT
+selection``); it is removed when the server stops, like a temporary log dir.
+
 Kernels find the API through the environment they inherit: ``JUPYTER_GUILDIMG_URL``,
 ``JUPYTER_GUILDIMG_SERVER_PID`` and ``JUPYTER_GUILDIMG_SERVER_INFO`` (the path of the
 server's runtime file, 0600, where Jupyter clients read its token). The token itself is
@@ -36,6 +41,7 @@ from ..engine.monitor import (
 )
 from ..engine.runs import RunSource, combine_sources, default_sources, open_source, parse_source
 from ..engine.tbprocess import TensorBoardProcess
+from ..engine.view import DEFAULT_LIMIT, TensorBoardView, temp_view_dir
 from .proxy import proxy_handlers
 
 __all__ = [
@@ -161,6 +167,13 @@ class GuildImgApp(ExtensionApp):
         without being read (0: no limit).""",
     ).tag(config=True)
 
+    tensorboard_max_runs = Int(
+        DEFAULT_LIMIT,
+        help="""TensorBoard shows every run while there are at most this many, else this
+        many newest runs plus every running run (0: every run, however many). Clients
+        choose other runs live (PUT selection); the catalog always lists every run.""",
+    ).tag(config=True)
+
     @default("sources")
     def _default_sources(self) -> list[str]:
         return default_sources()  # "runs" is relative: resolved against the root dir
@@ -169,15 +182,22 @@ class GuildImgApp(ExtensionApp):
     def _check_interval(self, proposal: dict[str, Any]) -> float:
         if proposal["value"] < MIN_INTERVAL:
             raise TraitError(f"GuildImgApp.interval must be at least {MIN_INTERVAL} s")
-        return proposal["value"]
+        return float(proposal["value"])
+
+    @validate("tensorboard_max_runs")
+    def _check_max_runs(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 0:
+            raise TraitError("GuildImgApp.tensorboard_max_runs must be >= 0 (0: every run)")
+        return int(proposal["value"])
 
     # -- lifecycle --------------------------------------------------------
 
     def initialize_settings(self) -> None:
         root = self._server.root_dir
         self._own_logdir = not self.logdir
+        # Log dirs and view dirs that dead servers and kernels left behind.
+        processes.clean_stale_dirs(processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
         if self._own_logdir:
-            processes.clean_stale_dirs(processes.TEMP_LOGDIR_PREFIXES, logdir_in_use)
             self.logdir_path = processes.temp_logdir(processes.SERVER_LOGDIR_PREFIX)
         else:
             self.logdir_path = os.path.abspath(os.path.join(root, self.logdir))
@@ -204,21 +224,32 @@ class GuildImgApp(ExtensionApp):
             max_images_per_run=self.max_images_per_run or None,
             max_revisions_per_image=self.max_revisions_per_image or None,
             max_image_bytes=self.max_image_bytes or None,
+            revision_steps=True,  # every revision on TensorBoard's step slider, dated
         )
+        # The view follows each pass before the change feed wakes clients, so what they
+        # read then (in_tensorboard) is already the pass's.
+        self.view_dir = temp_view_dir(processes.SERVER_LOGDIR_PREFIX, self.logdir_path)
+        self.view = TensorBoardView(
+            self.view_dir, self.logdir_path, limit=self.tensorboard_max_runs
+        )
+        self.view.attach(self.monitor)
         self.changes = ChangeFeed(self.monitor)
-        self.catalog = Catalog(self.monitor)
+        self.catalog = Catalog(self.monitor, shown=self.view.shown)
         runtime_dir = self._server.runtime_dir
         killed = TensorBoardProcess.cleanup_orphans(runtime_dir)
         if killed:
             log.warning("Stopped %d TensorBoard process(es) left by a dead server", len(killed))
         # Only the proxy knows where TensorBoard serves (a secret path per start).
+        # TensorBoard reads the view, and its pid record names the view dir, which is
+        # what orphan clean-up looks for on its command line.
         self.tensorboard = TensorBoardProcess(
-            self.logdir_path,
+            self.view_dir,
             extra_args=self.tensorboard_args,
             samples_per_image=self.image_history,
             ready_timeout=self.tensorboard_ready_timeout,
             runtime_dir=runtime_dir,
             secret_prefix=True,
+            files_needed=self.view.files_needed,
         )
         self._export_connection()
         self.monitor_error = ""
@@ -307,17 +338,20 @@ class GuildImgApp(ExtensionApp):
             self._tensorboard_start = task  # keep a reference: tasks are weakly held
 
     async def stop_extension(self) -> None:
-        """Stop TensorBoard and the monitor; a temporary log dir is renamed away at once
-        and deleted in the background, so a large one does not hold up the shutdown."""
+        """Stop TensorBoard and the monitor; the view dir and a temporary log dir are
+        renamed away at once and deleted in the background, so a large one does not
+        hold up the shutdown."""
         for name, value in getattr(self, "_exported", {}).items():
             if os.environ.get(name) == value:
                 del os.environ[name]
         await self.tensorboard.stop()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.monitor.close, _MONITOR_STOP_WAIT)
+        self.view.close()
         self.catalog.close()
         if self.monitor.running:
             log.warning("jupyter_guildimg: the monitor's pass did not end in time; leaving it")
+        processes.remove_tree_soon(self.view_dir)  # the links only: never followed
         if self._own_logdir:
             processes.remove_tree_soon(self.logdir_path)
 

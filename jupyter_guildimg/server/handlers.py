@@ -1,9 +1,10 @@
 """The REST API under ``<base_url>guildimg/api/``, as :mod:`jupyter_guildimg.rest`
 defines it (routes, parameters, bodies). Every verb needs Jupyter authentication (403
 without it) and the Authorizer's consent on the resource ``guildimg`` (403 without
-it): ``read`` for every GET, ``write`` for ``POST refresh`` and ``POST``/``DELETE
-sources``, ``execute`` for ``POST``/``DELETE tensorboard`` (they start and stop a
-process). Errors are :class:`~jupyter_guildimg.rest.Error` (``{"message": ...}``).
+it): ``read`` for every GET, ``write`` for ``POST refresh``, ``POST``/``DELETE
+sources`` and ``PUT selection``, ``execute`` for ``POST``/``DELETE tensorboard`` (they
+start and stop a process). Errors are :class:`~jupyter_guildimg.rest.Error`
+(``{"message": ...}``).
 
 Change feed: ``GET changes?since=G`` is a long poll. It answers with
 ``{"generation": N}`` as soon as a monitor pass has changed something since
@@ -14,6 +15,7 @@ Clients keep the last N and ask again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -28,6 +30,7 @@ from tornado import web
 from .. import rest
 from ..engine.catalog import THUMB_MAX, THUMB_MIN, NotFoundError, ThumbnailError
 from ..engine.layout import SourceError
+from ..engine.view import SelectionError
 from .proxy import AUTH_RESOURCE
 
 if TYPE_CHECKING:  # the app imports this module
@@ -272,6 +275,38 @@ class ChangesHandler(_BaseHandler):
         self.write_json(body)
 
 
+class SelectionHandler(_BaseHandler):
+    """``GET``: the runs TensorBoard shows (:class:`~jupyter_guildimg.rest.Selection`).
+
+    ``PUT`` with a :class:`~jupyter_guildimg.rest.SelectionChange` body
+    (``{"mode": "auto"}``, ``{"mode": "runs", "runs": [keys]}`` or ``{"mode":
+    "filter", "filter": TEXT}``): TensorBoard shows those runs from now on, without a
+    restart (it picks the change up within about a second); the answer is the new
+    selection. A run key is anything ``runs/<key>`` takes and is answered as the run's
+    ``id``. 400 with a message saying what is wrong for any other body, an unknown key,
+    or a run key that names no run or several."""
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.write_json(self.guildimg.view.selection())
+
+    @web.authenticated
+    @authorized("write")
+    async def put(self) -> None:
+        body = self.json_body('{"mode": "auto" | "runs" | "filter", ...}')
+        app = self.guildimg
+        loop = asyncio.get_running_loop()
+        try:
+            # Off the event loop: the view dir changes on disk (a link per run).
+            selection = await loop.run_in_executor(
+                None, functools.partial(app.view.put, body, find=app.catalog.find)
+            )
+        except SelectionError as e:
+            raise web.HTTPError(400, str(e)) from None
+        self.write_json(selection)
+
+
 class NotFoundHandler(_BaseHandler):
     # One action for every verb: the decorator keeps the action it first resolves.
     @web.authenticated
@@ -294,5 +329,6 @@ def api_handlers(prefix: str = rest.API_PREFIX) -> list[tuple[str, type[APIHandl
         (url_path_join(prefix, rest.TENSORBOARD), TensorBoardHandler),
         (url_path_join(prefix, rest.SOURCES), SourcesHandler),
         (url_path_join(prefix, rest.CHANGES), ChangesHandler),
+        (url_path_join(prefix, rest.SELECTION), SelectionHandler),
         (url_path_join(prefix, r"(?P<path>.*)"), NotFoundHandler),
     ]

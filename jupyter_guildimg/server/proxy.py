@@ -115,7 +115,7 @@ class TensorBoardProxyHandler(ExtensionHandlerMixin, ProxyHandler):
         # JupyterHandler's log, the server's (ExtensionHandlerMixin's would be the
         # extension app's own logger, which does not propagate), with the secret masked:
         # an adapter where a Logger is declared, which only logging calls use.
-        base = super(ExtensionHandlerMixin, self).log
+        base: logging.Logger = super(ExtensionHandlerMixin, self).log
         if not hasattr(self, "name"):
             return base  # before initialize(): the extension app is not known yet
         tensorboard = self._tensorboard

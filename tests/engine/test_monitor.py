@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jupyter_guildimg.engine.catalog import Catalog
 from jupyter_guildimg.engine.monitor import (
     DEFAULT_INTERVAL,
     LogDirLockedError,
@@ -25,6 +26,7 @@ from jupyter_guildimg.engine.monitor import (
     logdir_in_use,
 )
 from jupyter_guildimg.engine.runs import Run, RunsDir, combine_sources
+from jupyter_guildimg.engine.tfevent import EventReader
 from jupyter_guildimg.guild.demo import DEMO_PROJECT
 from jupyter_guildimg.guild.project import Project, write_run
 
@@ -516,6 +518,38 @@ def test_an_image_over_the_size_limit_is_reported_and_not_summarized(home, logdi
 
 def test_a_run_view_made_elsewhere_drops_nothing():
     assert RunView(Run(id="a", dir="/a"), "a", "/logdir/a", {}).dropped == {}
+
+
+def test_a_log_dir_goes_on_in_either_event_form_and_the_catalog_reads_both(home, logdir):
+    run_dir = write_run(home.path, op="a", files={"x.png": png()})
+    image = Path(run_dir, "x.png")
+    key = os.path.basename(run_dir)
+    written: list[bytes] = []
+    for revision_steps, seconds_ago, colour in ((False, 300, "red"), (True, 200, "green")):
+        data = png(colour=colour)
+        image.write_bytes(data)
+        age(str(image), seconds_ago)
+        monitor = RunsMonitor(logdir, home.list_runs, revision_steps=revision_steps)
+        assert [path for _, path in monitor.run_pass().written] == ["x.png"]
+        assert monitor.run_pass().written == []
+        written.append(data)
+        monitor.close()
+    monitor = RunsMonitor(logdir, home.list_runs)  # back to the default form
+    assert monitor.run_pass().written == []
+    image.write_bytes(png((8, 8)))
+    age(str(image), 100)
+    assert [path for _, path in monitor.run_pass().written] == ["x.png"]
+    written.append(png((8, 8)))
+
+    images = os.path.join(run_logdir(logdir, run_dir), ".images")
+    steps = [(e.step, e.wall_time > 0) for e in EventReader(images)]
+    assert steps == [(0, False), (1, True), (0, False)]
+    catalog = Catalog(monitor)
+    (entry,) = catalog.images(key)["images"]
+    assert [r["revision"] for r in entry["revisions"]] == [2, 1, 0]
+    assert [catalog.image(key, "x.png", n).data for n in (0, 1, 2)] == written
+    catalog.close()
+    monitor.close()
 
 
 # -- logs: names from the file system cannot forge log lines ------------------

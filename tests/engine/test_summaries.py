@@ -321,3 +321,40 @@ def test_an_empty_file_waits_silently_until_it_has_content(tmp_path):
     assert run.update() == ["new.png", "x.png"]
     assert counters(run.summaries, "x.png") == [0, 2]
     assert run.problems == []
+
+
+def events(images_dir: Path) -> list[tuple[str, int, float]]:
+    """(tag, step, wall_time) of every image event, in file order."""
+    return [(e.summary.value[0].tag, e.step, e.wall_time) for e in EventReader(images_dir)]
+
+
+def test_revision_steps_put_the_counter_and_the_images_time_in_each_event(tmp_path):
+    run = OneRun(tmp_path, revision_steps=True)
+    written = []
+    for rel, seconds_ago, colour in (("a.png", 300, "red"), ("x.png", 200, "green")):
+        age(str(run.write(rel, png(colour=colour))), seconds_ago)
+        written.append(rel)
+    assert run.update() == written
+    x = run.write("x.png", png((8, 8), colour="blue"))
+    age(str(x), 100)
+    assert run.update() == ["x.png"]
+
+    times = {rel: os.stat(run.dir / rel).st_mtime_ns for rel in ("a.png", "x.png")}
+    first_x = run.summaries.history()["x.png"][0].mtime_ns
+    assert events(run.images_dir) == [
+        ("a.png", 0, times["a.png"] / 1e9),
+        ("x.png", 1, first_x / 1e9),
+        ("x.png", 2, times["x.png"] / 1e9),
+    ]
+    assert first_x != times["x.png"]
+    assert counters(run.summaries, "x.png") == [1, 2]  # the steps are the REST revisions
+
+
+def test_by_default_every_event_keeps_step_and_wall_time_0_as_guild_writes_them(tmp_path):
+    run = OneRun(tmp_path)
+    age(str(run.write("x.png", png())), 200)
+    assert run.update() == ["x.png"]
+    age(str(run.write("x.png", png((8, 8)))), 100)
+    assert run.update() == ["x.png"]
+
+    assert events(run.images_dir) == [("x.png", 0, 0.0), ("x.png", 0, 0.0)]

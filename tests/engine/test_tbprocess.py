@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -18,13 +19,18 @@ from typing import Any
 
 import pytest
 
+from jupyter_guildimg.engine.monitor import RunsMonitor
 from jupyter_guildimg.engine.processes import PRIVATE_DIR_PREFIX, child_environment
+from jupyter_guildimg.engine.runs import RunsDir
+from jupyter_guildimg.engine.tbprobe import StderrWarnings, count_runs, files_warning
 from jupyter_guildimg.engine.tbprocess import (
     StartResult,
     TensorBoardProcess,
     status_summary,
 )
 from jupyter_guildimg.engine.tfevent import EventFileWriter
+
+from helpers import age, png
 
 PREFIX = "jupyter_guildimg-tensorboard-"
 
@@ -435,3 +441,207 @@ def test_a_secret_prefix_keeps_tensorboard_to_who_knows_it(
         assert not private.exists()
 
     run(scenario)
+
+
+# -- open files ---------------------------------------------------------------------------
+
+RUNS, IMAGES, LOW_SOFT_LIMIT = 30, 10, 256  # 300 event files: more than 256 may open
+
+
+@contextlib.contextmanager
+def soft_file_limit(soft: int) -> Iterator[int]:
+    """This process's soft RLIMIT_NOFILE lowered to ``soft`` (the processes it starts
+    inherit it); yields the hard limit, untouched. Restored on exit."""
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, before[1]))
+    try:
+        yield before[1]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def open_files_limit(pid: int) -> int:
+    """The soft "Max open files" of ``pid``."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError(f"no open-files limit for {pid}")
+
+
+def data_server(pid: int) -> int | None:
+    """TensorBoard's data server (the Rust one, which holds the event files open), if it
+    runs in ``pid``'s group."""
+    for member, group, cmdline in live_processes():
+        if group == pid and member != pid and b"tensorboard_data_server" in cmdline:
+            return member
+    return None
+
+
+def monitored_logdir(root: Path) -> str:
+    """A log dir the monitor wrote for RUNS runs of IMAGES images each: one event file
+    per image, RUNS × IMAGES in all."""
+    for r in range(RUNS):
+        run = root / "runs" / f"run-{r:02d}"
+        run.mkdir(parents=True)
+        for i in range(IMAGES):
+            (run / f"img-{i}.png").write_bytes(png(colour=(r * 8, i * 20, 0)))
+            age(str(run / f"img-{i}.png"), 3600)
+    logdir = str(root / "logdir")
+    monitor = RunsMonitor(logdir, RunsDir(root / "runs").list_runs)
+    try:
+        monitor.run_once()
+    finally:
+        monitor.close()
+    return logdir
+
+
+def image_tags(url: str) -> dict[str, int]:
+    """How many image tags TensorBoard serves for each run."""
+    status, body = get(url + "data/plugin/images/tags")
+    assert status == 200
+    return {run: len(tags) for run, tags in json.loads(body).items()}
+
+
+def every_image_served(url: str) -> bool:
+    counts = image_tags(url)
+    return len(counts) == RUNS and set(counts.values()) == {IMAGES}
+
+
+@pytest.mark.tensorboard
+def test_tensorboard_opens_every_event_file_even_under_a_low_soft_limit(tmp_path: Path) -> None:
+    logdir = monitored_logdir(tmp_path)
+
+    async def raised(hard: int) -> None:
+        tb = TensorBoardProcess(logdir, files_needed=lambda: RUNS * IMAGES)
+        assert tb.state()["files"] == {"needed": RUNS * IMAGES, "limit": hard}
+        assert (await tb.start()).outcome == "started"
+        assert tb.pid is not None and tb.url is not None
+        try:
+            assert open_files_limit(tb.pid) == hard
+            await until(lambda: data_server(tb.pid or 0) is not None)
+            assert open_files_limit(data_server(tb.pid) or 0) == hard  # it inherits it
+            await until(lambda: every_image_served(tb.url or ""), timeout=60)
+            await asyncio.sleep(2 * tb.reload_interval)  # and still, after two reloads
+            assert await asyncio.to_thread(every_image_served, tb.url)
+            state = tb.state()
+            assert state["files"] == {"needed": RUNS * IMAGES, "limit": hard}
+            assert state["warnings"] == []
+            assert data_server(tb.pid) is not None  # it did not die of EMFILE
+        finally:
+            await tb.stop()
+
+    async def not_raised() -> None:
+        # The same TensorBoard with the parent's soft limit: it runs out of descriptors,
+        # and says so.
+        tb = TensorBoardProcess(logdir, raise_file_limit=False, files_needed=lambda: 300)
+        assert tb.state()["files"]["limit"] == LOW_SOFT_LIMIT
+        assert (await tb.start()).outcome == "started"
+        assert tb.pid is not None
+        try:
+            assert open_files_limit(tb.pid) == LOW_SOFT_LIMIT
+            await until(lambda: any("Too many open files" in w for w in tb.state()["warnings"]))
+            state = tb.state()
+            assert state["files"] == {"needed": 300, "limit": LOW_SOFT_LIMIT}
+            warnings = state["warnings"]
+            assert warnings[0].startswith("TensorBoard needs about 300 open files for the 30")
+            assert all(w.startswith("TensorBoard: ") for w in warnings[1:])
+            assert 1 < len(warnings) <= 7  # deduplicated: not one per event file
+        finally:
+            await tb.stop()
+
+    async def scenario() -> None:
+        with soft_file_limit(LOW_SOFT_LIMIT) as hard:
+            assert hard > 2 * RUNS * IMAGES, "the hard limit is too low for this test"
+            await raised(hard)
+            await not_raised()
+
+    run(scenario)
+    assert processes_on(logdir) == []
+
+
+def test_a_warning_says_when_tensorboard_needs_nearly_every_file_it_may_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    logdir = tmp_path / "view"
+    for name in ("a", "b", ".hidden"):
+        (logdir / name).mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (logdir / "c").symlink_to(tmp_path / "elsewhere")
+    (logdir / "file").write_text("")
+    assert count_runs(str(logdir)) == 3 and count_runs(str(tmp_path / "missing")) == 0
+
+    needed = [0]
+
+    def files_needed() -> int:
+        if needed[0] < 0:
+            raise RuntimeError("boom")
+        return needed[0]
+
+    tb = TensorBoardProcess(str(logdir), files_needed=files_needed)
+    limit = tb.file_limit
+    assert limit == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert tb.state()["files"] == {"needed": 0, "limit": limit} and tb.state()["warnings"] == []
+    needed[0] = int(0.9 * limit)
+    assert tb.state()["warnings"] == []
+    needed[0] = limit + 1
+    state = tb.state()
+    assert state["files"] == {"needed": limit + 1, "limit": limit}
+    assert state["warnings"] == [
+        f"TensorBoard needs about {limit + 1:,} open files for the 3 runs shown but may open "
+        f"only {limit:,}: show fewer runs (choose the runs in TensorBoard, or lower the "
+        "tensorboard_max_runs setting) or raise the hard limit (ulimit -Hn)"
+    ]
+    json.dumps(state)
+    needed[0] = -1  # a failing callback counts 0, and is logged
+    assert tb.state()["files"]["needed"] == 0 and "files_needed failed" in caplog.text
+    assert TensorBoardProcess(str(logdir)).state()["files"]["needed"] == 0
+    assert files_warning(2000, 1024, lambda: 1) == (
+        "TensorBoard needs about 2,000 open files for the run shown but may open only "
+        "1,024: show fewer runs (choose the runs in TensorBoard, or lower the "
+        "tensorboard_max_runs setting) or raise the hard limit (ulimit -Hn)"
+    )
+
+    def runs() -> int:
+        raise AssertionError("runs are counted only for a warning")
+
+    assert files_warning(900, 1000, runs) is None
+
+
+def test_tensorboard_warnings_about_files_are_kept_once_each() -> None:
+    """As TensorBoard 2.21 and its data server write them."""
+    emfile = (
+        "[2026-12-02T15:11:07Z WARN  rustboard_core::run] Failed to open event file "
+        'EventFileBuf("/v/run-{}/.images/events.out.tfevents.{}.image"): Os {{ code: 24, '
+        'kind: Uncategorized, message: "Too many open files" }}'
+    )
+    warnings = StderrWarnings(limit=4)
+    assert not warnings.feed("TensorBoard 2.21.0 at http://localhost:6006/ (Press CTRL+C)")
+    assert not warnings.feed("W1202 15:11:37.480239 1396 server_ingester.py:186] Failed to "
+                             "communicate with data server at localhost:43949")  # fmt: skip
+    for run in range(3):
+        for image in range(10):
+            assert warnings.feed(emfile.format(run, image))
+    listener = (
+        "Error: tonic::transport::Error(Transport, hyper::Error(Accept, Os { code: 24, kind: "
+        'Uncategorized, message: "Too many open files" }))'
+    )
+    assert warnings.feed(listener)
+    denied = (
+        "[2026-12-02T15:12:00Z WARN  rustboard_core::run] Failed to open event file "
+        'EventFileBuf("/v/run-0/x.tfevents"): Os { code: 13, kind: PermissionDenied, '
+        'message: "Permission denied" }'
+    )
+    assert warnings.feed(denied)
+    unreadable = "E1202 15:12:01.000001 1 io.py:1] Unable to read {}: no such file"
+    assert warnings.feed(unreadable.format("/v/y"))
+    assert warnings.feed(unreadable.format("/v/z"))  # the same kind: counted
+    assert warnings.feed("Error: permission denied, with nothing to tell it apart")
+    assert warnings.sentences() == [
+        "TensorBoard: " + emfile.format(0, 0).split("] ", 1)[1] + " (30 times)",
+        "TensorBoard: " + listener,
+        "TensorBoard: " + denied.split("] ", 1)[1],
+        "TensorBoard: Unable to read /v/y: no such file (2 times)",
+        "TensorBoard: 1 more line like these in its log",
+    ]
+    warnings.clear()
+    assert warnings.sentences() == []

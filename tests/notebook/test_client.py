@@ -216,6 +216,34 @@ async def test_the_server_backend_speaks_the_rest_api(server, guild_home, jp_bas
     assert server.tensorboard_src() == f"{jp_base_url}guildimg/tensorboard/"
 
 
+async def test_the_server_backend_chooses_tensorboards_runs(server, guild_home):
+    old = write_run(guild_home, op="train", label="old", started=1, files={"a.png": png()})
+    new = write_run(guild_home, op="eval", label="new", started=2, files={"a.png": png()})
+    await call(server.refresh)
+    old_key, new_key = Path(old).name, Path(new).name
+    selection = await call(server.selection)
+    assert (selection["mode"], selection["runs"], selection["total"]) == (
+        "auto",
+        [new_key, old_key],
+        2,
+    )
+
+    chosen = await call(server.set_selection, "runs", runs=[old_key[:4]])
+    assert (chosen["mode"], chosen["runs"], chosen["shown"]) == ("runs", [old_key], 1)
+    assert await call(server.selection) == chosen
+    assert [run["in_tensorboard"] for run in await call(server.runs)] == [False, True]
+    filtered = await call(server.set_selection, "filter", filter="eval")
+    assert (filtered["filter"], filtered["runs"]) == ("eval", [new_key])
+    assert (await call(server.set_selection, "auto"))["shown"] == 2
+
+    with pytest.raises(BackendError, match="no run 'nope'") as caught:
+        await call(server.set_selection, "runs", runs=["nope"])
+    assert caught.value.status == 400
+    with pytest.raises(BackendError, match="mode 'filter' needs filter") as caught:
+        await call(server.set_selection, "filter")
+    assert caught.value.status == 400
+
+
 async def test_server_errors_carry_the_api_message(server, server_url):
     with pytest.raises(BackendError) as caught:
         await call(server.images, "no-such-run")
@@ -280,6 +308,18 @@ async def test_both_backends_answer_the_same_json_shapes(server, guild_home, tmp
             assert local.runs(q=q) == await call(server.runs, q=q), q
         remote_images = await call(server.images, remote_run["id"])
         assert_same_shape(local.images(remote_run["id"]), remote_images)
+        # TensorBoard's runs: the same policy, the same resolver, the same answers.
+        assert local.selection() == await call(server.selection)
+        prefix = [remote_run["run_id"][:4]]
+        chosen = await call(server.set_selection, "runs", runs=prefix)
+        assert local.set_selection("runs", runs=prefix) == chosen
+        assert local.runs() == await call(server.runs)  # in_tensorboard alike
+        assert local.set_selection("filter", filter="Y X") == await call(
+            server.set_selection, "filter", filter="Y X"
+        )
+        with pytest.raises(BackendError, match="no run 'nope'") as caught:
+            local.set_selection("runs", runs=["nope"])
+        assert caught.value.status == 400
         # The same resolver: a prefix too short is no run on either side.
         short = remote_run["id"][:1]
         with pytest.raises(BackendError, match=f"no run '{short}'") as caught:

@@ -47,7 +47,15 @@ def test_load_ext_registers_the_magic_with_ipython_style_help(shell, capsys):
     assert shell.run_line_magic("guildimg", "--help") is None
     text = "\n".join(output_lines(capsys))
     assert text.startswith("::\n\n  %guildimg [--source PATH] [--run ID] [--height N]")
-    for word in ("{refresh,status,stop}", "--run ID", "--height N", "--tab {images,tensorboard}"):
+    for word in (
+        "{refresh,status,stop,tensorboard}",
+        "--run ID",
+        "--height N",
+        "--tab {images,tensorboard}",
+        "--runs ID [ID ...]",
+        "--filter TEXT",
+        "--auto",
+    ):
         assert word in text
     assert "Show the images of ML runs" in text and "%guildimg refresh" in text
     # %guildimg? shows the same text: IPython builds the docstring from the arguments.
@@ -66,6 +74,11 @@ def test_load_ext_registers_the_magic_with_ipython_style_help(shell, capsys):
         ("restart", "guildimg: argument command: invalid choice: 'restart'"),
         ('--source "unclosed', "guildimg: No closing quotation"),
         ("--run nope", "guildimg: no run 'nope'"),
+        ("--runs abc", "guildimg: --runs goes with the tensorboard command"),
+        ("status --auto", "guildimg: --auto goes with the tensorboard command"),
+        ("--filter ''", "guildimg: --filter goes with the tensorboard command"),
+        ("tensorboard --auto --filter x", "guildimg: choose one of --runs, --filter and --auto"),
+        ("tensorboard --runs", "guildimg: argument --runs: expected at least one argument"),
     ],
 )
 def test_a_mistake_is_one_clear_line(shell, capsys, line, message):
@@ -137,3 +150,35 @@ async def test_the_magic_uses_the_server_extension(
     assert isinstance(shared_backend(), ServerBackend)
     await loop.run_in_executor(None, run, "refresh")
     assert capsys.readouterr().out.startswith("Pass took ")
+
+
+@pytest.mark.tensorboard
+async def test_tensorboard_shows_the_runs_asked_for(
+    shell, capsys, guild_home, guildimg, http_server_client
+):
+    old = write_run(guild_home, op="train", label="old", started=1, files={"a.png": png()})
+    new = write_run(guild_home, op="eval", label="new", started=2, files={"a.png": png()})
+    run = functools.partial(shell.run_line_magic, "guildimg")
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, run, "refresh")
+    capsys.readouterr()
+
+    await loop.run_in_executor(None, run, f"tensorboard --runs {Path(old).name[:6]}")
+    lines = capsys.readouterr().out.splitlines()  # stderr has the server's log
+    assert lines[:2] == ["TensorBoard is ready", "It shows 1 of 2 runs: the runs chosen."]
+    assert guildimg.view.shown() == {Path(old).name}
+    assert guildimg.tensorboard.status == "ready"
+
+    await loop.run_in_executor(None, run, "tensorboard --filter 'eval new'")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "It shows 1 of 2 runs: those matching 'eval new'."
+    assert guildimg.view.shown() == {Path(new).name}
+
+    await loop.run_in_executor(None, run, "tensorboard --auto")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        "It shows 2 of 2 runs: every run up to 200, else the 200 newest and the running ones."
+    )
+    await loop.run_in_executor(None, run, "tensorboard --runs nope")
+    assert "guildimg: no run 'nope' (HTTP 400)" in capsys.readouterr().err
+    await loop.run_in_executor(None, run, "stop")

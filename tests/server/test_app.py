@@ -78,13 +78,17 @@ async def test_stopping_the_server_stops_tensorboard_and_the_monitor(jp_serverap
     pid = guildimg.tensorboard.pid
     logdir = guildimg.logdir_path
 
+    view_dir = guildimg.view_dir
+
     await jp_serverapp._cleanup()
 
     assert not process_running(pid)
     assert not guildimg.monitor.running
     assert not os.path.exists(logdir)  # a temporary log dir goes with the server, at once
-    # and its contents after, in the background
-    wait_for(lambda: not os.path.exists(logdir + ".removing"), 30, "the log dir's removal")
+    assert not os.path.exists(view_dir)  # and so does the view TensorBoard read
+    # and their contents after, in the background
+    for removing in (logdir + ".removing", view_dir + ".removing"):
+        wait_for(lambda: not os.path.exists(removing), 30, f"{removing!r} to go")  # noqa: B023
 
 
 async def test_a_killed_tensorboard_comes_back(guildimg):
@@ -320,3 +324,37 @@ class TestRevisionCap:
     def test_is_the_monitors(self, guildimg):
         assert guildimg.max_revisions_per_image == 3
         assert guildimg.monitor.max_revisions_per_image == 3
+
+
+class TestTheViewTensorBoardReads:
+    @pytest.fixture
+    def jp_server_config(self, guild_home):
+        return {
+            "ServerApp": {"jpserver_extensions": {"jupyter_guildimg": True}},
+            "GuildImgApp": {"sources": [str(guild_home)], "tensorboard_max_runs": 2},
+        }
+
+    async def test_is_a_sibling_of_the_log_dir_holding_the_newest_runs(self, guildimg, guild_home):
+        assert guildimg.tensorboard_max_runs == 2 and guildimg.view.limit == 2
+        view_dir, logdir = Path(guildimg.view_dir), Path(guildimg.logdir_path)
+        assert view_dir.parent == logdir.parent and view_dir.is_dir()
+        assert view_dir.name.startswith(f"guildimg-logdir-{os.getpid()}-view-")
+        # TensorBoard reads the view (and its pid record names it).
+        assert guildimg.tensorboard.logdir == str(view_dir)
+        # Every revision on TensorBoard's step slider: the extension's events.
+        assert guildimg.monitor.revision_steps
+
+        runs = [
+            write_run(guild_home, op="train", started=t, files={"a.png": png()}) for t in (1, 2, 3)
+        ]
+        await asyncio.to_thread(guildimg.monitor.run_pass)
+        # The log dir holds every run, the view the two newest.
+        assert len(list(logdir.iterdir())) == 3
+        linked = sorted(path.name[:8] for path in view_dir.iterdir() if path.is_symlink())
+        assert linked == sorted(Path(run_dir).name[:8] for run_dir in runs[1:])
+
+
+def test_max_runs_must_not_be_negative():
+    with pytest.raises(TraitError, match="tensorboard_max_runs must be >= 0"):
+        GuildImgApp(tensorboard_max_runs=-1)
+    assert GuildImgApp().tensorboard_max_runs == 200

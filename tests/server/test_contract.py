@@ -189,6 +189,18 @@ async def test_every_answer_matches_the_contract(jp_fetch, guild_home, tmp_path)
     )
     assert_matches(changes, rest.Changes)
 
+    assert_matches(await _json(jp_fetch, rest.SELECTION), rest.Selection)
+    changes_made: list[rest.SelectionChange] = [
+        {"mode": "runs", "runs": [run["id"]]},
+        {"mode": "filter", "filter": "train"},
+        {"mode": "auto"},
+    ]
+    for change in changes_made:
+        assert_matches(change, rest.SelectionChange)
+        answer = await _json(jp_fetch, rest.SELECTION, method="PUT", body=json.dumps(change))
+        assert_matches(answer, rest.Selection)
+        assert answer["mode"] == change["mode"] and answer["runs"] == [run["id"]]
+
 
 @pytest.mark.parametrize(
     ("method", "route", "kwargs", "code"),
@@ -199,6 +211,7 @@ async def test_every_answer_matches_the_contract(jp_fetch, guild_home, tmp_path)
         ("POST", rest.SOURCES, {"body": "not json"}, 400),
         ("POST", rest.TENSORBOARD, {"body": '{"restart": "yes"}'}, 400),
         ("GET", rest.CHANGES, {"params": {rest.PARAM_TIMEOUT: "nan"}}, 400),
+        ("PUT", rest.SELECTION, {"body": '{"mode": "none"}'}, 400),
     ],
 )
 async def test_every_error_matches_the_contract(jp_fetch, method, route, kwargs, code):

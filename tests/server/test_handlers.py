@@ -34,6 +34,8 @@ API_ROUTES = [
     ("GET", "sources"),
     ("POST", "sources"),
     ("DELETE", "sources"),
+    ("GET", "selection"),
+    ("PUT", "selection"),
     ("GET", "nowhere"),
 ]
 
@@ -55,7 +57,7 @@ async def test_every_route_needs_authentication(
     response = await http_server_client.fetch(
         f"{jp_base_url}guildimg/api/{route}",
         method=method,
-        body="" if method == "POST" else None,
+        body="" if method in ("POST", "PUT") else None,
         raise_error=False,
     )
     assert response.code == 403
@@ -472,6 +474,7 @@ class TestReadOnlyUsers:
             (("tensorboard",), {}),
             (("sources",), {}),
             (("changes",), {"since": -1, "timeout": 0}),
+            (("selection",), {}),
         ]:
             response = await jp_fetch("guildimg", "api", *parts, params=params)
             assert response.code == 200, parts
@@ -489,6 +492,7 @@ class TestReadOnlyUsers:
             ("DELETE", "tensorboard", None),
             ("POST", "sources", json.dumps({"path": str(wanted)})),
             ("DELETE", "sources", None),
+            ("PUT", "selection", json.dumps({"mode": "runs", "runs": []})),
         ]:
             params = {"path": sources[0]} if method == "DELETE" and route == "sources" else {}
             response = await jp_fetch(
@@ -499,3 +503,139 @@ class TestReadOnlyUsers:
         assert guildimg.source_paths == sources  # neither added nor removed
         assert guildimg.monitor.passes == passes
         assert guildimg.tensorboard.status == "stopped" and guildimg.tensorboard.pid is None
+        assert guildimg.view.selection()["mode"] == "auto"
+
+
+# -- which runs TensorBoard shows ---------------------------------------------------------
+
+
+async def put_selection(jp_fetch, body, raise_error=True):
+    response = await jp_fetch(
+        "guildimg", "api", "selection", method="PUT", body=json.dumps(body), raise_error=raise_error
+    )
+    return response if not raise_error else json.loads(response.body)
+
+
+def view_links(guildimg) -> list[str]:
+    """The runs' log dir names linked in the view TensorBoard reads."""
+    view_dir = Path(guildimg.view_dir)
+    return sorted(path.name for path in view_dir.iterdir() if path.is_symlink())
+
+
+async def test_the_selection_is_read_and_changed_live(jp_fetch, guildimg, guild_home):
+    old = write_run(guild_home, op="train", label="old", started=1, files={"a.png": png()})
+    new = write_run(guild_home, op="eval", label="new", started=2, files={"a.png": png()})
+    await refresh(jp_fetch)
+    old_key, new_key = Path(old).name, Path(new).name
+
+    selection = await get_json(jp_fetch, "selection")
+    assert selection == {
+        "mode": "auto",
+        "runs": [new_key, old_key],
+        "filter": "",
+        "shown": 2,
+        "total": 2,
+        "limit": 200,
+    }
+    runs = (await get_json(jp_fetch, "runs"))["runs"]
+    assert [run["in_tensorboard"] for run in runs] == [True, True]
+    assert len(view_links(guildimg)) == 2
+
+    chosen = await put_selection(jp_fetch, {"mode": "runs", "runs": [old_key[:5]]})
+    assert (chosen["mode"], chosen["runs"], chosen["shown"]) == ("runs", [old_key], 1)
+    assert await get_json(jp_fetch, "selection") == chosen
+    # The catalog still lists every run, and says which ones TensorBoard shows.
+    runs = (await get_json(jp_fetch, "runs"))["runs"]
+    assert [(run["id"], run["in_tensorboard"]) for run in runs] == [
+        (new_key, False),
+        (old_key, True),
+    ]
+    assert (await get_json(jp_fetch, "runs", new_key))["in_tensorboard"] is False
+    assert (await get_json(jp_fetch, "runs", old_key, "images"))["run"]["in_tensorboard"]
+    (name,) = view_links(guildimg)
+    assert name.startswith(old_key[:8])
+
+    filtered = await put_selection(jp_fetch, {"mode": "filter", "filter": "EVAL new"})
+    assert (filtered["runs"], filtered["filter"]) == ([new_key], "EVAL new")
+    later = write_run(guild_home, op="eval", label="new too", started=3)
+    await refresh(jp_fetch)
+    assert (await get_json(jp_fetch, "selection"))["runs"] == [Path(later).name, new_key]
+
+    back = await put_selection(jp_fetch, {"mode": "auto"})
+    assert (back["mode"], back["shown"], back["filter"]) == ("auto", 3, "")
+    assert len(view_links(guildimg)) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{", "expected a JSON body"),
+        ("[]", "expected a JSON body"),
+        ('{"mode": "all"}', "mode must be one of 'auto', 'runs', 'filter'"),
+        ('{"mode": "auto", "shown": 2}', "unknown key 'shown'"),
+        ('{"mode": "runs", "runs": "x"}', "mode 'runs' needs runs"),
+        ('{"mode": "filter"}', "mode 'filter' needs filter"),
+        ('{"mode": "runs", "runs": ["nope"]}', "no run 'nope'"),
+    ],
+)
+async def test_a_bad_selection_is_a_clear_400_and_changes_nothing(
+    jp_fetch, guildimg, guild_home, body, message
+):
+    write_run(guild_home, op="train", files={"a.png": png()})
+    await refresh(jp_fetch)
+    response = await jp_fetch(
+        "guildimg", "api", "selection", method="PUT", body=body, raise_error=False
+    )
+    assert response.code == 400
+    assert message in json.loads(response.body)["message"]
+    assert (await get_json(jp_fetch, "selection"))["shown"] == 1
+
+
+async def tensorboard_runs(jp_fetch) -> set[str]:
+    response = await jp_fetch("guildimg", "tensorboard", "data", "runs", raise_error=False)
+    return set(json.loads(response.body)) if response.code == 200 else set()
+
+
+async def until(condition, seconds: float, what: str):
+    """Poll an async condition without blocking the server's loop."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        value = await condition()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+@pytest.mark.tensorboard
+async def test_tensorboard_follows_a_selection_change_without_a_restart(
+    jp_fetch, guildimg, guild_home
+):
+    first = write_run(guild_home, op="train", started=1, files={"a.png": png()})
+    second = write_run(guild_home, op="train", started=2, files={"b.png": png()})
+    await refresh(jp_fetch)
+    names = {
+        Path(run_dir).name: f"{name}/.images"
+        for run_dir in (first, second)
+        for name in view_links(guildimg)
+        if name.startswith(Path(run_dir).name[:8])
+    }
+    assert len(names) == 2
+    started = await post_tensorboard(jp_fetch)
+    assert started["status"] == "ready"
+
+    async def shows(expected):
+        async def check():
+            runs = await tensorboard_runs(jp_fetch)
+            return {name for name in runs if name.endswith("/.images")} == expected
+
+        return check
+
+    await until(await shows(set(names.values())), 30, "TensorBoard to list both runs")
+    await put_selection(jp_fetch, {"mode": "runs", "runs": [Path(first).name]})
+    # TensorBoard re-reads its log dir every second; a bound well past that, not a timing.
+    await until(await shows({names[Path(first).name]}), 15, "TensorBoard to drop a run")
+    await put_selection(jp_fetch, {"mode": "auto"})
+    await until(await shows(set(names.values())), 15, "TensorBoard to add it back")
+    assert guildimg.tensorboard.pid == started["pid"]  # the same process throughout
+    await jp_fetch("guildimg", "api", "tensorboard", method="DELETE")
