@@ -140,6 +140,7 @@ class RunsMonitor:
         self.problems: collections.deque[Problem] = collections.deque(maxlen=200)
         self.last_report: PassReport | None = None
         self.generation = 0  # goes up after every pass that changed something
+        self._change_listeners: list[Callable[[], None]] = []
         self.passes = 0
         self.views: tuple[RunView, ...] = ()  # replaced whole after every pass
         self._listeners: list[Callable[[PassReport], None]] = []
@@ -308,6 +309,25 @@ class RunsMonitor:
         item = Problem(time.time(), run, path, message)
         self.problems.append(item)
         report.problems.append(item)
+
+    def mark_changed(self) -> int:
+        """Count a change made outside a pass (which runs TensorBoard shows), so that
+        clients following :attr:`generation` look again; returns the new generation.
+        Wakes :meth:`wait_for_change` and the change listeners."""
+        with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+            generation = self.generation
+        for callback in list(self._change_listeners):
+            try:
+                callback()
+            except Exception:
+                log.warning("A change listener failed", exc_info=True)
+        return generation
+
+    def add_change_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` in the thread that called :meth:`mark_changed`."""
+        self._change_listeners.append(callback)
 
     def wait_for_change(self, since: int, timeout: float | None = None) -> int:
         """Block until :attr:`generation` is past ``since`` (at once if it already is),

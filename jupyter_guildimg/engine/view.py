@@ -352,7 +352,10 @@ class TensorBoardView:
                 filter=change.get("filter", ""),
             )
             self._update()
-            return self._selection_json()
+            answer = self._selection_json()
+        if self._monitor is not None:  # in_tensorboard of runs changed: clients look again
+            self._monitor.mark_changed()
+        return answer
 
     def shown(self) -> frozenset[str]:
         """The keys of the runs the view shows (``in_tensorboard``)."""

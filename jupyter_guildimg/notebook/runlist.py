@@ -1,12 +1,15 @@
-"""The panel's run list: a filter box, one page of runs in a multi-select, and a pager.
+"""The panel's run list: a filter box, one page of runs in a multi-select, a pager, and
+the "in TensorBoard" controls for the selected runs.
 
 It keeps the runs as the backend last listed them, those the filter's text matches (the
 backend filters: ``runs(q=...)``), which runs are selected, and the page shown. A
-selection outlives the filter and the paging: runs hidden by either stay selected.
+selection outlives the filter and the paging: runs hidden by either stay selected. A run
+TensorBoard shows is marked ``[TB]``.
 """
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,16 +18,23 @@ import ipywidgets as widgets
 
 from .. import rest
 from .imageview import Quiet, local_time
+from .tensorboardtab import selection_line
 
-__all__ = ["PAGE_SIZE", "RunList", "run_label"]
+__all__ = ["PAGE_SIZE", "TB_ACTIONS", "RunList", "run_label"]
 
 PAGE_SIZE = 200  # runs per page of the list
 
+TB_ACTIONS = ("add", "only", "auto")
+"""What the "in TensorBoard" buttons ask for: the selected runs added to those TensorBoard
+shows, only the selected runs, or back to the policy."""
+
 
 def run_label(run: rest.Run) -> str:
-    """``short_id  op  started  status  label  [N img]``, empty fields left out."""
+    """``short_id  op  started  status  label  [N img]  [TB]``, empty fields left out;
+    ``[TB]`` when TensorBoard shows the run."""
     parts = [run["short_id"], run["operation"], local_time(run["started"], "%Y-%m-%d %H:%M")]
     parts += [run["status"], run["label"] or "", f"[{run['image_count']} img]"]
+    parts.append("[TB]" if run.get("in_tensorboard") else "")
     return "  ".join(part for part in parts if part)
 
 
@@ -33,7 +43,8 @@ class RunList:
     gives it the listings (:meth:`update`, :meth:`filter_to`). The widgets' callbacks
     take ``lock`` and call back into the panel: ``on_select`` after the user changed
     the selection, ``on_filter`` after the filter's text changed (the panel then asks
-    the backend for the matching runs)."""
+    the backend for the matching runs), ``on_tensorboard(action)`` when an "in
+    TensorBoard" button is clicked (one of :data:`TB_ACTIONS`)."""
 
     def __init__(
         self,
@@ -41,10 +52,12 @@ class RunList:
         height: int,
         on_select: Callable[[], None],
         on_filter: Callable[[], None],
+        on_tensorboard: Callable[[str], None],
     ) -> None:
         self._lock = lock
         self._on_select = on_select
         self._on_filter = on_filter
+        self._on_tensorboard = on_tensorboard
         self._quietly = Quiet()  # on while this code, not the user, sets the selection
         self.runs: list[rest.Run] = []  # every run, newest first
         self.matching: list[rest.Run] = []  # those the filter keeps
@@ -63,8 +76,23 @@ class RunList:
         self.next_page.on_click(lambda _: self._turn(1))
         self.page_label = widgets.Label()
         pager = widgets.HBox([self.prev_page, self.page_label, self.next_page])
-        self.box = widgets.VBox([self.filter_text, self.runs_select, pager])
+        self.tb_label = widgets.HTML("In TensorBoard: …")
+        self.tb_label.add_class("guildimg-tb-selection")
+        self.show_in_tb = self._tb_button("Show in TensorBoard", "add", "the selected runs too")
+        self.only_these = self._tb_button("Only these", "only", "only the selected runs")
+        self.auto_tb = self._tb_button("Auto", "auto", "the runs its policy picks")
+        tb_box = widgets.VBox(
+            [self.tb_label, widgets.HBox([self.show_in_tb, self.only_these, self.auto_tb])]
+        )
+        self.box = widgets.VBox([self.filter_text, self.runs_select, pager, tb_box])
         self.box.layout.width = "36%"
+
+    def _tb_button(self, text: str, action: str, what: str) -> widgets.Button:
+        button = widgets.Button(description=text, tooltip=f"TensorBoard shows {what}")
+        button.layout.width = "auto"
+        button.add_class(f"guildimg-tb-{action}")
+        button.on_click(lambda _: self._tensorboard(action))
+        return button
 
     @property
     def filter(self) -> str:
@@ -96,6 +124,14 @@ class RunList:
             self.page = self._page_of(self.selected[0])
         self.render()
 
+    def show_selection(self, selection: rest.Selection | str) -> None:
+        """Say which runs TensorBoard shows ("12 of 200 runs (…)"), or why that is not
+        known (a message); "Auto" is off while the policy picks them ("Show" and "Only
+        these": while no run is selected)."""
+        line = selection if isinstance(selection, str) else selection_line(selection)
+        self.tb_label.value = f"In TensorBoard: {html.escape(line)}"
+        self.auto_tb.disabled = not isinstance(selection, str) and selection["mode"] == "auto"
+
     def render(self) -> None:
         pages = max(1, -(-len(self.matching) // PAGE_SIZE))
         self.page = min(max(self.page, 0), pages - 1)
@@ -112,6 +148,10 @@ class RunList:
         self.page_label.value = f"{first}–{start + len(shown)} of {total} runs"
         self.prev_page.disabled = self.page == 0
         self.next_page.disabled = self.page >= pages - 1
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        self.show_in_tb.disabled = self.only_these.disabled = not self.selected
 
     def _page_of(self, run_id: str) -> int:
         ids = [run["id"] for run in self.matching]
@@ -124,7 +164,12 @@ class RunList:
             on_page = {value for _label, value in self.runs_select.options}
             kept = [run_id for run_id in self.selected if run_id not in on_page]
             self.selected, self.chosen = kept + list(change["new"]), True
+            self._sync_buttons()
             self._on_select()
+
+    def _tensorboard(self, action: str) -> None:
+        with self._lock:
+            self._on_tensorboard(action)
 
     def _on_filter_text(self, _change: dict[str, Any]) -> None:
         with self._lock:

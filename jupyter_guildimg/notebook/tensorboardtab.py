@@ -1,15 +1,17 @@
-"""The panel's TensorBoard tab: TensorBoard's page in an iframe once it is ready.
+"""The panel's TensorBoard tab: which runs TensorBoard shows ("12 of 10,000 runs"), the
+server's warnings about it, and TensorBoard's page in an iframe once it is ready.
 
 Opening the tab starts TensorBoard through the backend, in a thread of the tab's own
 (a start can take minutes); meanwhile, and after a failure, the tab shows TensorBoard's
-state in the words of its ``summary``.
+state in the words of its ``summary``. The tab also changes which runs TensorBoard
+shows (:meth:`TensorBoardTab.change`, for the run list's "in TensorBoard" buttons).
 """
 
 from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 
@@ -17,14 +19,42 @@ from .. import rest
 from ..engine.tbprocess import status_summary
 from .backend import Backend, BackendError
 
-__all__ = ["TensorBoardTab"]
+__all__ = ["TensorBoardTab", "selection_count", "selection_line", "selection_rule"]
+
+_HOW_TO_CHANGE = "the buttons under the run list"
+
+
+def selection_count(selection: rest.Selection) -> str:
+    """``12 of 10,000 runs``: how many runs TensorBoard shows."""
+    noun = "run" if selection["total"] == 1 else "runs"
+    return f"{selection['shown']:,} of {selection['total']:,} {noun}"
+
+
+def selection_rule(selection: rest.Selection) -> str:
+    """Which rule chose them: ``auto: the 200 newest and every running run``, ``filter
+    'lr=0.1'`` or ``chosen runs``."""
+    limit = selection["limit"]
+    if selection["mode"] == "auto":
+        if selection["total"] > limit:
+            return f"auto: the {limit:,} newest and every running run"
+        return f"auto: every run while there are at most {limit:,}"
+    if selection["mode"] == "filter":
+        return f"filter {selection['filter']!r}"
+    return "chosen runs"
+
+
+def selection_line(selection: rest.Selection) -> str:
+    """``12 of 10,000 runs (auto: the 200 newest and every running run)``."""
+    return f"{selection_count(selection)} ({selection_rule(selection)})"
 
 
 class TensorBoardTab:
-    """The TensorBoard tab (``frame``): TensorBoard's page in an iframe once it is
-    ready, its state until then. :meth:`open` starts TensorBoard in a thread of its own,
-    which calls ``on_done(state, src)`` (without the lock) once it is ready or failed;
-    the panel then calls :meth:`show`."""
+    """The TensorBoard tab (``box``): the runs TensorBoard shows (``selection_html``)
+    and the server's warnings (``warnings_html``) above ``frame``, TensorBoard's page in
+    an iframe once it is ready, its state until then. :meth:`open` starts TensorBoard in
+    a thread of its own, which calls ``on_done(state, src)`` (without the lock) once it
+    is ready or failed; the panel then calls :meth:`show`. The panel calls
+    :meth:`show_selection` after every reload."""
 
     def __init__(
         self,
@@ -39,6 +69,44 @@ class TensorBoardTab:
         self.frame = widgets.HTML("TensorBoard starts when this tab is opened.")
         self.frame.layout.width = "100%"
         self.frame.add_class("guildimg-tensorboard")
+        # Widgets of their own: a new line must not load TensorBoard's iframe again.
+        self.selection_html = widgets.HTML("TensorBoard shows: …")
+        self.selection_html.add_class("guildimg-tensorboard-selection")
+        self.warnings_html = widgets.HTML()
+        self.warnings_html.add_class("guildimg-tensorboard-warnings")
+        self.warnings_html.layout.display = "none"
+        self.box = widgets.VBox([self.selection_html, self.warnings_html, self.frame])
+
+    def show_selection(self, selection: rest.Selection | str, state: rest.TensorBoardState) -> None:
+        """Which runs TensorBoard shows (or why that is not known: a message), and the
+        server's warnings about it (each in its own paragraph, marked ⚠; none: the
+        warnings are hidden)."""
+        if isinstance(selection, str):
+            value = f"Which runs TensorBoard shows is not known: {html.escape(selection)}"
+        else:
+            count, rule = (html.escape(f(selection)) for f in (selection_count, selection_rule))
+            value = f"TensorBoard shows <b>{count}</b> ({rule}) · change: {_HOW_TO_CHANGE}"
+        if self.selection_html.value != value:
+            self.selection_html.value = value
+        warnings = state.get("warnings", [])
+        shown = "".join(f"<p>⚠ {html.escape(text)}</p>" for text in warnings)
+        if self.warnings_html.value != shown:
+            self.warnings_html.value = shown
+        self.warnings_html.layout.display = None if warnings else "none"
+
+    def change(self, action: str, selected: Sequence[str]) -> rest.Selection:
+        """Ask the backend to show ``selected`` (run ids) too (``"add"``), only those
+        (``"only"``), or the runs its policy picks (``"auto"``); the new selection."""
+        if action == "auto":
+            return self.backend.set_selection("auto")
+        if action == "only":
+            return self.backend.set_selection("runs", runs=list(selected))
+        if action != "add":
+            raise ValueError(f"no such action: {action!r}")
+        shown = self.backend.selection()["runs"]
+        return self.backend.set_selection(
+            "runs", runs=shown + [run for run in selected if run not in shown]
+        )
 
     @property
     def wanted(self) -> bool:
@@ -90,4 +158,6 @@ def _failed(reason: str) -> rest.TensorBoardState:
         "restarts": 0,
         "stderr_tail": [],
         "started": None,
+        "files": {"needed": 0, "limit": 0},
+        "warnings": [],
     }

@@ -100,6 +100,10 @@ class PanelHeader:
             f"{monitor['images']} images",
             f"last pass {local_time(monitor['last_pass'], '%H:%M:%S') or '–'}",
         ]
+        if warnings := len(tensorboard.get("warnings", [])):
+            parts.append(
+                f"⚠ {warnings} warning{'s' if warnings > 1 else ''} on the TensorBoard tab"
+            )
         if self._description:
             parts.append(f"<i>monitor {html.escape(self._description)}</i>")
         self.status_html.value = " · ".join(parts)
@@ -141,10 +145,12 @@ class GuildImgPanel(widgets.VBox):
         self.header = PanelHeader()
         self.header.refresh_button.on_click(lambda _: self._on_refresh())
         self.header.auto_refresh.observe(self._on_auto_refresh, "value")
-        self.run_list = RunList(self._lock, height, self._load_images, self._on_filter)
+        self.run_list = RunList(
+            self._lock, height, self._load_images, self._on_filter, self._on_tb_action
+        )
         self.images = ImagesView(backend, self._lock, height)
         self.tensorboard = TensorBoardTab(backend, height, self._on_tensorboard)
-        self.tabs = widgets.Tab(children=[self.images.box, self.tensorboard.frame])
+        self.tabs = widgets.Tab(children=[self.images.box, self.tensorboard.box])
         self.tabs.titles = ("Images", "TensorBoard")
         self.tabs.layout.flex = "1"
         self.tabs.observe(self._on_tab, "selected_index")
@@ -208,7 +214,8 @@ class GuildImgPanel(widgets.VBox):
     # -- runs -----------------------------------------------------------------
 
     def _load_runs(self) -> bool:
-        """Read status and runs (and what the filter keeps of them) into the parts."""
+        """Read status, runs (and what the filter keeps of them) and which runs
+        TensorBoard shows into the parts."""
         try:
             status = self.backend.status()
             runs = self.backend.runs()
@@ -220,6 +227,13 @@ class GuildImgPanel(widgets.VBox):
         self._generation = status["monitor"]["generation"]
         self._last_error = None
         self.run_list.update(runs, matching)
+        try:
+            selection: rest.Selection | str = self.backend.selection()
+        except BackendError as e:  # the runs and their images are still worth showing
+            log.debug("guildimg panel: no selection: %s", e, exc_info=True)
+            selection = str(e)
+        self.run_list.show_selection(selection)
+        self.tensorboard.show_selection(selection, status["tensorboard"])
         local = isinstance(self.backend, LocalBackend)
         self.header.show(status, self.backend.description if local else None)
         return True
@@ -316,6 +330,16 @@ class GuildImgPanel(widgets.VBox):
                 stop.wait(_RETRY_SECONDS)
 
     # -- TensorBoard ------------------------------------------------------------
+
+    def _on_tb_action(self, action: str) -> None:
+        """An "in TensorBoard" button: change the runs TensorBoard shows, then show the
+        runs (their ``[TB]``) and the TensorBoard tab's line again."""
+        try:
+            self.tensorboard.change(action, self.run_list.selected)
+        except BackendError as e:
+            self._show_error(e)
+            return
+        self.reload()
 
     def _on_tab(self, change: dict[str, Any]) -> None:
         if change["new"] != 1 or not self.tensorboard.wanted:

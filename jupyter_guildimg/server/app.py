@@ -68,6 +68,7 @@ class ChangeFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
         monitor.add_listener(self.publish)
+        monitor.add_change_listener(self.announce)
 
     @property
     def generation(self) -> int:
@@ -75,8 +76,11 @@ class ChangeFeed:
 
     def publish(self, report: PassReport) -> None:
         """Wake the waiters after a pass that changed something."""
-        if not report.changed:
-            return
+        if report.changed:
+            self.announce()
+
+    def announce(self) -> None:
+        """Wake the waiters: the generation went up (thread-safe)."""
         with self._lock:
             loop = self._loop
         if loop is not None and not loop.is_closed():

@@ -28,7 +28,8 @@ export const ROUTES = {
   REFRESH: 'refresh',
   TENSORBOARD: 'tensorboard',
   SOURCES: 'sources',
-  CHANGES: 'changes'
+  CHANGES: 'changes',
+  SELECTION: 'selection'
 } as const;
 
 /** Query parameters and body keys. */
@@ -60,6 +61,9 @@ export type RunKind = 'guild' | 'dir';
 
 export type TensorBoardStatus = 'stopped' | 'starting' | 'ready' | 'failed';
 
+/** How TensorBoard's runs are chosen: the server's policy, a list, a filter. */
+export type SelectionMode = 'auto' | 'runs' | 'filter';
+
 /** A run as `GET runs` lists it. */
 export interface IRun {
   id: string;
@@ -74,6 +78,7 @@ export interface IRun {
   kind: RunKind;
   source: string;
   image_count: number;
+  in_tensorboard: boolean;
 }
 
 /** `GET runs`. */
@@ -136,7 +141,15 @@ export interface IRefreshReport {
   problems: IProblem[];
 }
 
-/** TensorBoard's state; `summary` is the sentence to show for it. */
+/** The event files TensorBoard would hold open for the runs it shows, and how
+ * many it may open. */
+export interface ITensorBoardFiles {
+  needed: number;
+  limit: number;
+}
+
+/** TensorBoard's state; `summary` is the sentence to show for it, `warnings`
+ * plain sentences to show above its page. */
 export interface ITensorBoardState {
   status: TensorBoardStatus;
   summary: string;
@@ -146,6 +159,26 @@ export interface ITensorBoardState {
   restarts: number;
   stderr_tail: string[];
   started: number | null;
+  files: ITensorBoardFiles;
+  warnings: string[];
+}
+
+/** `GET`/`PUT selection`: the runs TensorBoard shows (`runs`, keys newest
+ * first: `shown` of the `total` runs), and the rule that chose them. */
+export interface ISelection {
+  mode: SelectionMode;
+  runs: string[];
+  filter: string;
+  shown: number;
+  total: number;
+  limit: number;
+}
+
+/** `PUT selection`'s body: back to the policy, these runs, or a filter. */
+export interface ISelectionChange {
+  mode: SelectionMode;
+  runs?: string[];
+  filter?: string;
 }
 
 /** A configured source that is not watched, and why. */
@@ -295,6 +328,19 @@ export class GuildImgApi {
     return this.json<ITensorBoardState>(ROUTES.TENSORBOARD, {
       method: 'POST',
       body: JSON.stringify({ [PARAMS.RESTART]: true })
+    });
+  }
+
+  /** The runs TensorBoard shows, and why. */
+  getSelection(): Promise<ISelection> {
+    return this.json<ISelection>(ROUTES.SELECTION);
+  }
+
+  /** Change the runs TensorBoard shows; resolves with the new selection. */
+  putSelection(body: ISelectionChange): Promise<ISelection> {
+    return this.json<ISelection>(ROUTES.SELECTION, {
+      method: 'PUT',
+      body: JSON.stringify(body)
     });
   }
 

@@ -1,4 +1,5 @@
 /** Small DOM and formatting helpers the views share. */
+import { ISelection } from './api';
 
 /** An element with a class and, optionally, its text. */
 export function el<K extends keyof HTMLElementTagNameMap>(
@@ -65,4 +66,29 @@ export function formatSize(bytes: number): string {
 export function shortReason(reason: string): string {
   const end = reason.indexOf('. ');
   return end > 0 ? reason.slice(0, end + 1) : reason;
+}
+
+/** "10,000" (the same digits grouping on every page). */
+export function formatCount(count: number): string {
+  return count.toLocaleString('en-US');
+}
+
+/** "12 of 10,000 runs": how many runs TensorBoard shows. */
+export function selectionCount(selection: ISelection): string {
+  const noun = selection.total === 1 ? 'run' : 'runs';
+  return `${formatCount(selection.shown)} of ${formatCount(selection.total)} ${noun}`;
+}
+
+/** Which rule chose them, in a few words. */
+export function selectionRule(selection: ISelection): string {
+  switch (selection.mode) {
+    case 'auto':
+      return selection.total > selection.limit
+        ? `auto: the ${formatCount(selection.limit)} newest and every running run`
+        : `auto: every run while there are at most ${formatCount(selection.limit)}`;
+    case 'filter':
+      return `filter "${selection.filter}"`;
+    default:
+      return 'chosen runs';
+  }
 }

@@ -86,7 +86,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return open;
         }
         const widget = new MainAreaWidget({
-          content: new TensorBoardView(model)
+          content: new TensorBoardView(model, () => {
+            shell.activateById(sidebar.id);
+            sidebar.focusRuns();
+          })
         });
         widget.id = 'guildimg-tensorboard-tab';
         widget.title.icon = guildImgIcon;

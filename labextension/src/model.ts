@@ -1,10 +1,18 @@
 /**
- * The state every view shares: the runs and TensorBoard's state, kept current
- * by one long poll of the server's change feed.
+ * The state every view shares: the runs, TensorBoard's state and the runs it
+ * shows (the selection), kept current by one long poll of the server's change
+ * feed.
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError, GuildImgApi, IRun, ITensorBoardState } from './api';
+import {
+  ApiError,
+  GuildImgApi,
+  IRun,
+  ISelection,
+  ISelectionChange,
+  ITensorBoardState
+} from './api';
 
 /** Seconds the server holds a change-feed request open. */
 const FEED_TIMEOUT = 25;
@@ -46,6 +54,17 @@ export class GuildImgModel {
 
   get tensorBoardChanged(): ISignal<this, ITensorBoardState> {
     return this._tensorBoardChanged;
+  }
+
+  /** The runs TensorBoard shows, or null until the server said. */
+  get selection(): ISelection | null {
+    return this._selection;
+  }
+
+  /** Emitted when the selection changed (here or, seen at the next change-feed
+   * round, by another client). */
+  get selectionChanged(): ISignal<this, ISelection> {
+    return this._selectionChanged;
   }
 
   get isDisposed(): boolean {
@@ -91,6 +110,40 @@ export class GuildImgModel {
       this._setError(error);
     }
     return this._tensorBoard;
+  }
+
+  async reloadSelection(): Promise<ISelection | null> {
+    try {
+      this._setSelection(await this.api.getSelection());
+    } catch {
+      // The last selection stays shown; the runs' and TensorBoard's requests,
+      // made alongside, report a server that does not answer.
+    }
+    return this._selection;
+  }
+
+  /** Change the runs TensorBoard shows; then the runs (their `in_tensorboard`)
+   * and TensorBoard's state (its warnings) are fetched again. Rejects with the
+   * server's error, which is also the model's `error`. */
+  async changeSelection(change: ISelectionChange): Promise<ISelection> {
+    let selection: ISelection;
+    try {
+      selection = await this.api.putSelection(change);
+    } catch (error) {
+      this._setError(error);
+      throw error;
+    }
+    this._setSelection(selection);
+    await Promise.all([this.reload(), this.reloadTensorBoard()]);
+    return selection;
+  }
+
+  /** The run keys TensorBoard shows now: the selection's, else (not fetched
+   * yet) those the run list marks. */
+  shownRuns(): string[] {
+    return this._selection
+      ? [...this._selection.runs]
+      : this._runs.filter(run => run.in_tensorboard).map(run => run.id);
   }
 
   /** Start TensorBoard unless it is ready or starting (the server decides, and
@@ -139,7 +192,11 @@ export class GuildImgModel {
   private async _follow(): Promise<void> {
     let since = -1;
     let failures = 0;
-    await Promise.all([this.reload(), this.reloadTensorBoard()]);
+    await Promise.all([
+      this.reload(),
+      this.reloadTensorBoard(),
+      this.reloadSelection()
+    ]);
     while (!this._disposed) {
       let generation: number;
       try {
@@ -164,10 +221,12 @@ export class GuildImgModel {
       if (passed) {
         this._passed.emit();
       }
-      // TensorBoard's state is not in the change feed: look at it each round.
+      // TensorBoard's state and the selection (another client may change it)
+      // are not in the change feed: look at them each round.
       const [, state] = await Promise.all([
         passed ? this.reload() : Promise.resolve(),
-        this.reloadTensorBoard()
+        this.reloadTensorBoard(),
+        this.reloadSelection()
       ]);
       if (state?.status === 'starting') {
         void this._waitWhileStarting();
@@ -178,8 +237,29 @@ export class GuildImgModel {
   private _setTensorBoard(state: ITensorBoardState): void {
     const old = this._tensorBoard;
     this._tensorBoard = state;
-    if (!old || old.status !== state.status || old.reason !== state.reason) {
+    if (
+      !old ||
+      old.status !== state.status ||
+      old.reason !== state.reason ||
+      !sameStrings(old.warnings, state.warnings)
+    ) {
       this._tensorBoardChanged.emit(state);
+    }
+  }
+
+  private _setSelection(selection: ISelection): void {
+    const old = this._selection;
+    this._selection = selection;
+    if (
+      !old ||
+      old.mode !== selection.mode ||
+      old.filter !== selection.filter ||
+      old.shown !== selection.shown ||
+      old.total !== selection.total ||
+      old.limit !== selection.limit ||
+      !sameStrings(old.runs, selection.runs)
+    ) {
+      this._selectionChanged.emit(selection);
     }
   }
 
@@ -196,6 +276,7 @@ export class GuildImgModel {
 
   private _runs: IRun[] = [];
   private _tensorBoard: ITensorBoardState | null = null;
+  private _selection: ISelection | null = null;
   private _error = '';
   private _loaded = false;
   private _started = false;
@@ -205,6 +286,7 @@ export class GuildImgModel {
   private _changed = new Signal<this, void>(this);
   private _passed = new Signal<this, void>(this);
   private _tensorBoardChanged = new Signal<this, ITensorBoardState>(this);
+  private _selectionChanged = new Signal<this, ISelection>(this);
 }
 
 const EMPTY_STATE: ITensorBoardState = {
@@ -215,8 +297,17 @@ const EMPTY_STATE: ITensorBoardState = {
   pid: null,
   restarts: 0,
   stderr_tail: [],
-  started: null
+  started: null,
+  files: { needed: 0, limit: 0 },
+  warnings: []
 };
+
+/** Whether two string lists are equal (an older server may send none). */
+function sameStrings(a?: readonly string[], b?: readonly string[]): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length && x.every((item, i) => item === y[i]);
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms));

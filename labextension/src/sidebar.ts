@@ -1,12 +1,14 @@
 /**
- * The left-sidebar panel: TensorBoard's state, Refresh, a filter, the runs
- * (newest first, live from the change feed) and the selected run's thumbnails.
+ * The left-sidebar panel: TensorBoard's state and warnings, Refresh, a filter,
+ * which runs TensorBoard shows (with "Only these", "Add filtered runs", "Auto"),
+ * the runs (newest first, live from the change feed, each with its "in
+ * TensorBoard" checkbox) and the selected run's thumbnails.
  * The filter is the server's (`GET runs?q=`): the sidebar only shows its answer.
  */
 import { Widget } from '@lumino/widgets';
 
-import { IRun, ITensorBoardState } from './api';
-import { button, el, timeAgo } from './dom';
+import { IRun, ISelectionChange, ITensorBoardState } from './api';
+import { button, el, selectionCount, selectionRule, timeAgo } from './dom';
 import { GuildImgModel } from './model';
 import { RunThumbnails } from './thumbnails';
 
@@ -35,12 +37,14 @@ export class GuildImgSidebar extends Widget {
     model.changed.connect(() => this._onRunsChanged(), this);
     model.passed.connect(() => void this._thumbnails.load(), this);
     model.tensorBoardChanged.connect(this._onTensorBoard, this);
+    model.selectionChanged.connect(() => this._renderSelection(), this);
     // "3 min ago" ages while nothing else changes.
     this._clock = window.setInterval(() => this._renderRuns(), 30_000);
     this._renderRuns();
     if (model.tensorBoard) {
       this._onTensorBoard(model, model.tensorBoard);
     }
+    this._renderSelection();
   }
 
   get state(): ISidebarState {
@@ -68,6 +72,17 @@ export class GuildImgSidebar extends Widget {
     void this._thumbnails.show(runId);
   }
 
+  /** Move the keyboard focus to the run list (its selected run, else its first
+   * run, else the filter): where the runs TensorBoard shows are changed. */
+  focusRuns(): void {
+    const selected = this._selected ? this._items.get(this._selected) : null;
+    const target =
+      selected ??
+      (this._runList.firstElementChild as HTMLElement | null) ??
+      this._filter;
+    target.focus();
+  }
+
   dispose(): void {
     if (this.isDisposed) {
       return;
@@ -83,7 +98,7 @@ export class GuildImgSidebar extends Widget {
     const header = el('div', 'guildimg-sidebar-header');
     header.append(el('h2', 'guildimg-sidebar-title', 'Guild Images'));
     this._tbState.setAttribute('role', 'status');
-    header.append(this._tbState);
+    header.append(this._tbState, this._tbWarnings);
     const actions = el('div', 'guildimg-sidebar-actions');
     const refresh = button(
       'guildimg-sidebar-refresh',
@@ -112,6 +127,7 @@ export class GuildImgSidebar extends Widget {
         FILTER_DEBOUNCE_MS
       );
       this._actions.stateChanged(this.state);
+      this._renderSelection();
     });
 
     this._runList.setAttribute('role', 'listbox');
@@ -121,10 +137,115 @@ export class GuildImgSidebar extends Widget {
     node.append(
       header,
       this._filter,
+      this._buildSelection(),
       this._message,
       this._runList,
       this._thumbnails.node
     );
+  }
+
+  /** "In TensorBoard: 12 of 200 runs" and the three ways to change it. */
+  private _buildSelection(): HTMLElement {
+    const box = el('div', 'guildimg-sidebar-selection');
+    this._selectionText.setAttribute('role', 'status');
+    this._only.addEventListener('click', () => {
+      const runs = this._theseRuns();
+      if (runs.length) {
+        void this._change(() => ({ mode: 'runs', runs }));
+      }
+    });
+    this._addFiltered.addEventListener('click', () => {
+      const query = this._filter.value.trim();
+      if (query) {
+        void this._change(async () => {
+          const matching = await this.model.api.runs(undefined, query);
+          const runs = this.model.shownRuns();
+          const known = new Set(runs);
+          for (const run of matching) {
+            if (!known.has(run.id)) {
+              runs.push(run.id);
+            }
+          }
+          return { mode: 'runs', runs: this._ordered(runs) };
+        });
+      }
+    });
+    this._auto.addEventListener(
+      'click',
+      () => void this._change(() => ({ mode: 'auto' }))
+    );
+    const buttons = el('div', 'guildimg-sidebar-selection-actions');
+    buttons.append(this._only, this._addFiltered, this._auto);
+    box.append(this._selectionText, buttons);
+    return box;
+  }
+
+  /** The runs "Only these" keeps: those the filter lists, else the selected run. */
+  private _theseRuns(): string[] {
+    if (this._query && this._filtered) {
+      return this._filtered.map(run => run.id);
+    }
+    return this._selected ? [this._selected] : [];
+  }
+
+  /** Run keys in the run list's order (newest first); unknown ones last. */
+  private _ordered(keys: string[]): string[] {
+    const index = new Map(this.model.runs.map((run, i) => [run.id, i]));
+    const rank = (key: string) => index.get(key) ?? Number.MAX_SAFE_INTEGER;
+    return [...keys].sort((a, b) => rank(a) - rank(b));
+  }
+
+  /** Put the selection `make` answers, after the changes asked before it (so a
+   * quick second click builds on the first's answer, not on a stale list).
+   * Resolves once done; a refused change is the model's error message. */
+  private _change(
+    make: () => ISelectionChange | Promise<ISelectionChange>
+  ): Promise<void> {
+    const next = this._changes.then(async () => {
+      try {
+        await this.model.changeSelection(await make());
+      } catch {
+        // The model shows the server's message; the rows show its selection.
+      }
+    });
+    this._changes = next;
+    return next;
+  }
+
+  /** A row's checkbox: that run joins or leaves the runs TensorBoard shows. */
+  private _toggle(runId: string, wanted: boolean): void {
+    this._pending.set(runId, wanted);
+    this._renderRuns();
+    void this._change(() => {
+      const runs = this.model.shownRuns().filter(key => key !== runId);
+      if (wanted) {
+        runs.push(runId);
+      }
+      return { mode: 'runs', runs: this._ordered(runs) };
+    }).then(() => {
+      if (this._pending.get(runId) === wanted) {
+        this._pending.delete(runId);
+      }
+      this._renderRuns();
+    });
+  }
+
+  /** Which runs TensorBoard shows, and whether each action applies now. */
+  private _renderSelection(): void {
+    const selection = this.model.selection;
+    this._selectionText.textContent = selection
+      ? `In TensorBoard: ${selectionCount(selection)}`
+      : 'In TensorBoard: …';
+    this._selectionText.title = selection ? selectionRule(selection) : '';
+    const auto = selection?.mode === 'auto';
+    this._auto.setAttribute('aria-pressed', String(auto));
+    this._auto.disabled = auto;
+    const these = this._theseRuns();
+    this._only.disabled = these.length === 0;
+    this._only.title = this._query
+      ? `TensorBoard shows only the ${these.length} runs listed`
+      : 'TensorBoard shows only the selected run (or, with a filter, the runs listed)';
+    this._addFiltered.disabled = !this._filter.value.trim();
   }
 
   private async _refresh(refresh: HTMLButtonElement): Promise<void> {
@@ -143,6 +264,12 @@ export class GuildImgSidebar extends Widget {
     this._tbState.dataset.status = state.status;
     this._tbState.textContent = state.summary || state.status;
     this._tbState.title = state.reason;
+    // What would make TensorBoard drop runs, said plainly (with the fix).
+    const warnings = state.warnings ?? [];
+    this._tbWarnings.replaceChildren(
+      ...warnings.map(text => el('p', 'guildimg-warning', text))
+    );
+    this._tbWarnings.hidden = warnings.length === 0;
   }
 
   /** The runs changed on the server: the filtered list is fetched again. */
@@ -182,6 +309,11 @@ export class GuildImgSidebar extends Widget {
     const runs = this.model.runs;
     const shown = this._query && this._filtered ? this._filtered : runs;
     this._renderMessage(runs.length, shown.length);
+    this._renderSelection();
+    // The filtered list's in_tensorboard may be older than the model's.
+    const inTensorBoard = new Map(
+      runs.map(run => [run.id, run.in_tensorboard])
+    );
     const seen = new Set<string>();
     let previous: Element | null = null;
     for (const run of shown) {
@@ -191,7 +323,11 @@ export class GuildImgSidebar extends Widget {
         item = this._makeItem(run.id);
         this._items.set(run.id, item);
       }
-      fillItem(item, run, run.id === this._selected);
+      const inTb =
+        this._pending.get(run.id) ??
+        inTensorBoard.get(run.id) ??
+        run.in_tensorboard;
+      fillItem(item, run, run.id === this._selected, inTb);
       // Keep the DOM order newest first without rebuilding (focus stays put).
       const expected: Element | null = previous
         ? previous.nextElementSibling
@@ -253,6 +389,16 @@ export class GuildImgSidebar extends Widget {
     item.dataset.runId = runId;
     item.tabIndex = 0;
     item.setAttribute('role', 'option');
+    // Out of the tab order (the row is the tab stop; "t" toggles it from there).
+    const check = el('input', 'guildimg-run-tb');
+    check.type = 'checkbox';
+    check.tabIndex = -1;
+    check.title = 'In TensorBoard (t)';
+    check.setAttribute('aria-label', 'in TensorBoard');
+    // A click on the box toggles; a click anywhere else on the row selects.
+    check.addEventListener('click', event => event.stopPropagation());
+    check.addEventListener('change', () => this._toggle(runId, check.checked));
+    item.append(check);
     for (const part of ['status', 'short', 'op', 'label', 'started', 'count']) {
       item.append(el('span', `guildimg-run-${part}`));
     }
@@ -262,17 +408,27 @@ export class GuildImgSidebar extends Widget {
 
   private _onKey(event: KeyboardEvent): void {
     const items = [...this._runList.children] as HTMLElement[];
-    const index = items.indexOf(document.activeElement as HTMLElement);
+    const row = (event.target as HTMLElement).closest('li.guildimg-run');
+    const index = items.indexOf(row as HTMLElement);
     if (index < 0) {
       return;
     }
+    if (event.target instanceof HTMLInputElement && event.key === ' ') {
+      return; // a focused checkbox toggles itself
+    }
+    const runId = items[index].dataset.runId ?? null;
     let next = index;
     if (event.key === 'ArrowDown') {
       next = Math.min(items.length - 1, index + 1);
     } else if (event.key === 'ArrowUp') {
       next = Math.max(0, index - 1);
     } else if (event.key === 'Enter' || event.key === ' ') {
-      this.select(items[index].dataset.runId ?? null);
+      this.select(runId);
+    } else if (event.key === 't' && runId) {
+      const check = items[index].querySelector('input');
+      if (check) {
+        this._toggle(runId, !check.checked);
+      }
     } else {
       return;
     }
@@ -290,7 +446,27 @@ export class GuildImgSidebar extends Widget {
   private _sourcesAsked = false;
   private _clock: number;
   private _items = new Map<string, HTMLLIElement>();
+  /** Checkboxes clicked whose change the server has not answered yet. */
+  private _pending = new Map<string, boolean>();
+  private _changes: Promise<void> = Promise.resolve();
   private _tbState = el('div', 'guildimg-sidebar-tb', 'TensorBoard: …');
+  private _tbWarnings = el('div', 'guildimg-sidebar-tb-warnings');
+  private _selectionText = el('span', 'guildimg-sidebar-selection-text');
+  private _only = button(
+    'guildimg-sidebar-only',
+    'Only these',
+    'TensorBoard shows only these runs'
+  );
+  private _addFiltered = button(
+    'guildimg-sidebar-add-filtered',
+    'Add filtered runs',
+    'TensorBoard shows the runs the filter lists too'
+  );
+  private _auto = button(
+    'guildimg-sidebar-auto',
+    'Auto',
+    'TensorBoard shows the runs its policy picks (the newest, and every running run)'
+  );
   private _filter = document.createElement('input');
   private _message = el('div', 'guildimg-sidebar-message');
   private _runList = el('ul', 'guildimg-sidebar-runs');
@@ -313,18 +489,30 @@ const STATUS_ICONS: Record<string, string> = {
 
 /** Fill a run's row; a row whose content is unchanged is not touched, so a pass
  * that changed one run costs one row's layout, not the whole list's. */
-function fillItem(item: HTMLElement, run: IRun, selected: boolean): void {
+function fillItem(
+  item: HTMLElement,
+  run: IRun,
+  selected: boolean,
+  inTensorBoard: boolean
+): void {
   const ago = timeAgo(run.started);
-  const key = [run.name, run.status, run.image_count, ago, selected].join(
-    '\u0000'
-  );
+  const key = [
+    run.name,
+    run.status,
+    run.image_count,
+    ago,
+    selected,
+    inTensorBoard
+  ].join('\u0000');
   if (item.dataset.key === key) {
     return;
   }
   item.dataset.key = key;
-  const [status, short, op, label, started, count] = [
+  const [check, status, short, op, label, started, count] = [
     ...item.children
   ] as HTMLElement[];
+  (check as HTMLInputElement).checked = inTensorBoard;
+  item.dataset.inTensorboard = String(inTensorBoard);
   item.dataset.status = run.status;
   item.classList.toggle('jp-mod-selected', selected);
   item.setAttribute('aria-selected', String(selected));

@@ -2,13 +2,14 @@
  * The TensorBoard tab: the proxied TensorBoard page in an iframe, once it is
  * ready. Until then it shows the server's summary of TensorBoard's state
  * ("Starting TensorBoard…"); a failure adds TensorBoard's stderr (or the whole
- * reason) and a Retry button.
+ * reason) and a Retry button. Above the page, always: which runs TensorBoard
+ * shows ("12 of 10,000 runs · change") and the server's warnings about it.
  */
 import { IFrame } from '@jupyterlab/ui-components';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { ITensorBoardState } from './api';
-import { button, el } from './dom';
+import { button, el, selectionCount, selectionRule } from './dom';
 import { GuildImgModel } from './model';
 
 /** What TensorBoard's page needs inside the sandbox: its scripts, its own
@@ -23,7 +24,12 @@ const SANDBOX: IFrame.SandboxExceptions[] = [
 ];
 
 export class TensorBoardView extends Panel {
-  constructor(readonly model: GuildImgModel) {
+  /** `changeRuns`: what "change" does (the sidebar's run list, where the runs
+   * TensorBoard shows are picked); without it there is no "change". */
+  constructor(
+    readonly model: GuildImgModel,
+    changeRuns?: () => void
+  ) {
     super();
     this.id = 'guildimg-tensorboard';
     this.addClass('guildimg-tensorboard');
@@ -34,10 +40,14 @@ export class TensorBoardView extends Panel {
     this._retry.addEventListener('click', () => void this.start());
     this._status.node.append(this._statusText, this._details, this._retry);
     this._status.addClass('guildimg-tensorboard-status');
+    this._buildBar(changeRuns);
+    this.addWidget(this._bar);
     this.addWidget(this._status);
     this.addWidget(this._frame);
     model.tensorBoardChanged.connect((_, state) => this._render(state), this);
+    model.selectionChanged.connect(() => this._renderSelection(), this);
     this._render(model.tensorBoard);
+    this._renderSelection();
     void this.start();
   }
 
@@ -59,7 +69,48 @@ export class TensorBoardView extends Panel {
     this._render(this.model.tensorBoard);
   }
 
+  private _buildBar(changeRuns?: () => void): void {
+    this._bar.addClass('guildimg-tensorboard-bar');
+    const line = el('div', 'guildimg-tensorboard-selection');
+    this._selectionText.setAttribute('role', 'status');
+    line.append(this._selectionText, this._selectionRule);
+    if (changeRuns) {
+      const change = button(
+        'guildimg-tensorboard-change',
+        'change',
+        'Pick the runs TensorBoard shows, in the Guild Images sidebar'
+      );
+      change.addEventListener('click', () => changeRuns());
+      line.append(el('span', 'guildimg-tensorboard-sep', ' · '), change);
+    }
+    this._warnings.setAttribute('role', 'alert');
+    this._warnings.hidden = true;
+    this._bar.node.append(line, this._warnings);
+  }
+
+  /** "12 of 10,000 runs (auto: …)". */
+  private _renderSelection(): void {
+    const selection = this.model.selection;
+    this._selectionText.textContent = selection
+      ? selectionCount(selection)
+      : 'Runs shown: …';
+    this._selectionRule.textContent = selection
+      ? ` (${selectionRule(selection)})`
+      : '';
+  }
+
+  /** The server's warnings (too many files to open, unreadable files…), in
+   * its words, whatever TensorBoard's status. */
+  private _renderWarnings(state: ITensorBoardState | null): void {
+    const warnings = state?.warnings ?? [];
+    this._warnings.replaceChildren(
+      ...warnings.map(text => el('p', 'guildimg-warning', text))
+    );
+    this._warnings.hidden = warnings.length === 0;
+  }
+
   private _render(state: ITensorBoardState | null): void {
+    this._renderWarnings(state);
     const status = state?.status ?? 'starting';
     this.node.dataset.status = status;
     if (status === 'ready') {
@@ -92,6 +143,10 @@ export class TensorBoardView extends Panel {
     sandbox: SANDBOX,
     referrerPolicy: 'same-origin'
   });
+  private _bar = new Widget();
+  private _selectionText = el('span', 'guildimg-tensorboard-count');
+  private _selectionRule = el('span', 'guildimg-tensorboard-rule');
+  private _warnings = el('div', 'guildimg-tensorboard-warnings');
   private _status = new Widget();
   private _statusText = el('p', 'guildimg-tensorboard-message');
   private _details = el('pre', 'guildimg-tensorboard-details');

@@ -303,6 +303,149 @@ def test_open_tensorboard_button(lab: Lab, chromium: Browser, guild_home: Path) 
     assert_no_errors(chromium)
 
 
+def checkbox(page: Any, run_id: str) -> Any:
+    """The "in TensorBoard" checkbox of a run's row."""
+    return page.locator(f'{RUNS}[data-run-id="{run_id}"] input.guildimg-run-tb')
+
+
+def test_in_tensorboard_checkboxes_and_the_tabs_count(
+    lab: Lab, chromium: Browser, guild_home: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium.page
+    for label in ("alpha", "beta", "gamma"):
+        write_run(guild_home, op="train", label=label, files={f"{label}.png": png()})
+    runs = wait_for_runs(lab, 3)
+    ids = [run["id"] for run in runs]
+    assert lab.api("selection")["mode"] == "auto"
+    open_lab(page, lab)
+    open_sidebar(page)
+    expect(page.locator(RUNS)).to_have_count(3, timeout=30_000)
+    # The policy shows every run while there are few: every box is checked.
+    for run_id in ids:
+        expect(checkbox(page, run_id)).to_be_checked()
+    selection_text = page.locator(f"{SIDEBAR} .guildimg-sidebar-selection-text")
+    expect(selection_text).to_have_text("In TensorBoard: 3 of 3 runs")
+    expect(page.locator(f"{SIDEBAR} button.guildimg-sidebar-auto")).to_be_disabled()
+
+    page.locator(f"{SIDEBAR} button.guildimg-sidebar-open-tb").click()
+    view = page.locator(f"{TENSORBOARD_TAB} .guildimg-tensorboard")
+    count = view.locator(".guildimg-tensorboard-count")
+    expect(count).to_have_text("3 of 3 runs", timeout=30_000)
+    expect(view.locator(".guildimg-tensorboard-rule")).to_contain_text("auto")
+
+    # Unchecking a row's box: TensorBoard shows the other two, and the row is not
+    # selected by the click.
+    with page.expect_response(
+        lambda r: (
+            r.url.split("?")[0].endswith("/guildimg/api/selection") and r.request.method == "PUT"
+        )
+    ):
+        checkbox(page, ids[1]).click()
+    wait_for(
+        lambda: (s := lab.api("selection"))["mode"] == "runs" and s["runs"] == [ids[0], ids[2]],
+        10,
+        "the selection without the unchecked run",
+    )
+    expect(count).to_have_text("2 of 3 runs")
+    expect(view.locator(".guildimg-tensorboard-rule")).to_contain_text("chosen runs")
+    expect(checkbox(page, ids[1])).not_to_be_checked()
+    expect(selection_text).to_have_text("In TensorBoard: 2 of 3 runs")
+    expect(page.locator(f"{RUNS}.jp-mod-selected")).to_have_count(0)
+    assert [run["in_tensorboard"] for run in api_runs(lab)] == [True, False, True]
+    # A click elsewhere on the row still selects it.
+    select_run(page, ids[1])
+    expect(checkbox(page, ids[1])).not_to_be_checked()
+
+    # From the keyboard: "t" on a focused row checks its box again.
+    row = page.locator(f'{RUNS}[data-run-id="{ids[1]}"]')
+    row.focus()
+    page.keyboard.press("t")
+    expect(checkbox(page, ids[1])).to_be_checked()
+    expect(count).to_have_text("3 of 3 runs")
+    page.keyboard.press("ArrowDown")
+    expect(page.locator(f'{RUNS}[data-run-id="{ids[2]}"]')).to_be_focused()
+
+    # "Only these": the runs the filter lists; "Add filtered runs": those too.
+    by_label = {run["label"]: run["id"] for run in runs}
+    gamma, alpha = by_label["gamma"], by_label["alpha"]
+    filter_box = page.locator(f"{SIDEBAR} input.guildimg-sidebar-filter")
+    filter_box.fill("gamma")
+    expect(page.locator(RUNS)).to_have_count(1)
+    expect(page.locator(RUNS)).to_have_attribute("data-run-id", gamma)
+    page.locator(f"{SIDEBAR} button.guildimg-sidebar-only").click()
+    expect(count).to_have_text("1 of 3 runs")
+    assert lab.api("selection")["runs"] == [gamma]
+    filter_box.fill("alpha")
+    expect(page.locator(RUNS)).to_have_attribute("data-run-id", alpha)
+    page.locator(f"{SIDEBAR} button.guildimg-sidebar-add-filtered").click()
+    expect(count).to_have_text("2 of 3 runs")
+    assert set(lab.api("selection")["runs"]) == {gamma, alpha}
+    filter_box.fill("")
+    expect(page.locator(RUNS)).to_have_count(3)
+    checked = page.locator(f"{RUNS} input.guildimg-run-tb:checked")
+    expect(checked).to_have_count(2)
+    screenshot(page, "lab-sidebar-selection", scroll_to=SIDEBAR)
+
+    # "change" on the TensorBoard tab takes the keyboard to the sidebar's runs.
+    page.locator(f"{SIDEBAR_TAB}").click()  # close the sidebar: "change" opens it
+    expect(page.locator(SIDEBAR)).to_be_hidden()
+    view.locator("button.guildimg-tensorboard-change").click()
+    expect(page.locator(SIDEBAR)).to_be_visible()
+    expect(page.locator(f'{RUNS}[data-run-id="{ids[1]}"]')).to_be_focused()
+
+    # "Auto": back to the policy.
+    page.locator(f"{SIDEBAR} button.guildimg-sidebar-auto").click()
+    expect(count).to_have_text("3 of 3 runs")
+    assert lab.api("selection")["mode"] == "auto"
+    expect(checked).to_have_count(3)
+    expect(view).to_have_attribute("data-status", "ready", timeout=120_000)
+    screenshot(page, "lab-tensorboard-selection")
+    assert_no_errors(chromium)
+
+
+def test_the_tensorboard_tab_warns_of_too_few_open_files(
+    tmp_path: Path, chromium: Browser, guild_home: Path
+) -> None:
+    """A server whose hard limit is 512 open files, and runs whose images need more
+    event files than that: the TensorBoard tab says so with the fix, and the warning
+    goes once fewer runs are shown."""
+    from playwright.sync_api import expect
+
+    runs, images = 6, 90  # 540 event files (a run summarizes at most 100 images)
+    for number in range(runs):
+        files = {f"{number}/{i:03}.png": png() for i in range(images)}
+        write_run(guild_home, op="train", label=f"run {number}", files=files)
+    low_limit = "import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))\n"
+    with jupyter("lab", tmp_path, guild_home, extra_config=low_limit) as lab:
+        wait_for(lambda: lab.api("status")["monitor"]["images"] == runs * images, 60, "every image")
+        wait_for(lambda: lab.api("tensorboard")["warnings"], 30, "the open-files warning")
+        page = chromium.page
+        open_lab(page, lab)
+        open_sidebar(page)
+        page.locator(f"{SIDEBAR} button.guildimg-sidebar-open-tb").click()
+        view = page.locator(f"{TENSORBOARD_TAB} .guildimg-tensorboard")
+        warnings = view.locator(".guildimg-tensorboard-warnings")
+        expect(warnings).to_contain_text("TensorBoard needs about", timeout=30_000)
+        expect(warnings).to_contain_text("may open only 512")
+        expect(warnings).to_contain_text("ulimit -Hn")
+        sidebar_warnings = page.locator(f"{SIDEBAR} .guildimg-sidebar-tb-warnings")
+        expect(sidebar_warnings).to_contain_text("may open only 512")
+        expect(view.locator(".guildimg-tensorboard-count")).to_have_text("6 of 6 runs")
+        screenshot(page, "lab-tensorboard-warning")
+
+        # One run shown: few enough files, no such warning (TensorBoard's own lines
+        # about files it could not open, if any, stay until it restarts).
+        newest = api_runs(lab)[0]["id"]
+        select_run(page, newest)
+        page.locator(f"{SIDEBAR} button.guildimg-sidebar-only").click()
+        expect(view.locator(".guildimg-tensorboard-count")).to_have_text("1 of 6 runs")
+        expect(warnings).not_to_contain_text("TensorBoard needs about", timeout=30_000)
+        expect(sidebar_warnings).not_to_contain_text("TensorBoard needs about")
+    assert_no_errors(chromium)
+
+
 def test_a_tensorboard_that_cannot_start_shows_why_and_a_retry(
     tmp_path: Path, chromium: Browser, guild_home: Path
 ) -> None:

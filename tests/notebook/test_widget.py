@@ -69,8 +69,10 @@ def test_runs_are_listed_newest_first(make_panel, local, guild_home):
         run_id(old),
     ]
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(then))
-    assert labels[1] == f"{run_id(old)[:8]}  train  {started}  completed  first  [1 img]"
-    assert labels[0].startswith(f"{run_id(new)[:8]}  eval  ") and labels[0].endswith("[2 img]")
+    # [TB]: TensorBoard shows the run (the policy: every run, while there are few).
+    assert labels[1] == f"{run_id(old)[:8]}  train  {started}  completed  first  [1 img]  [TB]"
+    assert labels[0].startswith(f"{run_id(new)[:8]}  eval  ")
+    assert labels[0].endswith("[2 img]  [TB]")
     status = panel.header.status_html.value
     assert "<b>TensorBoard is not running</b>" in status
     assert "2 runs" in status and "3 images" in status
@@ -230,6 +232,72 @@ def test_run_and_tab_arguments(make_panel, local, guild_home):
         make_panel(tab="scalars")
 
 
+def test_the_in_tensorboard_buttons_change_the_backends_selection(make_panel, local, guild_home):
+    start = time.time() - 100
+    oldest, middle, newest = (
+        run_id(write_run(guild_home, op=op, started=start + i, files={"a.png": png()}))
+        for i, op in enumerate(("a", "b", "c"))
+    )
+    local.refresh()
+    panel = make_panel()
+    runs, tab = panel.run_list, panel.tensorboard
+    assert local.selection()["mode"] == "auto"
+    assert "TensorBoard shows <b>3 of 3 runs</b> (auto: every run" in tab.selection_html.value
+    assert runs.tb_label.value.startswith("In TensorBoard: 3 of 3 runs (auto")
+    assert runs.auto_tb.disabled and not runs.only_these.disabled  # the newest is selected
+
+    panel.select([oldest, newest])
+    runs.only_these.click()
+    selection = local.selection()
+    assert selection["mode"] == "runs" and set(selection["runs"]) == {oldest, newest}
+    assert (selection["shown"], selection["total"]) == (2, 3)
+    assert "TensorBoard shows <b>2 of 3 runs</b> (chosen runs)" in tab.selection_html.value
+    marked = {value for label, value in runs.runs_select.options if label.endswith("[TB]")}
+    assert marked == {oldest, newest}
+    assert not runs.auto_tb.disabled
+
+    panel.select([middle])
+    runs.show_in_tb.click()
+    assert set(local.selection()["runs"]) == {oldest, middle, newest}
+    assert "<b>3 of 3 runs</b> (chosen runs)" in tab.selection_html.value
+
+    panel.select([middle])
+    runs.only_these.click()
+    assert local.selection()["runs"] == [middle]
+    runs.auto_tb.click()
+    assert local.selection()["mode"] == "auto" and local.selection()["shown"] == 3
+    assert "<b>3 of 3 runs</b> (auto: every run" in tab.selection_html.value
+    assert runs.auto_tb.disabled
+
+    panel.run_list.choose([])  # nothing selected: nothing to show or keep
+    assert runs.show_in_tb.disabled and runs.only_these.disabled
+
+
+def test_the_tensorboard_tab_says_how_many_runs_and_warns(make_panel, local):
+    panel = make_panel()
+    tab = panel.tensorboard
+    selection = local.selection()
+    state = local.status()["tensorboard"]
+    assert tab.warnings_html.layout.display == "none"
+    # The count with thousands grouped, the rule that chose them, and the server's
+    # warnings in its words, each marked, above TensorBoard's page.
+    big = {**selection, "mode": "auto", "shown": 201, "total": 10_000, "limit": 200}
+    warning = (
+        "TensorBoard needs about 4,000 open files for the 201 runs shown but may open only 1,024"
+    )
+    tab.show_selection(big, {**state, "warnings": [warning, "a <b>second</b>"]})
+    assert tab.selection_html.value.startswith(
+        "TensorBoard shows <b>201 of 10,000 runs</b> (auto: the 200 newest and every running run)"
+    )
+    assert tab.warnings_html.layout.display is None
+    assert tab.warnings_html.value == f"<p>⚠ {warning}</p><p>⚠ a &lt;b&gt;second&lt;/b&gt;</p>"
+    assert tab.box.children == (tab.selection_html, tab.warnings_html, tab.frame)
+    filtered = {**selection, "mode": "filter", "filter": "lr=0.1", "shown": 1, "total": 1}
+    tab.show_selection(filtered, state)
+    assert "<b>1 of 1 run</b> (filter &#x27;lr=0.1&#x27;)" in tab.selection_html.value
+    assert tab.warnings_html.layout.display == "none"
+
+
 def test_the_refresh_button_runs_a_pass(make_panel, local, guild_home):
     run_dir = write_run(guild_home, op="train", files={"a.png": png()})
     local.refresh()
@@ -336,6 +404,11 @@ async def test_the_panel_follows_the_servers_change_feed(server, guild_home):
         assert [value for _label, value in panel.run_list.runs_select.options] == [run_id(run_dir)]
         assert len(panel.images.thumbnail_images) == 1
         assert "in this kernel" not in panel.header.status_html.value
+        # The server's selection: its policy shows the one run.
+        assert "TensorBoard shows <b>1 of 1 run</b> (auto" in panel.tensorboard.selection_html.value
+        await call(panel.run_list.only_these.click)
+        assert (await call(server.selection))["mode"] == "runs"
+        assert "<b>1 of 1 run</b> (chosen runs)" in panel.tensorboard.selection_html.value
 
         Path(run_dir, "b.png").write_bytes(png())
         await wait_until(lambda: len(panel.images.thumbnail_images) == 2, 10, "the new image")

@@ -522,6 +522,21 @@ def view_links(guildimg) -> list[str]:
     return sorted(path.name for path in view_dir.iterdir() if path.is_symlink())
 
 
+async def test_a_selection_change_wakes_the_change_feed(jp_fetch, guild_home):
+    run = write_run(guild_home, op="train", files={"a.png": png()})
+    await refresh(jp_fetch)
+    generation = (await get_json(jp_fetch, "changes", since=-1))["generation"]
+    waiting = asyncio.ensure_future(get_json(jp_fetch, "changes", since=generation, timeout=20))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+
+    await put_selection(jp_fetch, {"mode": "runs", "runs": []})
+    # Clients re-read in_tensorboard at once (a timeout would give the same generation).
+    assert (await asyncio.wait_for(waiting, 15))["generation"] > generation
+    (listed,) = (await get_json(jp_fetch, "runs"))["runs"]
+    assert listed["id"] == Path(run).name and listed["in_tensorboard"] is False
+
+
 async def test_the_selection_is_read_and_changed_live(jp_fetch, guildimg, guild_home):
     old = write_run(guild_home, op="train", label="old", started=1, files={"a.png": png()})
     new = write_run(guild_home, op="eval", label="new", started=2, files={"a.png": png()})
