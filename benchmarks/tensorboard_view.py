@@ -34,6 +34,7 @@ import asyncio
 import io
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -47,6 +48,8 @@ from typing import Any
 from PIL import Image
 
 # Run as a script, benchmarks/ is on sys.path: one copy of the RSS reader.
+from tensorboard_scale import group_rss_mb
+
 from jupyter_guildimg.engine.catalog import run_key
 from jupyter_guildimg.engine.layout import IMAGES_DIR
 from jupyter_guildimg.engine.monitor import RunsMonitor
@@ -133,6 +136,91 @@ def timed(fn: Callable[[], object]) -> float:
     began = time.perf_counter()
     fn()
     return time.perf_counter() - began
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float, step: float = 0.05
+) -> float | None:
+    """Seconds until ``predicate()`` (blocking HTTP: run off the loop) is true; None if
+    it is not within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    began = time.perf_counter()
+    while time.perf_counter() - began < timeout:
+        if await loop.run_in_executor(None, predicate):
+            return time.perf_counter() - began
+        await asyncio.sleep(step)
+    return None
+
+
+async def start_and_list(
+    tb: TensorBoardProcess, names: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Start ``tb``: seconds to ready and to every image tag of the runs ``names``
+    listed (None past ``--timeout``, with how many were), RSS, files and warnings."""
+    began = time.perf_counter()
+    result = await tb.start()
+    if result.outcome != "started" or tb.url is None or tb.pid is None:
+        return {"failed": result.message}
+    ready = time.perf_counter() - began
+    url, want = tb.url, len(names)
+    listed = await wait_until(lambda: tags_listed(url, names, args.images) == want, args.timeout)
+    state = tb.state()
+    return {
+        "ready": ready,
+        "tags": None if listed is None else ready + listed,
+        "listed": tags_listed(url, names, args.images),
+        "rss_mb": group_rss_mb(tb.pid),
+        "files": state["files"],
+        "warnings": state["warnings"],
+    }
+
+
+async def selection_changes(
+    tb: TensorBoardProcess, view: TensorBoardView, monitor: RunsMonitor, args: argparse.Namespace
+) -> list[float | None]:
+    """``--repeat`` times: show 10 runs not shown before; seconds until TensorBoard's
+    ``data/runs`` lists exactly those."""
+    assert tb.url is not None
+    url, times = tb.url, []
+    candidates = [v for v in monitor.views if run_key(v.run) not in view.shown()]
+    for i in range(args.repeat):
+        chosen = candidates[i * 10 : i * 10 + 10]
+        view.set_selection("runs", [run_key(v.run) for v in chosen])
+        names = {v.name for v in chosen}
+        times.append(await wait_until(lambda n=names: runs_shown(url) == n, args.timeout))
+    return times
+
+
+async def changed_images(
+    tb: TensorBoardProcess,
+    monitor: RunsMonitor,
+    picks: list[tuple[str, str]],
+    args: argparse.Namespace,
+    *,
+    manual: bool,
+) -> list[float | None]:
+    """For each ``(run name, run dir)``: new bytes for its image, then seconds from the
+    write until TensorBoard lists a higher step for it (after ``monitor.run_pass()`` at
+    once when ``manual``, else the monitor's own thread)."""
+    assert tb.url is not None
+    url, times = tb.url, []
+    for name, run_dir in picks:
+        # The run's images must be listed first: a run still loading is no success.
+        await wait_until(lambda n=name: newest_step(url, n, _CHANGED_IMAGE) >= 0, args.timeout)
+        before = newest_step(url, name, _CHANGED_IMAGE)
+        colour = (random.randrange(256), random.randrange(256), random.randrange(256))
+        data = png(colour, args.size)
+        began = time.perf_counter()
+        with open(os.path.join(run_dir, _CHANGED_IMAGE), "wb") as f:
+            f.write(data)
+        if manual:
+            monitor.run_pass()
+        left = args.timeout - (time.perf_counter() - began)
+        seen = await wait_until(
+            lambda n=name, b=before: newest_step(url, n, _CHANGED_IMAGE) > b, left
+        )
+        times.append(None if seen is None else time.perf_counter() - began)
+    return times
 
 
 async def measure(root: str, home: str, args: argparse.Namespace) -> dict[str, Any]:
