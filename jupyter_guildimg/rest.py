@@ -112,11 +112,13 @@ __all__ = [
     "Selection",
     "SelectionChange",
     "SelectionMode",
+    "SourceWatch",
     "Sources",
     "Status",
     "TensorBoardFiles",
     "TensorBoardState",
     "TensorBoardStatus",
+    "WatchStatus",
     "Written",
     "run_image_url",
     "run_images_url",
@@ -325,6 +327,25 @@ class RefusedSource(TypedDict):
     message: str
 
 
+class SourceWatch(TypedDict):
+    """How one watched root (a Guild home's ``runs/``, a folder of runs) is followed:
+    by file-system ``"events"`` (``reason`` "") or by ``"polling"``, ``reason`` saying
+    why (a network or FUSE mount, the watch limit, the setting, not there yet)."""
+
+    path: str
+    mode: Literal["events", "polling"]
+    reason: str
+
+
+class WatchStatus(TypedDict):
+    """How the monitor learns of changes: per root, the inotify watches held, and the
+    seconds between full (reconciling) passes."""
+
+    sources: list[SourceWatch]
+    watches: int
+    reconcile_interval: float
+
+
 class MonitorState(TypedDict):
     """What :meth:`RunsMonitor.status <jupyter_guildimg.engine.monitor.RunsMonitor.status>`
     says of itself: the thread and its last pass (``last_pass`` is when it ended,
@@ -345,6 +366,7 @@ class MonitorState(TypedDict):
     stalled: bool
     logdir_error: str | None
     problems: list[MonitorProblem]
+    watch: WatchStatus | None
 
 
 class MonitorStatus(MonitorState):
@@ -425,6 +447,8 @@ BODIES: tuple[type, ...] = (
     TensorBoardFiles,
     TensorBoardState,
     RefusedSource,
+    SourceWatch,
+    WatchStatus,
     MonitorStatus,
     Status,
     Sources,

@@ -11,6 +11,11 @@ source, or a path at, above or below the run, could not be read; the listing
 callback raised) are kept as they were, and what could not be read is reported
 once. The monitor holds an exclusive lock on its log dir (see :mod:`.layout`).
 
+With a file-system watcher the thread runs *targeted* passes, over just the runs
+whose files changed, and a full pass rarely (see :mod:`.scheduler`). A targeted
+pass re-reads those runs through their source (``RunSource.read_run``), and
+never removes another run.
+
 ``generation`` is the one change counter: it goes up after every pass that changed
 something, and :meth:`RunsMonitor.wait_for_change` waits for it. The server's change
 feed and the in-kernel backend report this number.
@@ -23,18 +28,21 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping
 
+from .. import rest
 from . import layout
 from .layout import END_FILE, HPARAMS_FILE, LogDirLockedError, logdir_in_use
 from .naming import assign_names
-from .runlog import PassReport, Problem, RunLog, RunView
-from .runrecord import Run, Unreadable, newest_first_key
+from .runlog import ChangeCount, PassReport, Problem, RunLog, RunView
+from .runrecord import Run, RunSource, newest_first_key, sources_of
+from .scheduler import PassScheduler, Watcher, monitor_status
+from .targets import RunTargets
 
 __all__ = [
     "DEFAULT_INTERVAL",
     "DEFAULT_MAX_IMAGE_BYTES",
+    "DEFAULT_RECONCILE_INTERVAL",
     "END_FILE",
     "HPARAMS_FILE",
     "MIN_INTERVAL",
@@ -54,6 +62,8 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 1.0
 MIN_INTERVAL = 0.5
 DEFAULT_MAX_IMAGE_BYTES = 64 * 2**20
+#: Seconds between full (reconciling) passes when a watcher reports changes.
+DEFAULT_RECONCILE_INTERVAL = 60.0
 
 
 def setup_logging() -> None:
@@ -88,6 +98,14 @@ class RunsMonitor:
     :meth:`close` (or :meth:`stop`) lets it go. A pass running for longer than
     ``stall_after`` seconds (default: the larger of 30 s and 10 intervals) shows
     as ``stalled`` in :meth:`status`.
+
+    ``watcher`` (:mod:`.fswatch`'s ``RunsWatcher``, built with
+    :meth:`notify_changed` as its ``on_change``) makes the thread event-driven: see
+    :mod:`.scheduler`; ``reconcile_interval`` paces its full passes. Whoever built
+    the watcher closes it (:meth:`close` does not). Targeted passes
+    need the sources behind ``list_runs_cb`` (:func:`~.runrecord.sources_of`: a
+    :func:`~.runrecord.combine_sources` callback or a source's ``list_runs``); with
+    any other callable they are full passes.
     """
 
     def __init__(
@@ -104,6 +122,8 @@ class RunsMonitor:
         max_image_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
         stall_after: float | None = None,
         revision_steps: bool = False,
+        watcher: Watcher | None = None,
+        reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL,
     ) -> None:
         interval = DEFAULT_INTERVAL if interval is None else float(interval)
         if interval < MIN_INTERVAL:
@@ -130,17 +150,13 @@ class RunsMonitor:
         self._real_logdir = os.path.realpath(self.logdir)
         self._logdir_lock = layout.LogDirLock(self.logdir)
         self._logdir_error: str | None = None  # why the last pass could not lock the log dir
-        self._unreadable: set[tuple[str, str]] = set()  # reported, and still unreadable
         self._pass_started: tuple[float, float] | None = None  # (monotonic, wall) of a pass
-        self._closed = False
         self._lock = threading.Lock()
-        self._changed = threading.Condition()  # notified when generation goes up, or on close
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._count = ChangeCount()  # the generation
+        self.targets = RunTargets()  # what targeted passes and the watcher need
+        self._scheduler = PassScheduler(self, watcher, reconcile_interval)
         self.problems: collections.deque[Problem] = collections.deque(maxlen=200)
         self.last_report: PassReport | None = None
-        self.generation = 0  # goes up after every pass that changed something
-        self._change_listeners: list[Callable[[], None]] = []
         self.passes = 0
         self.views: tuple[RunView, ...] = ()  # replaced whole after every pass
         self._listeners: list[Callable[[PassReport], None]] = []
@@ -156,16 +172,21 @@ class RunsMonitor:
         """One pass now (Guild's name for it); see :meth:`run_pass`."""
         self.run_pass()
 
-    def run_pass(self) -> PassReport:
+    def run_pass(self, only: Collection[str] | None = None) -> PassReport:
         """One pass now, returning what it did. Passes never overlap: a call made
         while the thread is in a pass waits for it. Raises
-        :class:`LogDirLockedError` if another monitor holds the log dir."""
+        :class:`LogDirLockedError` if another monitor holds the log dir.
+
+        With ``only`` (absolute run dirs), a targeted pass: just those runs are read
+        again through their source (new ones included); the others are left as they
+        were, and a run is removed only when its dir is really gone. Without sources
+        to read them through (a plain ``list_runs_cb``), it is a full pass."""
         with self._lock:
             started = time.monotonic()
             self._pass_started = (started, time.time())
             report = PassReport()
             try:
-                self._pass(report)
+                self._pass(report, only)
             finally:
                 self._pass_started = None
             report.duration = time.monotonic() - started
@@ -173,9 +194,7 @@ class RunsMonitor:
             self.passes += 1
             self.last_report = report
             if report.changed:
-                with self._changed:
-                    self.generation += 1
-                    self._changed.notify_all()
+                self._count.bump()
         for callback in list(self._listeners):
             try:
                 callback(report)
@@ -183,8 +202,20 @@ class RunsMonitor:
                 log.warning("A pass listener failed", exc_info=True)
         return report
 
-    def _pass(self, report: PassReport) -> None:
-        listing = self._listing(report)
+    def _pass(self, report: PassReport, only: Collection[str] | None) -> None:
+        known = self.known_runs()
+
+        def accept(run: Run) -> bool:
+            return self._acceptable(run, report)
+
+        def problem(path: str, message: str) -> None:
+            self._problem(report, "", path, message)
+
+        sources = None if only is None else self.sources()
+        if only is None or sources is None:
+            listing = self.targets.listing(self._list_runs, known, accept, problem)
+        else:
+            listing = self.targets.targeted(only, sources, known, accept, problem)
         if listing is None:  # nothing known about any run: everything stays as it was
             report.runs = len(self.views)
             return
@@ -198,6 +229,7 @@ class RunsMonitor:
         current = {run.dir for run in runs}
         for run_dir in [d for d in self._logs if d not in current]:
             report.runs_removed.append(os.path.basename(self._logs.pop(run_dir).log_dir))
+            self.targets.forget(run_dir)
         for run in runs:  # renamed runs (a new label) keep their log dir's contents
             run_log = self._logs.get(run.dir)
             target = os.path.join(self.logdir, names[run.dir])
@@ -229,49 +261,24 @@ class RunsMonitor:
                 report.runs_added.append(name)
             elif run_log.run != run:
                 report.runs_changed.append(name)
-            self._sync(run, name, run_log, report)
+                self.targets.changed(run.dir)
+            if self._sync(run, name, run_log, report) and name not in report.runs_added:
+                self.targets.changed(run.dir)
         report.runs = len(runs)
         self.views = tuple(self._logs[run.dir].view(names[run.dir]) for run in runs)
 
-    def _listing(self, report: PassReport) -> tuple[list[Run], list[Run]] | None:
-        """The runs listed (and accepted), and the known runs missing from the listing
-        that it could not see; ``None`` if the callback raised."""
-        try:
-            listed = self._list_runs()
-        except Exception as e:
-            message = f"listing runs failed: {type(e).__name__}: {e}; the runs known are kept"
-            if ("", message) not in self._unreadable:
-                log.warning("Listing runs failed", exc_info=True)
-            self._report_unreadable(report, [Unreadable("", message)])
-            return None
-        unreadable: list[Unreadable] = list(getattr(listed, "unreadable", ()))
-        self._report_unreadable(report, unreadable)
-        runs = [run for run in listed if self._acceptable(run, report)]
-        listed_dirs = {run.dir for run in runs}
-        kept = [
-            run_log.run
-            for run_dir, run_log in self._logs.items()
-            if run_dir not in listed_dirs and any(u.hides(run_log.run) for u in unreadable)
-        ]
-        return runs, kept
+    def _sync(self, run: Run, name: str, run_log: RunLog, report: PassReport) -> bool:
+        """Bring ``run_log`` up to date; whether it wrote something."""
+        written = 0
 
-    def _report_unreadable(self, report: PassReport, unreadable: list[Unreadable]) -> None:
-        """Report each unreadable path once, until it has been read again."""
-        current = {(u.path, u.message) for u in unreadable}
-        for path, message in sorted(current - self._unreadable):
-            if path:
-                message = f"{message}; skipped, and runs there are kept as they were"
-            self._problem(report, "", path, message)
-        self._unreadable = current
-
-    def _sync(self, run: Run, name: str, run_log: RunLog, report: PassReport) -> None:
         def problem(path: str, message: str) -> None:
             self._problem(report, name, path, message)
 
         try:
-            written = run_log.sync(run, problem, images=self.log_images, hparams=self.log_hparams)
-            for path in written:
+            paths = run_log.sync(run, problem, images=self.log_images, hparams=self.log_hparams)
+            for path in paths:
                 report.written.append((name, path))
+            written = len(paths)
         except FileNotFoundError:
             if os.path.isdir(run.dir):
                 log.warning("Run %r: a file vanished during the pass", name, exc_info=True)
@@ -281,6 +288,7 @@ class RunsMonitor:
             log.warning("Run %r: pass failed", name, exc_info=True)
             problem("", f"pass failed: {type(e).__name__}: {e}")
         report.images += run_log.summaries.image_count
+        return written > 0
 
     def _acceptable(self, run: Run, report: PassReport) -> bool:
         """Refuse a run that contains the log dir (mirroring it would write inside the
@@ -310,65 +318,66 @@ class RunsMonitor:
         self.problems.append(item)
         report.problems.append(item)
 
+    @property
+    def generation(self) -> int:
+        """Goes up after every pass that changed something, and on :meth:`mark_changed`."""
+        return self._count.value
+
     def mark_changed(self) -> int:
         """Count a change made outside a pass (which runs TensorBoard shows), so that
         clients following :attr:`generation` look again; returns the new generation.
         Wakes :meth:`wait_for_change` and the change listeners."""
-        with self._changed:
-            self.generation += 1
-            self._changed.notify_all()
-            generation = self.generation
-        for callback in list(self._change_listeners):
-            try:
-                callback()
-            except Exception:
-                log.warning("A change listener failed", exc_info=True)
-        return generation
+        return self._count.bump(notify=True)
 
     def add_change_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` in the thread that called :meth:`mark_changed`."""
-        self._change_listeners.append(callback)
+        self._count.listeners.append(callback)
 
     def wait_for_change(self, since: int, timeout: float | None = None) -> int:
         """Block until :attr:`generation` is past ``since`` (at once if it already is),
         the monitor is closed, or ``timeout`` seconds passed; returns the generation
         then. For threads: an event loop is woken by :meth:`add_listener` instead."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.generation > since or self._closed, timeout)
-            return self.generation
+        return self._count.wait(since, timeout)
 
     # -- the thread -------------------------------------------------------
 
     def start(self) -> None:
-        """Run passes every ``interval`` seconds in a daemon thread until :meth:`stop`."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="guildimg-monitor", daemon=True)
-        self._thread.start()
+        """Run passes in a daemon thread until :meth:`stop`: every ``interval``
+        seconds, or driven by the watcher (see :mod:`.scheduler`)."""
+        self._scheduler.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the thread, wait (at most ``timeout`` seconds) for its pass in
         progress to end, and let the log dir's lock go (a later pass takes it again)."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
+        self._scheduler.stop(timeout)
         self._logdir_lock.release()
+
+    def notify_changed(self, paths: Iterable[str]) -> None:
+        """Queue changed paths (absolute files or dirs, from any thread: the
+        watcher's ``on_change``) for a targeted pass of their runs, which the thread
+        runs at once."""
+        self._scheduler.notify(paths)
+
+    def sources(self) -> list[RunSource] | None:
+        """The sources behind ``list_runs_cb`` now, ``None`` if it does not tell."""
+        found = sources_of(self._list_runs)
+        return None if found is None else list(found)
+
+    def known_runs(self) -> Mapping[str, Run]:
+        """The runs known now, by dir (a snapshot)."""
+        return {run_dir: run_log.run for run_dir, run_log in list(self._logs.items())}
 
     def close(self, timeout: float | None = 5.0) -> None:
         """:meth:`stop` for good: the log dir is let go and never taken (nor made)
         again, so it can be renamed or removed; later passes raise RuntimeError."""
-        self._closed = True
-        with self._changed:
-            self._changed.notify_all()  # wake every wait_for_change() now
+        self._count.close()  # wakes every wait_for_change() now
         self.stop(timeout)
 
     def acquire_logdir(self) -> None:
         """Make the log dir and take its exclusive lock; idempotent. Every pass calls
         it first. Raises :class:`LogDirLockedError` (naming the holder's pid where
         the system tells it) if another monitor holds it."""
-        if self._closed:
+        if self._count.closed:
             raise RuntimeError(f"the monitor of {self.logdir!r} is closed")
         os.makedirs(self.logdir, exist_ok=True)
         try:
@@ -380,7 +389,7 @@ class RunsMonitor:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._scheduler.running
 
     @property
     def stall_bound(self) -> float:
@@ -389,47 +398,10 @@ class RunsMonitor:
             return self.stall_after
         return max(30.0, 10 * self.interval)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> rest.MonitorState:
         """JSON-able state: the thread, the pass in progress (``pass_started``,
         ``pass_running_for``, ``stalled`` once it runs past :attr:`stall_bound`),
         ``logdir_error`` (why the log dir could not be taken, else ``None``), the
-        last pass and the latest problems."""
-        report = self.last_report
-        started = self._pass_started
-        running_for = None if started is None else time.monotonic() - started[0]
-        return {
-            "running": self.running,
-            "logdir": self.logdir,
-            "interval": self.interval,
-            "passes": self.passes,
-            "generation": self.generation,
-            "last_pass": None if report is None else round(report.finished, 3),
-            "last_pass_duration": None if report is None else round(report.duration, 4),
-            "runs": 0 if report is None else report.runs,
-            "images": 0 if report is None else report.images,
-            "pass_started": None if started is None else round(started[1], 3),
-            "pass_running_for": None if running_for is None else round(running_for, 3),
-            "stalled": running_for is not None and running_for > self.stall_bound,
-            "logdir_error": self._logdir_error,
-            "problems": [
-                {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
-                for p in list(self.problems)[-20:]
-            ],
-        }
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_pass()
-            except LogDirLockedError as e:
-                # Capture stays off while another monitor holds the log dir; it
-                # starts by itself once that one lets go. Said once, not every pass.
-                if not any(p.message == str(e) for p in self.problems):
-                    log.warning("Not capturing", exc_info=True)
-                    self.problems.append(Problem(time.time(), "", "", str(e)))
-            except Exception as e:
-                # One bad pass (an unreadable log dir, a failing source) must not
-                # end monitoring: the next pass may well succeed.
-                log.exception("Monitor pass failed; trying again in %s s", self.interval)
-                self.problems.append(Problem(time.time(), "", "", f"pass failed: {e!r}"))
-            self._stop.wait(self.interval)
+        last pass, the latest problems and ``watch`` (how sources are watched:
+        ``{"sources", "watches", "reconcile_interval"}``; ``None`` without a watcher)."""
+        return monitor_status(self, self._scheduler.watch_status())

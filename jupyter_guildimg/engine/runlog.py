@@ -5,7 +5,9 @@ of it (:class:`RunView`), and what a pass did (:class:`PassReport`,
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +20,53 @@ from .summaries import ImageSummaries, Revision
 from .tfevent import write_event_file
 
 # END_FILE and HPARAMS_FILE live in .layout; importable from here too.
-__all__ = ["END_FILE", "HPARAMS_FILE", "PassReport", "Problem", "RunLog", "RunView"]
+__all__ = [
+    "END_FILE",
+    "HPARAMS_FILE",
+    "ChangeCount",
+    "PassReport",
+    "Problem",
+    "RunLog",
+    "RunView",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ChangeCount:
+    """The monitor's one change counter (its ``generation``): :meth:`bump` raises it
+    and wakes the threads in :meth:`wait`; :meth:`close` wakes them for good."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.closed = False
+        self._cond = threading.Condition()
+        self.listeners: list[Callable[[], None]] = []  # called by bump(notify=True)
+
+    def bump(self, notify: bool = False) -> int:
+        """Count a change; returns the new value. With ``notify``, the listeners are
+        called (in this thread; a failing one is logged)."""
+        with self._cond:
+            self.value += 1
+            self._cond.notify_all()
+            value = self.value
+        for callback in list(self.listeners) if notify else ():
+            try:
+                callback()
+            except Exception:
+                log.warning("A change listener failed", exc_info=True)
+        return value
+
+    def wait(self, since: int, timeout: float | None = None) -> int:
+        """Block until the value is past ``since``, :meth:`close` or ``timeout``."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.value > since or self.closed, timeout)
+            return self.value
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
 
 
 @dataclass(frozen=True)

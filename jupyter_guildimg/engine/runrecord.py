@@ -6,12 +6,25 @@ also exports these names."""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FINAL_STATUSES", "Run", "RunList", "RunSource", "Unreadable", "newest_first_key"]
+__all__ = [
+    "FINAL_STATUSES",
+    "CombinedSources",
+    "Run",
+    "RunList",
+    "RunSource",
+    "Unreadable",
+    "combine_sources",
+    "newest_first_key",
+    "sources_of",
+]
+
+log = logging.getLogger(__name__)
 
 #: Statuses of a run that has ended.
 FINAL_STATUSES = frozenset({"completed", "error", "terminated"})
@@ -91,8 +104,88 @@ class RunSource:
     def list_runs(self) -> RunList:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def read_run(self, run_dir: str) -> Run | None:
+        """The run at ``run_dir`` as :meth:`list_runs` would list it now, or ``None``
+        if there is none there (gone, not a run, or not this source's). Raises
+        :class:`OSError` when the run cannot be read (it is then unknown, not gone).
+
+        Sources read just that run; this default lists them all."""
+        return next((run for run in self.list_runs() if run.dir == run_dir), None)
+
+    def locate(self, path: str) -> str | None:
+        """The directory of the run of this source that ``path`` (absolute) is, or
+        lies in, possibly a run not listed yet; ``None`` when it is none of this
+        source's, or cannot be told (this default). Reads the disk as little as it
+        can; :meth:`read_run` says whether a run is really there."""
+        return None
+
+    @property
+    def watch_root(self) -> str:
+        """The directory where this source's new runs appear (what a watcher watches
+        for them): the source's own directory unless a source says otherwise."""
+        return self.path
+
 
 def newest_first_key(run: Run) -> tuple[bool, float, str]:
     """The order of every run listing, newest first when sorted with ``reverse=True``:
     by start time (runs without one last), then by id."""
     return (run.started is not None, run.started or 0.0, run.id)
+
+
+class CombinedSources:
+    """A ``list_runs`` callback over several sources (:func:`combine_sources`), that
+    also hands its :attr:`sources` to whoever can do better than listing them all (the
+    monitor's targeted passes). ``sources`` may be replaced at any time."""
+
+    def __init__(self, sources: Iterable[RunSource]) -> None:
+        self.sources: Sequence[RunSource] = list(sources)
+        self._failing: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"CombinedSources({list(self.sources)!r})"
+
+    def __call__(self) -> RunList:
+        """Every source's runs, newest first. A source whose ``list_runs()`` raises
+        lists nothing and is named in the result's ``unreadable`` (its runs are
+        unknown, not gone); the others still list. Its traceback is logged the first
+        time it fails in a row."""
+        listing = RunList()
+        for source in list(self.sources):
+            try:
+                found = source.list_runs()
+            except Exception as e:
+                failing = source.path in self._failing
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "Listing runs of %r failed",
+                    source,
+                    exc_info=True,
+                )
+                self._failing.add(source.path)
+                message = f"listing failed: {type(e).__name__}: {e}"
+                listing.unreadable.append(Unreadable(source.path, message))
+                continue
+            self._failing.discard(source.path)
+            listing.extend(found)
+            listing.unreadable.extend(getattr(found, "unreadable", ()))
+        listing.sort(key=newest_first_key, reverse=True)
+        return listing
+
+
+def combine_sources(sources: Iterable[RunSource]) -> CombinedSources:
+    """A ``list_runs`` callback over several sources: see :class:`CombinedSources`."""
+    return CombinedSources(sources)
+
+
+def sources_of(list_runs: object) -> Sequence[RunSource] | None:
+    """The sources behind a ``list_runs`` callback, when it tells: a
+    :class:`CombinedSources` (or anything with a ``sources`` attribute), or a
+    source's bound ``list_runs``; ``None`` for any other callable (a plain function,
+    Guild's own callbacks): the monitor then lists everything on every pass."""
+    sources = getattr(list_runs, "sources", None)
+    if sources is not None:
+        return list(sources)
+    owner = getattr(list_runs, "__self__", None)
+    if isinstance(owner, RunSource):
+        return [owner]
+    return None

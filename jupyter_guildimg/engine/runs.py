@@ -13,16 +13,25 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
 
 from ._guildmeta import guild_status, micros_to_seconds, parse_opref, read_attr, read_sourcecode
 from .racy import is_racy
-from .runrecord import FINAL_STATUSES, Run, RunList, RunSource, Unreadable, newest_first_key
+from .runrecord import (
+    FINAL_STATUSES,
+    CombinedSources,
+    Run,
+    RunList,
+    RunSource,
+    Unreadable,
+    combine_sources,
+)
+from .runsdir import RunsDir, cannot_read, is_real_dir, newest_first
 
 # The records are defined in .runrecord and exported from here too.
 __all__ = [
     "FINAL_STATUSES",
     "SOURCE_KINDS",
+    "CombinedSources",
     "GuildHome",
     "Run",
     "RunList",
@@ -44,22 +53,21 @@ log = logging.getLogger(__name__)
 SOURCE_KINDS = ("guild", "dir")
 
 
-def _cannot_read(error: OSError) -> str:
-    return f"cannot read: {error.strerror or error}"
-
-
 def default_guild_home() -> str:
     """``$GUILD_HOME`` if set, else ``~/.guild``, as Guild itself resolves it."""
     return os.path.abspath(os.environ.get("GUILD_HOME") or os.path.expanduser("~/.guild"))
 
 
-def _newest_first(runs: RunList) -> RunList:
-    runs.sort(key=newest_first_key, reverse=True)
-    return runs
-
-
 # ---------------------------------------------------------------------------
 # Guild homes
+
+
+def _child_of(path: str, parent: str) -> str | None:
+    """The first component of ``path`` below ``parent``, ``None`` if not below it."""
+    prefix = parent.rstrip(os.sep) + os.sep
+    if not path.startswith(prefix):
+        return None
+    return path[len(prefix) :].split(os.sep, 1)[0] or None
 
 
 def _stat_mtime(path: str) -> int:
@@ -134,29 +142,51 @@ class GuildHome(RunSource):
             return RunList()
         except OSError as e:
             # The runs are unknown, not gone: the cache is kept for the next call.
-            return RunList(unreadable=[Unreadable(self.runs_dir, _cannot_read(e))])
+            return RunList(unreadable=[Unreadable(self.runs_dir, cannot_read(e))])
         now_ns = time.time_ns()
         cache: dict[str, tuple[tuple[int, int, int], Run]] = {}
         listing = RunList()
         for entry in entries:
             try:
-                run = self._read_entry(entry, now_ns, cache)
+                run = self._read_entry(entry.name, entry.path, now_ns, cache)
             except OSError as e:
                 where = e.filename if isinstance(e.filename, str) else entry.path
-                listing.unreadable.append(Unreadable(where, _cannot_read(e)))
+                listing.unreadable.append(Unreadable(where, cannot_read(e)))
                 continue
             if run is not None:
                 listing.append(run)
         self._cache = cache
-        return _newest_first(listing)
+        return newest_first(listing)
+
+    @property
+    def watch_root(self) -> str:
+        """``<home>/runs``: new runs appear directly in it."""
+        return self.runs_dir
+
+    def locate(self, path: str) -> str | None:
+        """``<home>/runs/<id>`` for any path at or below it."""
+        name = _child_of(path, self.runs_dir)
+        return None if name is None else os.path.join(self.runs_dir, name)
+
+    def read_run(self, run_dir: str) -> Run | None:
+        """The run at ``run_dir`` (``<home>/runs/<id>``), through the same cache as
+        :meth:`list_runs`."""
+        if os.path.dirname(run_dir) != self.runs_dir or not is_real_dir(run_dir):
+            return None
+        name = os.path.basename(run_dir)
+        run = self._read_entry(name, run_dir, time.time_ns(), self._cache)
+        if run is None:
+            self._cache.pop(name, None)
+        return run
 
     def _read_entry(
         self,
-        entry: os.DirEntry[str],
+        name: str,
+        path: str,
         now_ns: int,
         cache: dict[str, tuple[tuple[int, int, int], Run]],
     ) -> Run | None:
-        guild_dir = os.path.join(entry.path, ".guild")
+        guild_dir = os.path.join(path, ".guild")
         signature = (
             _stat_mtime(guild_dir),
             _stat_mtime(os.path.join(guild_dir, "attrs")),
@@ -164,117 +194,16 @@ class GuildHome(RunSource):
         )
         if signature[0] < 0:
             return None
-        cached = self._cache.get(entry.name)
+        cached = self._cache.get(name)
         # A running run can end without touching its files (killed with its
         # LOCK left behind), so its status is always read afresh.
         if cached is not None and cached[0] == signature and cached[1].status != "running":
             run: Run | None = cached[1]
         else:
-            run = read_guild_run(entry.path, self.path)
+            run = read_guild_run(path, self.path)
         if run is not None and not is_racy(max(signature), now_ns):
-            cache[entry.name] = (signature, run)
+            cache[name] = (signature, run)
         return run
-
-
-# ---------------------------------------------------------------------------
-# Plain runs directories
-
-
-class RunsDir(RunSource):
-    """A folder of runs that are not Guild runs (``runs/``, ``lightning_logs/``, ``outputs/``).
-
-    Rules, applied below ``path`` down to ``max_depth`` levels:
-
-    - a directory that holds at least one file is a run; its id is its path
-      relative to ``path`` (``"version_0"``, ``"2024-05-01/12-30-00"``);
-    - a directory that holds only directories groups runs, and is looked into;
-    - hidden entries (``.name``) and symlinked directories are ignored.
-
-    ``started`` is the oldest modification time among the run directory and the
-    files directly in it; the run is ``"running"`` while one of those was modified
-    within the last ``running_window`` seconds, else ``"completed"`` (and
-    ``stopped`` is the newest such time).
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        running_window: float = 60.0,
-        max_depth: int = 3,
-    ) -> None:
-        self.path = os.path.abspath(os.fspath(path))
-        self.running_window = running_window
-        self.max_depth = max_depth
-
-    def __repr__(self) -> str:
-        return f"RunsDir({self.path!r})"
-
-    def list_runs(self) -> RunList:
-        listing = RunList()
-        self._collect(self.path, "", 1, listing, time.time())
-        return _newest_first(listing)
-
-    def _collect(self, path: str, relpath: str, depth: int, listing: RunList, now: float) -> None:
-        try:
-            with os.scandir(path) as scan:
-                entries = [e for e in scan if not e.name.startswith(".")]
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        except OSError as e:
-            listing.unreadable.append(Unreadable(path, _cannot_read(e)))
-            return
-        for entry in entries:
-            try:
-                if not entry.is_dir(follow_symlinks=False):
-                    continue
-                child_rel = f"{relpath}/{entry.name}" if relpath else entry.name
-                run = self._read_run(entry.path, child_rel, now, listing.unreadable)
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # removed since the listing
-            except OSError as e:
-                listing.unreadable.append(Unreadable(entry.path, _cannot_read(e)))
-                continue
-            if run is not None:
-                listing.append(run)
-            elif depth < self.max_depth:
-                self._collect(entry.path, child_rel, depth + 1, listing, now)
-
-    def _read_run(
-        self, path: str, relpath: str, now: float, unreadable: list[Unreadable]
-    ) -> Run | None:
-        """The run at ``path``, or ``None`` if it holds no file. An entry that cannot
-        be read is added to ``unreadable`` and skipped; raises :class:`OSError` if
-        ``path`` itself cannot be read."""
-        times = [os.stat(path).st_mtime]
-        has_file = False
-        with os.scandir(path) as scan:
-            for entry in scan:
-                # Hidden files (.DS_Store, .nfs*) do not make a grouping folder a run.
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir():
-                        continue
-                    has_file = True
-                    times.append(entry.stat().st_mtime)
-                except FileNotFoundError:
-                    continue  # a broken symlink, or removed since the listing
-                except OSError as e:  # a symlink loop, a permission
-                    unreadable.append(Unreadable(entry.path, _cannot_read(e)))
-        if not has_file:
-            return None
-        newest = max(times)
-        running = now - newest < self.running_window
-        return Run(
-            id=relpath,
-            dir=path,
-            status="running" if running else "completed",
-            started=min(times),
-            stopped=None if running else newest,
-            source=self.path,
-            kind="dir",
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -344,31 +273,3 @@ def _holds_guild_runs(runs_dir: str) -> bool:
             )
     except OSError:
         return False
-
-
-def combine_sources(sources: Iterable[RunSource]) -> Callable[[], RunList]:
-    """A ``list_runs`` callback over several sources. A source whose ``list_runs()``
-    raises lists nothing and is named in the result's ``unreadable`` (its runs are
-    unknown, not gone); the others still list. Its traceback is logged the first
-    time it fails in a row."""
-    sources = list(sources)
-    failing: set[str] = set()
-
-    def list_runs() -> RunList:
-        listing = RunList()
-        for source in sources:
-            try:
-                found = source.list_runs()
-            except Exception as e:
-                level = logging.DEBUG if source.path in failing else logging.WARNING
-                log.log(level, "Listing runs of %r failed", source, exc_info=True)
-                failing.add(source.path)
-                message = f"listing failed: {type(e).__name__}: {e}"
-                listing.unreadable.append(Unreadable(source.path, message))
-                continue
-            failing.discard(source.path)
-            listing.extend(found)
-            listing.unreadable.extend(getattr(found, "unreadable", ()))
-        return _newest_first(listing)
-
-    return list_runs

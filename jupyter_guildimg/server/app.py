@@ -31,6 +31,7 @@ from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, vali
 from .. import rest
 from ..engine import processes
 from ..engine.catalog import Catalog
+from ..engine.fswatch import RunsWatcher
 from ..engine.layout import LogDirLockedError, SourceError, logdir_in_use, logdir_overlap
 from ..engine.monitor import (
     DEFAULT_INTERVAL,
@@ -132,6 +133,25 @@ class GuildImgApp(ExtensionApp):
         DEFAULT_INTERVAL, help=f"Seconds between monitor passes (at least {MIN_INTERVAL})."
     ).tag(config=True)
 
+    watch_files = Bool(
+        True,
+        help="""Follow file-system events (inotify, through watchfiles) to capture what a
+        run writes at once, with a full reconciling pass every reconcile_interval seconds.
+        Sources on network or FUSE mounts, or past the system's watch limit, are polled
+        every interval seconds instead (status says which and why). False: poll every
+        source every interval seconds.""",
+    ).tag(config=True)
+
+    force_polling = Bool(
+        False, help="Poll every source every interval seconds, even where events work."
+    ).tag(config=True)
+
+    reconcile_interval = Float(
+        60.0,
+        help="""Seconds between full passes when file-system events are followed: the
+        safety net for events a file system did not deliver.""",
+    ).tag(config=True)
+
     log_images = Bool(True, help="Write image summaries for run images.").tag(config=True)
 
     log_hparams = Bool(True, help="Write HParams sessions from Guild run flags.").tag(config=True)
@@ -219,9 +239,16 @@ class GuildImgApp(ExtensionApp):
             else:
                 self.run_sources.append(source)
         self._list_runs = combine_sources(self.run_sources)
+        # The watcher calls the monitor, which takes the watcher: made first, it reaches
+        # the monitor once there is one.
+        self.watcher: RunsWatcher | None = None
+        if self.watch_files:
+            self.watcher = RunsWatcher(self._files_changed, force_polling=self.force_polling)
         self.monitor = RunsMonitor(
             self.logdir_path,
-            lambda: self._list_runs(),
+            self._list_runs,
+            watcher=self.watcher,
+            reconcile_interval=self.reconcile_interval,
             interval=self.interval,
             log_images=self.log_images,
             log_hparams=self.log_hparams,
@@ -264,8 +291,20 @@ class GuildImgApp(ExtensionApp):
             self.monitor_error = str(e)
             log.error("jupyter_guildimg: capture is off: %s", e)
             return
+        self.monitor.add_listener(self._log_watching)
         self.monitor.start()
         log.info("jupyter_guildimg: watching %r into %r", self.source_paths, self.logdir_path)
+
+    def _log_watching(self, report: PassReport) -> None:
+        """Say once, after the first pass, how each source is followed."""
+        watch = self.monitor.status()["watch"]
+        if getattr(self, "_said_watching", False) or watch is None:
+            return
+        self._said_watching = True
+        for source in watch["sources"]:
+            how = "file-system events" if source["mode"] == "events" else "polling"
+            reason = f" ({source['reason']})" if source["reason"] else ""
+            log.info("jupyter_guildimg: %r followed by %s%s", source["path"], how, reason)
 
     def initialize_handlers(self) -> None:
         from .handlers import api_handlers  # imports this module
@@ -283,6 +322,11 @@ class GuildImgApp(ExtensionApp):
         if self.serverapp is None:
             raise RuntimeError("jupyter_guildimg is not linked to a Jupyter server")
         return self.serverapp
+
+    def _files_changed(self, paths: set[str]) -> None:
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            monitor.notify_changed(paths)
 
     @property
     def source_paths(self) -> list[str]:
@@ -302,7 +346,7 @@ class GuildImgApp(ExtensionApp):
             raise SourceError(problem)
         if source.path not in self.source_paths:
             self.run_sources = [*self.run_sources, source]
-            self._list_runs = combine_sources(self.run_sources)
+            self._list_runs.sources = self.run_sources
         return source
 
     def remove_source(self, text: str) -> RunSource:
@@ -313,7 +357,7 @@ class GuildImgApp(ExtensionApp):
         for source in self.run_sources:
             if source.path == full:
                 self.run_sources = [s for s in self.run_sources if s is not source]
-                self._list_runs = combine_sources(self.run_sources)
+                self._list_runs.sources = self.run_sources
                 return source
         raise LookupError(f"run source {full!r} is not watched")
 
@@ -351,6 +395,8 @@ class GuildImgApp(ExtensionApp):
         await self.tensorboard.stop()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.monitor.close, _MONITOR_STOP_WAIT)
+        if self.watcher is not None:
+            self.watcher.close()
         self.view.close()
         self.catalog.close()
         if self.monitor.running:

@@ -187,6 +187,20 @@ export interface IRefusedSource {
   message: string;
 }
 
+/** How one watched root is followed: file-system events, or polling and why. */
+export interface ISourceWatch {
+  path: string;
+  mode: 'events' | 'polling';
+  reason: string;
+}
+
+/** How the monitor learns of changes (`null` when it only polls). */
+export interface IWatchStatus {
+  sources: ISourceWatch[];
+  watches: number;
+  reconcile_interval: number;
+}
+
 /** The monitor in `GET status`. */
 export interface IMonitorStatus {
   sources: string[];
@@ -204,6 +218,7 @@ export interface IMonitorStatus {
   stalled: boolean;
   logdir_error: string | null;
   problems: IMonitorProblem[];
+  watch: IWatchStatus | null;
   refused_sources: IRefusedSource[];
   error: string | null;
 }

@@ -742,7 +742,7 @@ class BrokenSource(RunSource):
 def test_combine_sources_survives_a_failing_source(
     fixture_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="jupyter_guildimg.engine.runs")
+    caplog.set_level(logging.WARNING, logger="jupyter_guildimg.engine.runrecord")
     list_runs = combine_sources([BrokenSource(), GuildHome(fixture_home)])
 
     for _ in range(3):
@@ -754,7 +754,7 @@ def test_combine_sources_survives_a_failing_source(
         ]
 
     # The traceback once, not on every call.
-    (record,) = [r for r in caplog.records if r.name == "jupyter_guildimg.engine.runs"]
+    (record,) = [r for r in caplog.records if r.name == "jupyter_guildimg.engine.runrecord"]
     assert record.levelno == logging.WARNING
     assert "BrokenSource()" in record.getMessage()
     assert record.exc_info is not None
@@ -876,3 +876,52 @@ def test_a_run_list_is_a_list() -> None:
     listing = RunList([run], [Unreadable("/b", "why")])
     assert listing == [run] and isinstance(listing, list)
     assert RunList().unreadable == []
+
+
+# -- one run at a time: read_run and locate (the monitor's targeted passes) -----
+
+
+def test_a_guild_home_reads_one_run_as_its_listing_does(fixture_home: Path) -> None:
+    home = GuildHome(fixture_home)
+    listed = home.list_runs()
+    for run in listed:
+        assert home.read_run(run.dir) == run
+        assert home.locate(os.path.join(run.dir, ".guild", "attrs", "label")) == run.dir
+    assert home.watch_root == str(fixture_home / "runs")
+    assert home.read_run(str(fixture_home / "runs" / "missing")) is None
+    assert home.read_run(str(fixture_home)) is None  # not a run dir of the home
+    assert home.locate(str(fixture_home / "runs")) is None
+    assert home.locate("/elsewhere/x") is None
+    not_yet = fixture_home / "runs" / "new"
+    not_yet.mkdir()
+    assert home.locate(str(not_yet / "x")) == str(not_yet)
+    assert home.read_run(str(not_yet)) is None  # no .guild yet
+
+
+def test_a_runs_folder_reads_one_run_as_its_listing_does(tmp_path: Path) -> None:
+    folder = tmp_path / "runs"
+    write_files(folder, "exp1/a.txt", "day/r1/a.txt", "day/r1/sub/b.txt", ".hidden/c.txt")
+    source = RunsDir(folder)
+    listed = {run.dir: run for run in source.list_runs()}
+    assert sorted(listed) == [str(folder / "day" / "r1"), str(folder / "exp1")]
+    for run_dir, run in listed.items():
+        assert source.read_run(run_dir) == run
+    assert source.watch_root == str(folder)
+    assert source.read_run(str(folder / "day")) is None  # groups runs
+    assert source.read_run(str(folder / "day" / "r1" / "sub")) is None  # inside a run
+    assert source.read_run(str(folder / ".hidden")) is None
+    assert source.locate(str(folder / "day" / "r1" / "sub" / "b.txt")) == str(folder / "day" / "r1")
+    assert source.locate(str(folder / "day" / "r2")) is None
+    assert source.locate(str(folder / ".hidden" / "c.txt")) is None
+
+
+def test_a_source_without_read_run_reads_one_run_through_its_listing(fixture_home: Path) -> None:
+    class Listing(RunSource):
+        path = str(fixture_home)
+
+        def list_runs(self) -> RunList:
+            return GuildHome(fixture_home).list_runs()
+
+    (run, *_) = Listing().list_runs()
+    assert Listing().read_run(run.dir) == run
+    assert Listing().locate(run.dir) is None  # cannot tell: new runs wait for a full pass

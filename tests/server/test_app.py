@@ -358,3 +358,56 @@ def test_max_runs_must_not_be_negative():
     with pytest.raises(TraitError, match="tensorboard_max_runs must be >= 0"):
         GuildImgApp(tensorboard_max_runs=-1)
     assert GuildImgApp().tensorboard_max_runs == 200
+
+
+class TestFileSystemEvents:
+    """With an hour between passes of either kind, only file-system events can
+    bring a new image or a new run to the API."""
+
+    @pytest.fixture
+    def jp_server_config(self, guild_home):
+        (guild_home / "runs").mkdir()  # a root that exists is watched (else polled)
+        return {
+            "ServerApp": {"jpserver_extensions": {"jupyter_guildimg": True}},
+            "GuildImgApp": {
+                "sources": [str(guild_home)],
+                "interval": 3600.0,
+                "reconcile_interval": 3600.0,
+            },
+        }
+
+    async def test_an_image_and_a_run_reach_the_change_feed_without_a_pass(
+        self, jp_fetch, guildimg, guild_home
+    ):
+        # The first pass (at start) found an empty home; events bring the run.
+        wait_for(lambda: guildimg.monitor.passes >= 1, 30, "the first pass")
+        run_dir = write_run(guild_home, op="train", exit_status=None, files={"a.png": png()})
+
+        async def images() -> list[str]:
+            key = Path(run_dir).name
+            response = await jp_fetch("guildimg", "api", "runs", key, "images", raise_error=False)
+            if response.code != 200:
+                return []
+            return [image["path"] for image in json.loads(response.body)["images"]]
+
+        for _ in range(150):  # bounded: 15 s
+            if await images() == ["a.png"]:
+                break
+            await asyncio.sleep(0.1)
+        assert await images() == ["a.png"]
+
+        generation = guildimg.monitor.generation
+        Path(run_dir, "b.png").write_bytes(png(colour="blue"))
+        for _ in range(150):
+            if "b.png" in await images():
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(await images()) == ["a.png", "b.png"]
+        assert guildimg.monitor.generation > generation
+
+        watch = guildimg.monitor.status()["watch"]
+        assert watch is not None and watch["reconcile_interval"] == 3600.0
+        (source,) = watch["sources"]
+        assert source["mode"] == "events" and source["reason"] == ""
+        assert source["path"] == str(guild_home / "runs")
+        assert watch["watches"] >= 1

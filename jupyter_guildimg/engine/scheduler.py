@@ -1,0 +1,254 @@
+"""When the runs monitor's passes run: the monitor's thread.
+
+Without a watcher, a full pass runs every ``interval`` seconds (polling). With one
+(:class:`Watcher`, :mod:`.fswatch`'s ``RunsWatcher``), the file system says what
+changed: the run dirs it reports get a *targeted* pass at once (the watcher has
+already debounced them), a full reconciling pass runs every ``reconcile_interval``
+seconds as the safety net for missed events, and every ``interval`` seconds while
+some root cannot be watched (it is polled). After every pass the watcher is told
+the roots and the runs worth a watch, when those changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .. import rest
+from .layout import LogDirLockedError
+from .runlog import Problem
+
+if TYPE_CHECKING:
+    from .monitor import RunsMonitor
+
+__all__ = ["MAX_QUEUED", "PassScheduler", "Watcher", "monitor_status"]
+
+log = logging.getLogger(__name__)
+
+#: Changed paths kept for the next targeted pass; past this many, a full pass is
+#: cheaper than mapping them all (and memory stays bounded while the thread is stopped).
+MAX_QUEUED = 10_000
+
+
+class Watcher(Protocol):
+    """What the monitor needs from a file-system watcher (:mod:`.fswatch`'s
+    ``RunsWatcher``, whose ``on_change`` is the monitor's ``notify_changed``)."""
+
+    @property
+    def watches(self) -> int: ...
+
+    def watch(self, roots: Sequence[str], active_runs: Sequence[str]) -> None: ...
+
+    def polled(self, roots: Sequence[str]) -> list[str]: ...
+
+    def sources(self) -> Sequence[Any]: ...
+
+
+class PassScheduler:
+    """The thread that runs ``monitor``'s passes (see the module's docstring).
+
+    :meth:`notify` may be called from any thread; everything else from the
+    monitor's owner."""
+
+    def __init__(
+        self, monitor: RunsMonitor, watcher: Watcher | None, reconcile_interval: float
+    ) -> None:
+        if reconcile_interval <= 0:
+            raise ValueError(f"reconcile_interval must be positive, got {reconcile_interval}")
+        # Weak: a monitor dropped without close() is collected (letting its log dir's
+        # lock go) as before; the thread holds it strongly while it runs.
+        self._monitor = weakref.ref(monitor)
+        self.watcher = watcher
+        self.reconcile_interval = float(reconcile_interval)
+        self._wake = threading.Condition()
+        self._queued: set[str] = set()  # changed paths, for the next targeted pass
+        self._full_wanted = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watched: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # roots, active
+
+    @property
+    def monitor(self) -> RunsMonitor:
+        monitor = self._monitor()
+        if monitor is None:
+            raise RuntimeError("the monitor is gone")
+        return monitor
+
+    # -- from any thread --------------------------------------------------
+
+    def notify(self, paths: Iterable[str]) -> None:
+        """Queue changed paths (absolute) for a targeted pass and wake the thread."""
+        with self._wake:
+            self._queued.update(paths)
+            if len(self._queued) > MAX_QUEUED:
+                self._queued.clear()
+                self._full_wanted = True
+            self._wake.notify_all()
+
+    # -- the thread -------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, args=(self.monitor,), name="guildimg-monitor", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread and wait (at most ``timeout`` s) for its pass to end."""
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    def full_interval(self) -> float:
+        """Seconds between full passes now: ``interval`` without a watcher, while a
+        root is polled, or when the monitor cannot tell its sources (a plain
+        callback); else ``reconcile_interval``."""
+        if self.watcher is None:
+            return self.monitor.interval
+        roots = self.watch_roots()
+        if roots is None:
+            return self.monitor.interval
+        try:
+            polled = self.watcher.polled(roots)
+        except Exception:
+            log.warning("The watcher could not say which roots it polls", exc_info=True)
+            return self.monitor.interval
+        return self.monitor.interval if polled else self.reconcile_interval
+
+    def _loop(self, monitor: RunsMonitor) -> None:
+        # ``monitor``, unused, keeps the monitor alive while its thread runs.
+        full_at = time.monotonic()  # the first pass is a full one
+        while not self._stop.is_set():
+            with self._wake:
+                self._wake.wait_for(
+                    lambda: bool(self._queued) or self._full_wanted or self._stop.is_set(),
+                    max(0.0, full_at - time.monotonic()),
+                )
+                paths, self._queued = self._queued, set()
+                full = self._full_wanted or time.monotonic() >= full_at
+                self._full_wanted = False
+            if self._stop.is_set():
+                break
+            if not full:
+                run_dirs = self.run_dirs_for(paths)
+                full = run_dirs is None
+                if run_dirs:
+                    self._run(run_dirs)
+            if full:
+                self._run(None)
+            self.update_watch()  # first: the watcher knows which roots it polls after it
+            if full:
+                full_at = time.monotonic() + self.full_interval()
+
+    def _run(self, only: Collection[str] | None) -> None:
+        monitor = self.monitor
+        try:
+            monitor.run_pass(only=only)
+        except LogDirLockedError as e:
+            # Capture stays off while another monitor holds the log dir; it
+            # starts by itself once that one lets go. Said once, not every pass.
+            if not any(p.message == str(e) for p in monitor.problems):
+                log.warning("Not capturing", exc_info=True)
+                monitor.problems.append(Problem(time.time(), "", "", str(e)))
+        except Exception as e:
+            # One bad pass (an unreadable log dir, a failing source) must not
+            # end monitoring: the next pass may well succeed.
+            log.exception("Monitor pass failed; trying again in %s s", monitor.interval)
+            monitor.problems.append(Problem(time.time(), "", "", f"pass failed: {e!r}"))
+
+    def watch_roots(self) -> list[str] | None:
+        """Where new runs appear, one per source (a Guild home's ``runs`` dir, watched
+        alone; a runs folder, watched whole); ``None`` when the monitor cannot tell
+        its sources."""
+        sources = self.monitor.sources()
+        return None if sources is None else [source.watch_root for source in sources]
+
+    def run_dirs_for(self, paths: Iterable[str]) -> set[str] | None:
+        """The run dirs changed ``paths`` belong to (see :mod:`.targets`); ``None``
+        when only a full pass can tell."""
+        sources = self.monitor.sources()
+        if sources is None:
+            return None
+        return self.monitor.targets.run_dirs_for(paths, sources, self.monitor.known_runs())
+
+    def update_watch(self) -> None:
+        """Tell the watcher the roots and active runs, if they changed. Dirs that just
+        got a watch while not yet runs (a Guild run being created) are read once more:
+        what was written before the watch was added made no event."""
+        watcher = self.watcher
+        roots = self.watch_roots()
+        if watcher is None or roots is None:
+            return
+        active = tuple(self.monitor.targets.active(self.monitor.known_runs()))
+        wanted = (tuple(roots), active)
+        if wanted == self._watched:
+            return
+        before = set(self._watched[1]) if self._watched is not None else set()
+        try:
+            watcher.watch(list(roots), list(active))
+        except Exception:
+            log.warning("The watcher could not adjust its watches", exc_info=True)
+            return
+        self._watched = wanted
+        pending = set(self.monitor.targets.pending)
+        fresh = [d for d in active if d not in before and d in pending]
+        if fresh:
+            self.notify(fresh)
+
+    def watch_status(self) -> rest.WatchStatus | None:
+        """``{"sources", "watches", "reconcile_interval"}``; ``None`` without a watcher."""
+        watcher = self.watcher
+        if watcher is None:
+            return None
+        try:
+            sources = list(watcher.sources())
+            watches = int(watcher.watches)
+        except Exception:
+            log.warning("The watcher could not report its state", exc_info=True)
+            sources, watches = [], 0
+        return {
+            "sources": sources,
+            "watches": watches,
+            "reconcile_interval": self.reconcile_interval,
+        }
+
+
+def monitor_status(monitor: RunsMonitor, watch: rest.WatchStatus | None) -> rest.MonitorState:
+    """:meth:`RunsMonitor.status <.monitor.RunsMonitor.status>`, ``watch`` included."""
+    report = monitor.last_report
+    started = monitor._pass_started
+    running_for = None if started is None else time.monotonic() - started[0]
+    return {
+        "running": monitor.running,
+        "logdir": monitor.logdir,
+        "interval": monitor.interval,
+        "passes": monitor.passes,
+        "generation": monitor.generation,
+        "last_pass": None if report is None else round(report.finished, 3),
+        "last_pass_duration": None if report is None else round(report.duration, 4),
+        "runs": 0 if report is None else report.runs,
+        "images": 0 if report is None else report.images,
+        "pass_started": None if started is None else round(started[1], 3),
+        "pass_running_for": None if running_for is None else round(running_for, 3),
+        "stalled": running_for is not None and running_for > monitor.stall_bound,
+        "logdir_error": monitor._logdir_error,
+        "problems": [
+            {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
+            for p in list(monitor.problems)[-20:]
+        ],
+        "watch": watch,
+    }

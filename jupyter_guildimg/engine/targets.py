@@ -1,0 +1,210 @@
+"""Which runs a monitor's pass sees, and which runs deserve a watch.
+
+A full pass lists every run; runs the listing could not see (an unreadable path
+at, above or below them; the listing callback raised) are kept as they were, and
+what could not be read is reported once. A targeted pass reads just the runs
+whose files changed, through their source; a changed path belongs to the nearest
+known run dir above it, else to the run its source locates there (a new run). A
+run is gone only when its dir is (ENOENT). Runs that are running, or that ended
+or changed within :data:`RECENT` seconds, are *active*: the watcher watches them,
+and the others only through the reconciling passes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+
+from .runrecord import Run, RunSource, Unreadable
+
+log = logging.getLogger(__name__)
+
+#: What a pass sees: the runs read (and accepted), and the known runs kept as they were.
+Seen = tuple[list[Run], list[Run]]
+
+__all__ = ["RECENT", "RunTargets", "Seen"]
+
+#: Seconds a run stays active after it last changed (or ended).
+RECENT = 600.0
+
+
+class RunTargets:
+    """What a monitor remembers between passes: the paths reported unreadable, when
+    each run last changed, and the dirs where a run is being created (seen, not a
+    run yet). Used under the monitor's pass lock, except :meth:`active` and
+    :meth:`run_dirs_for`.
+
+    ``accept(run)`` says whether the monitor takes a run; ``problem(path, message)``
+    reports what no run owns."""
+
+    def __init__(self) -> None:
+        self.unreadable: set[tuple[str, str]] = set()  # reported, and still unreadable
+        self.last_change: dict[str, float] = {}  # run dir -> when a pass saw it change
+        self.pending: dict[str, float] = {}  # dir -> since when a run may appear there
+
+    def listing(
+        self,
+        list_runs: Callable[[], Iterable[Run]],
+        known: Mapping[str, Run],
+        accept: Callable[[Run], bool],
+        problem: Callable[[str, str], None],
+    ) -> Seen | None:
+        """A full pass's runs: those listed (and accepted), and the known runs missing
+        from the listing that it could not see; ``None`` if the callback raised."""
+        try:
+            listed = list_runs()
+        except Exception as e:
+            message = f"listing runs failed: {type(e).__name__}: {e}; the runs known are kept"
+            if ("", message) not in self.unreadable:
+                log.warning("Listing runs failed", exc_info=True)
+            self._report_unreadable([Unreadable("", message)], problem)
+            return None
+        unreadable: list[Unreadable] = list(getattr(listed, "unreadable", ()))
+        self._report_unreadable(unreadable, problem)
+        runs = [run for run in listed if accept(run)]
+        listed_dirs = {run.dir for run in runs}
+        kept = [
+            run
+            for run_dir, run in known.items()
+            if run_dir not in listed_dirs and any(u.hides(run) for u in unreadable)
+        ]
+        return runs, kept
+
+    def _report_unreadable(
+        self, unreadable: list[Unreadable], problem: Callable[[str, str], None]
+    ) -> None:
+        """Report each unreadable path once, until it has been read again."""
+        current = {(u.path, u.message) for u in unreadable}
+        for path, message in sorted(current - self.unreadable):
+            if path:
+                message = f"{message}; skipped, and runs there are kept as they were"
+            problem(path, message)
+        self.unreadable = current
+
+    def targeted(
+        self,
+        only: Collection[str],
+        sources: Sequence[RunSource],
+        known: Mapping[str, Run],
+        accept: Callable[[Run], bool],
+        problem: Callable[[str, str], None],
+    ) -> Seen:
+        """A targeted pass's runs: those at ``only`` read again (and accepted), and
+        every other known run, kept as it was (unless really gone)."""
+
+        def failed(run_dir: str, error: OSError) -> None:
+            unreadable = (run_dir, f"cannot read: {error.strerror or error}")
+            if unreadable not in self.unreadable:  # said once, until a full pass reads it
+                log.warning("Cannot read run %r: %s", run_dir, unreadable[1])
+                self.unreadable.add(unreadable)
+                problem(*unreadable)
+
+        read, gone = self.reread(only, sources, known, failed)
+        skip = gone | {run.dir for run in read}
+        return [run for run in read if accept(run)], [
+            run for run_dir, run in known.items() if run_dir not in skip
+        ]
+
+    def changed(self, run_dir: str) -> None:
+        """Note that a pass saw ``run_dir`` change (it is active for a while)."""
+        self.last_change[run_dir] = time.time()
+
+    def forget(self, run_dir: str) -> None:
+        self.last_change.pop(run_dir, None)
+        self.pending.pop(run_dir, None)
+
+    def reread(
+        self,
+        only: Collection[str],
+        sources: Sequence[RunSource],
+        known: Mapping[str, Run],
+        failed: Callable[[str, OSError], None],
+    ) -> tuple[list[Run], set[str]]:
+        """The runs at ``only`` read again through their sources, and the known
+        run dirs among ``only`` that are really gone. A run that cannot be read is
+        passed to ``failed`` and in neither (it is kept as it was); a known dir that
+        holds no run now but exists is in neither too (the full pass decides)."""
+        now = time.time()
+        runs: list[Run] = []
+        gone: set[str] = set()
+        for run_dir in sorted({os.path.abspath(d) for d in only}):
+            source = owner(run_dir, known.get(run_dir), sources)
+            try:
+                run = None if source is None else source.read_run(run_dir)
+                if run is None:
+                    os.lstat(run_dir)  # really gone?
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    gone.add(run_dir)
+                    self.pending.pop(run_dir, None)
+                else:
+                    failed(run_dir, e)
+                continue
+            if run is not None:
+                self.pending.pop(run_dir, None)
+                self.last_change[run_dir] = now
+                runs.append(run)
+            elif source is not None and run_dir not in known:
+                self.pending.setdefault(run_dir, now)
+        return runs, gone
+
+    def active(self, known: Mapping[str, Run]) -> list[str]:
+        """Run dirs worth a watch: running, ended or changed within :data:`RECENT`
+        seconds, and dirs where a run is being created (for as long)."""
+        now = time.time()
+        for run_dir, since in list(self.pending.items()):
+            if now - since > RECENT:
+                self.pending.pop(run_dir, None)
+        active = set(self.pending)
+        for run_dir, run in known.items():
+            changed = max(self.last_change.get(run_dir, 0.0), run.stopped or 0.0)
+            if run.status == "running" or now - changed < RECENT:
+                active.add(run_dir)
+        return sorted(active)
+
+    def run_dirs_for(
+        self, paths: Iterable[str], sources: Sequence[RunSource], known: Iterable[str]
+    ) -> set[str] | None:
+        """The run dirs that changed ``paths`` belong to: the nearest known (or
+        pending) run dir above each, else the run its source locates there; ``None``
+        when a root itself changed (only a full pass can tell)."""
+        dirs = set(known) | set(self.pending)
+        roots = {source.watch_root for source in sources}
+        found: set[str] = set()
+        for path in paths:
+            path = os.path.abspath(path)
+            if any(root == path or _is_below(root, path) for root in roots):
+                return None
+            run_dir = _nearest(path, dirs)
+            if run_dir is None:
+                run_dir = next(filter(None, (s.locate(path) for s in sources)), None)
+            if run_dir is not None:
+                found.add(run_dir)
+        return found
+
+
+def owner(run_dir: str, known: Run | None, sources: Sequence[RunSource]) -> RunSource | None:
+    """The source ``run_dir`` belongs to: a known run's own, else the one locating it."""
+    if known is not None:
+        for source in sources:
+            if source.path == known.source:
+                return source
+    return next((s for s in sources if s.locate(run_dir) == run_dir), None)
+
+
+def _is_below(path: str, parent: str) -> bool:
+    return path.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def _nearest(path: str, dirs: set[str]) -> str | None:
+    """The nearest dir of ``dirs`` at or above ``path``."""
+    current = path
+    while current not in dirs:
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+    return current

@@ -1,0 +1,313 @@
+"""The monitor driven by file-system events: targeted passes over the runs that
+changed, their sources' ``read_run``, and the thread fed by a real RunsWatcher
+(real files, real inotify) with full passes made rare."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jupyter_guildimg.engine.fswatch import RunsWatcher
+from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.runs import (
+    CombinedSources,
+    GuildHome,
+    RunList,
+    RunsDir,
+    combine_sources,
+)
+from jupyter_guildimg.guild.project import write_run
+
+from helpers import png, run_logdir, wait_for
+
+# Bounded waits for events: generous, never asserted as times.
+EVENT_WAIT = 20.0
+
+
+def _stats(path: str) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of everything under ``path``, symlinks not followed."""
+    found = {}
+    for parent, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = os.path.join(parent, name)
+            st = os.lstat(full)
+            found[os.path.relpath(full, path)] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+def _images(monitor: RunsMonitor, run_dir: str) -> set[str]:
+    views = [v for v in monitor.views if v.run.dir == run_dir]
+    return set(views[0].images) if views else set()
+
+
+def _runs(home: GuildHome, n: int) -> list[str]:
+    return [
+        write_run(home.path, op="train", started=1_000 + i, files={"a.png": png()})
+        for i in range(n)
+    ]
+
+
+class CountingSources(CombinedSources):
+    """A combined callback that counts its full listings."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.listings = 0
+
+    def __call__(self) -> RunList:
+        self.listings += 1
+        return super().__call__()
+
+
+# -- targeted passes ------------------------------------------------------------
+
+
+def test_a_targeted_pass_reads_only_the_runs_it_is_given(home, logdir):
+    a, b, c = _runs(home, 3)
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    others = {d: _stats(run_logdir(logdir, d)) for d in (b, c)}
+    Path(a, "new.png").write_bytes(png(colour="blue"))
+    Path(b, "unseen.png").write_bytes(png(colour="green"))
+
+    report = monitor.run_pass(only={a})
+
+    assert [path for _run, path in report.written] == ["new.png"]
+    assert _images(monitor, a) == {"a.png", "new.png"}
+    assert _images(monitor, b) == {"a.png"}  # not read: b was not in the pass
+    assert {d: _stats(run_logdir(logdir, d)) for d in (b, c)} == others
+    assert report.runs == 3 and len(monitor.views) == 3
+    assert monitor.generation == 2
+
+    assert monitor.run_pass(only={b}).written == [
+        (os.path.basename(run_logdir(logdir, b)), "unseen.png")
+    ]
+
+
+def test_a_run_is_removed_by_a_targeted_pass_only_once_its_dir_is_gone(home, logdir):
+    a, b = _runs(home, 2)
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    shutil.rmtree(b)
+    shutil.rmtree(os.path.join(a, ".guild"))  # no longer a run, but its dir is there
+
+    report = monitor.run_pass(only={a})
+    assert not report.runs_removed and len(monitor.views) == 2
+
+    report = monitor.run_pass(only={b})
+    assert len(report.runs_removed) == 1 and [v.run.dir for v in monitor.views] == [a]
+
+    report = monitor.run_pass()  # the full pass decides about a
+    assert len(report.runs_removed) == 1 and monitor.views == ()
+
+
+def test_a_new_run_is_added_by_a_targeted_pass(home, logdir):
+    (a,) = _runs(home, 1)
+    monitor = RunsMonitor(logdir, home.list_runs)  # a source's own list_runs: targeted too
+    monitor.run_pass()
+    new = write_run(home.path, op="eval", files={"b.png": png()})
+
+    report = monitor.run_pass(only={new})
+
+    assert len(report.runs_added) == 1
+    assert {v.run.dir for v in monitor.views} == {a, new}
+    assert _images(monitor, new) == {"b.png"}
+
+
+def test_with_a_plain_callback_a_targeted_pass_is_a_full_one(home, logdir):
+    a, b = _runs(home, 2)
+    monitor = RunsMonitor(logdir, lambda: home.list_runs())
+    monitor.run_pass()
+    Path(a, "new.png").write_bytes(png(colour="blue"))
+    Path(b, "new.png").write_bytes(png(colour="blue"))
+
+    report = monitor.run_pass(only={a})
+
+    assert len(report.written) == 2
+
+
+def test_a_targeted_pass_reads_plain_runs_through_their_folder(tmp_path, logdir):
+    folder = tmp_path / "lightning_logs"
+    for name in ("version_0", "version_1"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "a.png").write_bytes(png())
+    monitor = RunsMonitor(logdir, combine_sources([RunsDir(folder)]))
+    monitor.run_pass()
+    (folder / "version_0" / "b.png").write_bytes(png(colour="blue"))
+    (folder / "version_1" / "b.png").write_bytes(png(colour="blue"))
+    (folder / "version_2").mkdir()
+    (folder / "version_2" / "a.png").write_bytes(png())
+
+    report = monitor.run_pass(only={str(folder / "version_0"), str(folder / "version_2")})
+
+    assert sorted(report.written) == [("version_0", "b.png"), ("version_2", "a.png")]
+    assert report.runs_added == ["version_2"]
+
+
+def test_changed_paths_map_to_their_runs(home, tmp_path, logdir):
+    (a,) = _runs(home, 1)
+    folder = tmp_path / "runs"
+    (folder / "day" / "r1").mkdir(parents=True)
+    (folder / "day" / "r1" / "x.txt").write_text("x")
+    sources = combine_sources([home, RunsDir(folder)])
+    monitor = RunsMonitor(logdir, sources)
+    monitor.run_pass()
+    new = os.path.join(home.runs_dir, "f" * 32)
+    scheduler = monitor._scheduler
+
+    found = scheduler.run_dirs_for(
+        [
+            os.path.join(a, "deep", "er", "img.png"),
+            os.path.join(new, ".guild", "opref"),
+            str(folder / "day" / "r1" / "sub" / "y.png"),
+            str(folder / "day" / "r2" / "nothing-yet"),
+            "/elsewhere/file",
+        ]
+    )
+
+    assert found == {a, new, str(folder / "day" / "r1")}
+    assert scheduler.run_dirs_for([home.runs_dir]) is None  # a root itself: a full pass
+    assert scheduler.watch_roots() == [home.runs_dir, str(folder)]
+
+
+def test_notified_changes_run_a_targeted_pass_in_the_thread(home, logdir):
+    a, b = _runs(home, 2)
+    sources = CountingSources([home])
+    monitor = RunsMonitor(logdir, sources, interval=3600)
+    monitor.start()
+    try:
+        wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+        Path(a, "new.png").write_bytes(png(colour="blue"))
+        Path(b, "unseen.png").write_bytes(png(colour="green"))
+
+        monitor.notify_changed({os.path.join(a, "new.png")})
+
+        wait_for(lambda: "new.png" in _images(monitor, a), EVENT_WAIT, "the targeted pass")
+        assert sources.listings == 1
+        assert _images(monitor, b) == {"a.png"}
+        assert monitor.status()["watch"] is None
+    finally:
+        monitor.close()
+
+
+# -- with a real watcher ----------------------------------------------------------
+
+
+@pytest.fixture
+def watched(home, logdir):
+    """A started monitor over ``home`` fed by a real RunsWatcher, full passes rare."""
+    sources = CountingSources([home])
+    monitor: RunsMonitor | None = None
+    watcher = RunsWatcher(lambda paths: monitor.notify_changed(paths) if monitor else None)
+    monitor = RunsMonitor(logdir, sources, interval=3600, watcher=watcher, reconcile_interval=3600)
+    yield monitor, sources
+    monitor.close()
+    watcher.close()
+
+
+def test_an_image_written_into_an_active_run_is_captured_without_a_full_pass(home, watched):
+    monitor, sources = watched
+    a, _b = _runs(home, 2)  # just finished: active
+    monitor.start()
+    wait_for(lambda: monitor.status()["watch"]["watches"] > 0, EVENT_WAIT, "the watches")
+
+    Path(a, "sub").mkdir()
+    Path(a, "sub", "new.png").write_bytes(png(colour="blue"))
+
+    wait_for(lambda: "sub/new.png" in _images(monitor, a), EVENT_WAIT, "the event")
+    assert sources.listings == 1
+    watch = monitor.status()["watch"]
+    assert watch["sources"] == [{"path": home.runs_dir, "mode": "events", "reason": ""}]
+    assert watch["reconcile_interval"] == 3600
+
+
+def test_a_new_run_under_the_guild_home_appears_without_a_full_pass(home, watched):
+    monitor, sources = watched
+    _runs(home, 1)
+    monitor.start()
+    wait_for(lambda: monitor.status()["watch"]["watches"] > 0, EVENT_WAIT, "the watches")
+
+    new = write_run(home.path, op="eval", files={"b.png": png()})
+
+    wait_for(lambda: "b.png" in _images(monitor, new), EVENT_WAIT, "the new run")
+    Path(new, "c.png").write_bytes(png(colour="blue"))  # and it is watched now
+    wait_for(lambda: "c.png" in _images(monitor, new), EVENT_WAIT, "the new run's image")
+    assert sources.listings == 1
+
+
+def test_a_run_deleted_under_the_watcher_is_removed_without_a_full_pass(home, watched):
+    monitor, sources = watched
+    a, b = _runs(home, 2)
+    monitor.start()
+    wait_for(lambda: monitor.status()["watch"]["watches"] > 0, EVENT_WAIT, "the watches")
+
+    shutil.rmtree(b)
+
+    wait_for(lambda: [v.run.dir for v in monitor.views] == [a], EVENT_WAIT, "the removal")
+    assert sources.listings == 1
+
+
+def _watched_monitor(
+    logdir: str, sources: CombinedSources, **kwargs: object
+) -> tuple[RunsMonitor, RunsWatcher]:
+    monitor: RunsMonitor | None = None
+    force_polling = bool(kwargs.pop("force_polling", False))
+    watcher = RunsWatcher(
+        lambda paths: monitor.notify_changed(paths) if monitor else None,
+        force_polling=force_polling,
+    )
+    monitor = RunsMonitor(logdir, sources, watcher=watcher, **kwargs)  # type: ignore[arg-type]
+    return monitor, watcher
+
+
+def test_only_running_and_recent_runs_are_active(home, logdir):
+    old = write_run(home.path, op="train", started=1_000, stopped=2_000)
+    recent = write_run(home.path, op="train", started=1_000)  # stopped now
+    running = write_run(home.path, op="train", started=1_000, exit_status=None)
+    os.makedirs(os.path.join(running, ".guild"), exist_ok=True)
+    Path(running, ".guild", "LOCK").write_text(str(os.getpid()))
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    assert monitor.targets.active(monitor.known_runs()) == sorted([recent, running])
+
+    Path(old, "new.png").write_bytes(png())
+    monitor.run_pass(only={old})  # a change makes it active again
+    assert old in monitor.targets.active(monitor.known_runs())
+
+
+def test_a_polled_root_gets_a_full_pass_every_interval(home, logdir):
+    (a,) = _runs(home, 1)
+    sources = CountingSources([home])
+    monitor, watcher = _watched_monitor(
+        logdir, sources, interval=0.5, reconcile_interval=3600, force_polling=True
+    )
+    try:
+        monitor.start()
+        wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+        Path(a, "new.png").write_bytes(png(colour="blue"))
+        wait_for(lambda: "new.png" in _images(monitor, a), EVENT_WAIT, "a polling pass")
+        assert sources.listings >= 2
+        assert monitor.status()["watch"]["sources"] == [
+            {"path": home.runs_dir, "mode": "polling", "reason": "polling forced by the setting"}
+        ]
+    finally:
+        monitor.close()
+        watcher.close()
+
+
+def test_a_quiet_run_is_caught_up_by_the_reconciling_pass(home, logdir):
+    old = write_run(home.path, op="train", started=1_000, stopped=2_000, files={"a.png": png()})
+    sources = CountingSources([home])
+    monitor, watcher = _watched_monitor(logdir, sources, interval=3600, reconcile_interval=1.0)
+    try:
+        monitor.start()
+        wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+        Path(old, "new.png").write_bytes(png(colour="blue"))
+        wait_for(lambda: "new.png" in _images(monitor, old), EVENT_WAIT, "a reconciling pass")
+        assert sources.listings >= 2
+    finally:
+        monitor.close()
+        watcher.close()
