@@ -16,10 +16,10 @@ from typing import Any, TypeVar, cast
 from .. import rest
 from ..engine import processes
 from ..engine.catalog import THUMB_MAX, THUMB_MIN, Catalog, NotFoundError, ThumbnailError
+from ..engine.fswatch import RunsWatcher
 from ..engine.layout import SourceError, logdir_in_use, logdir_overlap
 from ..engine.monitor import PassReport, RunsMonitor
 from ..engine.runs import (
-    Run,
     RunSource,
     combine_sources,
     default_sources,
@@ -111,8 +111,15 @@ class LocalBackend(Backend):
             if problem := logdir_overlap(source.path, self.logdir):
                 os.rmdir(self.logdir)
                 raise SourceError(problem)
+        # One callback whose sources the monitor sees, for its targeted passes.
+        self._list_runs = combine_sources(self._sources)
+        # File-system events, as the server follows them (the watcher reaches the
+        # monitor through _files_changed once there is one).
+        self.watcher = RunsWatcher(self._files_changed)
         # Every revision on TensorBoard's step slider, dated (the extension's events).
-        self.monitor = RunsMonitor(self.logdir, self._list_runs, revision_steps=True)
+        self.monitor = RunsMonitor(
+            self.logdir, self._list_runs, revision_steps=True, watcher=self.watcher
+        )
         self.monitor.acquire_logdir()  # a new dir: free; the lock marks it in use
         # TensorBoard reads a view of the runs selected, updated after every pass.
         view_dir = temp_view_dir(processes.KERNEL_LOGDIR_PREFIX, self.logdir)
@@ -137,8 +144,10 @@ class LocalBackend(Backend):
     def __repr__(self) -> str:
         return f"LocalBackend({[source.path for source in self._sources]!r})"
 
-    def _list_runs(self) -> list[Run]:
-        return combine_sources(list(self._sources))()
+    def _files_changed(self, paths: set[str]) -> None:
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            monitor.notify_changed(paths)
 
     def _on_pass(self, report: PassReport) -> None:
         if report.changed:
@@ -208,7 +217,8 @@ class LocalBackend(Backend):
             raise SourceError(problem)
         with self._lock:
             if all(known.path != source.path for known in self._sources):
-                self._sources.append(source)
+                self._sources = [*self._sources, source]
+                self._list_runs.sources = self._sources
             return {"sources": [known.path for known in self._sources]}
 
     def remove_source(self, path: str) -> rest.Sources:
@@ -220,6 +230,7 @@ class LocalBackend(Backend):
             if len(kept) == len(self._sources):
                 raise BackendError(f"run source {full!r} is not watched", 404)
             self._sources = kept
+            self._list_runs.sources = kept
             return {"sources": [known.path for known in self._sources]}
 
     # -- TensorBoard ------------------------------------------------------
@@ -321,6 +332,7 @@ class LocalBackend(Backend):
                 self.tensorboard.stop_now()
             loop.close()
         self.monitor.close()
+        self.watcher.close()
         self.view.close()
         self.catalog.close()
         processes.remove_tree_soon(self.view.view_dir)
