@@ -3,6 +3,7 @@ what the monitor wrote for a run. Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -119,3 +120,16 @@ class ReadOnlyAuthorizer(Authorizer):
 
     def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
         return action == "read"
+
+
+async def until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    """Poll an async ``condition`` (every 0.2 s, at most ``seconds``) without blocking
+    the server's event loop; its first true value. AssertionError naming ``what``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        value = await condition()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")

@@ -18,7 +18,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_guildimg.guild.project import write_run
 
-from helpers import ReadOnlyAuthorizer, jpeg, png, process_running
+from helpers import ReadOnlyAuthorizer, jpeg, png, process_running, until
 
 API_ROUTES = [
     ("GET", "status"),
@@ -609,17 +609,6 @@ async def test_a_bad_selection_is_a_clear_400_and_changes_nothing(
 async def tensorboard_runs(jp_fetch) -> set[str]:
     response = await jp_fetch("guildimg", "tensorboard", "data", "runs", raise_error=False)
     return set(json.loads(response.body)) if response.code == 200 else set()
-
-
-async def until(condition, seconds: float, what: str):
-    """Poll an async condition without blocking the server's loop."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        value = await condition()
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 @pytest.mark.tensorboard

@@ -15,20 +15,9 @@ from tornado.httpclient import AsyncHTTPClient
 
 from jupyter_guildimg.guild.project import write_run
 
-from helpers import ReadOnlyAuthorizer, png
+from helpers import ReadOnlyAuthorizer, png, until
 
 pytestmark = pytest.mark.tensorboard
-
-
-async def until(condition, seconds: float, what: str):
-    """Poll an async condition without blocking the server's loop."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        value = await condition()
-        if value:
-            return value
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
 async def tb_get(jp_fetch, path: str, **params):
