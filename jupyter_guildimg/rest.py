@@ -98,6 +98,7 @@ __all__ = [
     "Changes",
     "Error",
     "Image",
+    "IndexProgress",
     "MonitorProblem",
     "MonitorState",
     "MonitorStatus",
@@ -346,11 +347,23 @@ class WatchStatus(TypedDict):
     reconcile_interval: float
 
 
+class IndexProgress(TypedDict):
+    """How far the monitor's index is: of the ``found`` runs its full pass listed,
+    ``indexed`` are synced (and listed) so far; ``done`` once none is being indexed.
+    A first pass, and one meeting many new runs, lists them as it goes, newest first."""
+
+    indexed: int
+    found: int
+    done: bool
+
+
 class MonitorState(TypedDict):
     """What :meth:`RunsMonitor.status <jupyter_guildimg.engine.monitor.RunsMonitor.status>`
     says of itself: the thread and its last pass (``last_pass`` is when it ended,
     ``generation`` the change counter), the pass in progress (``stalled`` once it runs
-    too long), why the log dir could not be taken, and the latest problems."""
+    too long), why the log dir could not be taken, and the latest problems; ``index``,
+    the first index's progress; ``poll_interval``, the seconds between polling passes
+    now (``interval``, longer when a pass is costly; ``None`` while events drive them)."""
 
     running: bool
     logdir: str
@@ -367,6 +380,8 @@ class MonitorState(TypedDict):
     logdir_error: str | None
     problems: list[MonitorProblem]
     watch: WatchStatus | None
+    index: IndexProgress
+    poll_interval: float | None
 
 
 class MonitorStatus(MonitorState):
@@ -449,6 +464,7 @@ BODIES: tuple[type, ...] = (
     RefusedSource,
     SourceWatch,
     WatchStatus,
+    IndexProgress,
     MonitorStatus,
     Status,
     Sources,

@@ -16,6 +16,13 @@ whose files changed, and a full pass rarely (see :mod:`.scheduler`). A targeted
 pass re-reads those runs through their source (``RunSource.read_run``), and
 never removes another run.
 
+The first full pass, and any full pass meeting many runs it has never seen,
+indexes them newest first in batches and publishes after each (views replaced,
+generation up, pass listeners called with the report so far): the newest runs are
+listed within seconds on any home, the others once indexed (not listed before,
+never reported removed). Which runs are gone is decided once per full pass, from
+its listing. ``status()["index"]`` says how far it is (see :mod:`.targets`).
+
 ``generation`` is the one change counter: it goes up after every pass that changed
 something, and :meth:`RunsMonitor.wait_for_change` waits for it. The server's change
 feed and the in-kernel backend report this number.
@@ -36,8 +43,8 @@ from .layout import END_FILE, HPARAMS_FILE, LogDirLockedError, logdir_in_use
 from .naming import assign_names
 from .runlog import ChangeCount, PassReport, Problem, RunLog, RunView
 from .runrecord import Run, RunSource, newest_first_key, sources_of
-from .scheduler import PassScheduler, Watcher, monitor_status
-from .targets import RunTargets
+from .scheduler import DEFAULT_MAX_POLL_SHARE, PassScheduler, Watcher, monitor_status
+from .targets import IndexProgress, LogdirOverlap, RunTargets
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -97,7 +104,8 @@ class RunsMonitor:
     The log dir is locked (:meth:`acquire_logdir`) before the first pass writes;
     :meth:`close` (or :meth:`stop`) lets it go. A pass running for longer than
     ``stall_after`` seconds (default: the larger of 30 s and 10 intervals) shows
-    as ``stalled`` in :meth:`status`.
+    as ``stalled`` in :meth:`status` (one indexing in batches: that long without
+    syncing a run).
 
     ``watcher`` (:mod:`.fswatch`'s ``RunsWatcher``, built with
     :meth:`notify_changed` as its ``on_change``) makes the thread event-driven: see
@@ -105,7 +113,9 @@ class RunsMonitor:
     the watcher closes it (:meth:`close` does not). Targeted passes
     need the sources behind ``list_runs_cb`` (:func:`~.runrecord.sources_of`: a
     :func:`~.runrecord.combine_sources` callback or a source's ``list_runs``); with
-    any other callable they are full passes.
+    any other callable they are full passes. While full passes poll (no watcher, or
+    a root polled), they are at least ``interval`` apart and take at most
+    ``max_poll_share`` of a core (see :mod:`.scheduler`).
     """
 
     def __init__(
@@ -124,6 +134,7 @@ class RunsMonitor:
         revision_steps: bool = False,
         watcher: Watcher | None = None,
         reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL,
+        max_poll_share: float = DEFAULT_MAX_POLL_SHARE,
     ) -> None:
         interval = DEFAULT_INTERVAL if interval is None else float(interval)
         if interval < MIN_INTERVAL:
@@ -144,17 +155,15 @@ class RunsMonitor:
         self._list_runs = list_runs_cb
         self._run_name_cb = run_name_cb
         self._logs: dict[str, RunLog] = {}  # by run dir
-        self._refused: set[str] = set()  # run dirs that overlap the log dir
-        self._accepted: set[str] = set()  # run dirs checked and found apart from it
-        self._refused_logdir = False  # the log dir lies inside a run
-        self._real_logdir = os.path.realpath(self.logdir)
+        self._overlap = LogdirOverlap(self.logdir)  # runs refused for overlapping it
         self._logdir_lock = layout.LogDirLock(self.logdir)
         self._logdir_error: str | None = None  # why the last pass could not lock the log dir
         self._pass_started: tuple[float, float] | None = None  # (monotonic, wall) of a pass
         self._lock = threading.Lock()
         self._count = ChangeCount()  # the generation
         self.targets = RunTargets()  # what targeted passes and the watcher need
-        self._scheduler = PassScheduler(self, watcher, reconcile_interval)
+        self.index = IndexProgress()  # the first index's progress; when a pass publishes
+        self._scheduler = PassScheduler(self, watcher, reconcile_interval, max_poll_share)
         self.problems: collections.deque[Problem] = collections.deque(maxlen=200)
         self.last_report: PassReport | None = None
         self.passes = 0
@@ -162,9 +171,17 @@ class RunsMonitor:
         self._listeners: list[Callable[[PassReport], None]] = []
 
     def add_listener(self, callback: Callable[[PassReport], None]) -> None:
-        """Call ``callback(report)`` after every pass, in the thread that ran it.
-        A failing callback is logged and does not affect the monitor."""
+        """Call ``callback(report)`` after every pass, and after each batch a full
+        pass publishes (with the report so far), in the thread that ran it. A failing
+        callback is logged and does not affect the monitor."""
         self._listeners.append(callback)
+
+    def _call_listeners(self, report: PassReport) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(report)
+            except Exception:
+                log.warning("A pass listener failed", exc_info=True)
 
     # -- passes -----------------------------------------------------------
 
@@ -185,24 +202,25 @@ class RunsMonitor:
             started = time.monotonic()
             self._pass_started = (started, time.time())
             report = PassReport()
+            sources = None if only is None else self.sources()
             try:
-                self._pass(report, only)
+                self._pass(report, only, sources)
             finally:
                 self._pass_started = None
+                if only is None or sources is None:  # a full pass, even one that failed
+                    self.index.finish(len(self.views))
             report.duration = time.monotonic() - started
             report.finished = time.time()
             self.passes += 1
             self.last_report = report
             if report.changed:
                 self._count.bump()
-        for callback in list(self._listeners):
-            try:
-                callback(report)
-            except Exception:
-                log.warning("A pass listener failed", exc_info=True)
+        self._call_listeners(report)
         return report
 
-    def _pass(self, report: PassReport, only: Collection[str] | None) -> None:
+    def _pass(
+        self, report: PassReport, only: Collection[str] | None, sources: list[RunSource] | None
+    ) -> None:
         known = self.known_runs()
 
         def accept(run: Run) -> bool:
@@ -211,7 +229,6 @@ class RunsMonitor:
         def problem(path: str, message: str) -> None:
             self._problem(report, "", path, message)
 
-        sources = None if only is None else self.sources()
         if only is None or sources is None:
             listing = self.targets.listing(self._list_runs, known, accept, problem)
         else:
@@ -220,7 +237,7 @@ class RunsMonitor:
             report.runs = len(self.views)
             return
         runs, kept = listing
-        if self._refused_logdir:
+        if self._overlap.logdir_inside:
             return
         self.acquire_logdir()
         if kept:  # the kept runs among the listed ones, newest first
@@ -241,31 +258,50 @@ class RunsMonitor:
             if name not in wanted:
                 layout.safe_remove(os.path.join(self.logdir, name))
         kept_dirs = {run.dir for run in kept}
-        for run in runs:
+        full = only is None or sources is None
+        if full:
+            self.index.start(len(runs), sum(run.dir not in self._logs for run in runs))
+        batching = full and self.index.batching
+        for run in sorted(runs, key=newest_first_key, reverse=True) if batching else runs:
             if run.dir in kept_dirs:  # not seen this pass: left as it was
                 report.images += self._logs[run.dir].summaries.image_count
-                continue
-            name = names[run.dir]
-            run_log = self._logs.get(run.dir)
-            if run_log is None:
-                log_dir = os.path.join(self.logdir, name)
-                run_log = RunLog(
-                    run,
-                    log_dir,
-                    self.max_images_per_run,
-                    self.max_revisions_per_image,
-                    self.max_image_bytes,
-                    revision_steps=self.revision_steps,
-                )
-                self._logs[run.dir] = run_log
-                report.runs_added.append(name)
-            elif run_log.run != run:
-                report.runs_changed.append(name)
-                self.targets.changed(run.dir)
-            if self._sync(run, name, run_log, report) and name not in report.runs_added:
-                self.targets.changed(run.dir)
+            else:
+                self._update(run, names[run.dir], report)
+            if full and self.index.synced():
+                self._publish(runs, names, report)
         report.runs = len(runs)
         self.views = tuple(self._logs[run.dir].view(names[run.dir]) for run in runs)
+
+    def _update(self, run: Run, name: str, report: PassReport) -> None:
+        """Bring one run listed by the pass up to date (made if new)."""
+        run_log = self._logs.get(run.dir)
+        if run_log is None:
+            log_dir = os.path.join(self.logdir, name)
+            run_log = RunLog(
+                run,
+                log_dir,
+                self.max_images_per_run,
+                self.max_revisions_per_image,
+                self.max_image_bytes,
+                revision_steps=self.revision_steps,
+            )
+            self._logs[run.dir] = run_log
+            report.runs_added.append(name)
+        elif run_log.run != run:
+            report.runs_changed.append(name)
+            self.targets.changed(run.dir)
+        if self._sync(run, name, run_log, report) and name not in report.runs_added:
+            self.targets.changed(run.dir)
+
+    def _publish(self, runs: list[Run], names: Mapping[str, str], report: PassReport) -> None:
+        """Publish a batch of a full pass: the views of the runs known or synced so
+        far (the others are not listed yet), the generation up, the listeners told."""
+        self.views = tuple(
+            self._logs[run.dir].view(names[run.dir]) for run in runs if run.dir in self._logs
+        )
+        report.runs = len(self.views)
+        self._count.bump()
+        self._call_listeners(report)
 
     def _sync(self, run: Run, name: str, run_log: RunLog, report: PassReport) -> bool:
         """Bring ``run_log`` up to date; whether it wrote something."""
@@ -291,26 +327,12 @@ class RunsMonitor:
         return written > 0
 
     def _acceptable(self, run: Run, report: PassReport) -> bool:
-        """Refuse a run that contains the log dir (mirroring it would write inside the
-        run: then nothing at all is written) or lies inside it (the mirror would
-        mirror itself). Each refusal is reported once."""
-        if run.dir in self._accepted:
-            return True
-        if run.dir in self._refused:
-            return False
-        real = os.path.realpath(run.dir)
-        common = os.path.commonpath([real, self._real_logdir])
-        if common == real:
-            self._refused_logdir = True
-            message = f"the log dir {self.logdir} is inside this run; nothing is written"
-        elif common == self._real_logdir:
-            message = f"not monitored: the run lies inside the log dir {self.logdir}"
-        else:
-            self._accepted.add(run.dir)
-            return True
-        self._refused.add(run.dir)
-        self._problem(report, run.id, "", message)
-        return False
+        """Whether the monitor takes ``run`` (see :class:`.targets.LogdirOverlap`);
+        each refusal is reported once."""
+        accepted, refusal = self._overlap.check(run)
+        if refusal:
+            self._problem(report, run.id, "", refusal)
+        return accepted
 
     def _problem(self, report: PassReport, run: str, path: str, message: str) -> None:
         log.warning("Problem: run %r, path %r: %r", run, path, message)
@@ -402,6 +424,9 @@ class RunsMonitor:
         """JSON-able state: the thread, the pass in progress (``pass_started``,
         ``pass_running_for``, ``stalled`` once it runs past :attr:`stall_bound`),
         ``logdir_error`` (why the log dir could not be taken, else ``None``), the
-        last pass, the latest problems and ``watch`` (how sources are watched:
-        ``{"sources", "watches", "reconcile_interval"}``; ``None`` without a watcher)."""
-        return monitor_status(self, self._scheduler.watch_status())
+        last pass, the latest problems, ``watch`` (how sources are watched:
+        ``{"sources", "watches", "reconcile_interval"}``; ``None`` without a watcher),
+        ``index`` (``{"indexed", "found", "done"}``: the first index's progress) and
+        ``poll_interval`` (seconds between polling passes, adapted to their cost;
+        ``None`` while no root is polled)."""
+        return monitor_status(self, self._scheduler)

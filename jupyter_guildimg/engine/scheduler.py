@@ -5,8 +5,15 @@ Without a watcher, a full pass runs every ``interval`` seconds (polling). With o
 changed: the run dirs it reports get a *targeted* pass at once (the watcher has
 already debounced them), a full reconciling pass runs every ``reconcile_interval``
 seconds as the safety net for missed events, and every ``interval`` seconds while
-some root cannot be watched (it is polled). After every pass the watcher is told
-the roots and the runs worth a watch, when those changed.
+some root cannot be watched (it is polled). The watcher is told the roots from the
+start (runs made during a long first index make events), and after every pass the
+roots and the runs worth a watch, when those changed.
+
+Polling adapts to its cost: full passes while polling are at least ``interval``
+apart, and far enough apart that they take at most ``max_poll_share`` of a core
+(the wait is the last polling pass's duration divided by the share). A pass that
+indexed many new runs in batches is indexing, not polling: its duration is not
+counted.
 """
 
 from __future__ import annotations
@@ -20,18 +27,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import rest
 from .layout import LogDirLockedError
-from .runlog import Problem
+from .runlog import PassReport, Problem
 
 if TYPE_CHECKING:
     from .monitor import RunsMonitor
 
-__all__ = ["MAX_QUEUED", "PassScheduler", "Watcher", "monitor_status"]
+__all__ = ["DEFAULT_MAX_POLL_SHARE", "MAX_QUEUED", "PassScheduler", "Watcher", "monitor_status"]
 
 log = logging.getLogger(__name__)
 
 #: Changed paths kept for the next targeted pass; past this many, a full pass is
 #: cheaper than mapping them all (and memory stays bounded while the thread is stopped).
 MAX_QUEUED = 10_000
+#: The share of a core polling passes may take at most.
+DEFAULT_MAX_POLL_SHARE = 0.1
 
 
 class Watcher(Protocol):
@@ -55,10 +64,18 @@ class PassScheduler:
     monitor's owner."""
 
     def __init__(
-        self, monitor: RunsMonitor, watcher: Watcher | None, reconcile_interval: float
+        self,
+        monitor: RunsMonitor,
+        watcher: Watcher | None,
+        reconcile_interval: float,
+        max_poll_share: float = DEFAULT_MAX_POLL_SHARE,
     ) -> None:
         if reconcile_interval <= 0:
             raise ValueError(f"reconcile_interval must be positive, got {reconcile_interval}")
+        if not 0 < max_poll_share <= 1:
+            raise ValueError(f"max_poll_share must be in (0, 1], got {max_poll_share}")
+        self.max_poll_share = float(max_poll_share)
+        self.poll_cost = 0.0  # seconds the last polling (full, not indexing) pass took
         # Weak: a monitor dropped without close() is collected (letting its log dir's
         # lock go) as before; the thread holds it strongly while it runs.
         self._monitor = weakref.ref(monitor)
@@ -114,24 +131,33 @@ class PassScheduler:
             thread.join(timeout)
 
     def full_interval(self) -> float:
-        """Seconds between full passes now: ``interval`` without a watcher, while a
-        root is polled, or when the monitor cannot tell its sources (a plain
-        callback); else ``reconcile_interval``."""
+        """Seconds between full passes now: :meth:`poll_interval` while
+        :meth:`polling`, else ``reconcile_interval``."""
+        return self.poll_interval() if self.polling() else self.reconcile_interval
+
+    def poll_interval(self) -> float:
+        """Seconds between polling passes: ``interval``, or more when a pass is costly,
+        so that polling takes at most ``max_poll_share`` of a core."""
+        return max(self.monitor.interval, self.poll_cost / self.max_poll_share)
+
+    def polling(self) -> bool:
+        """Whether full passes poll: without a watcher, while a root is polled, or
+        when the monitor cannot tell its sources (a plain callback)."""
         if self.watcher is None:
-            return self.monitor.interval
+            return True
         roots = self.watch_roots()
         if roots is None:
-            return self.monitor.interval
+            return True
         try:
-            polled = self.watcher.polled(roots)
+            return bool(self.watcher.polled(roots))
         except Exception:
             log.warning("The watcher could not say which roots it polls", exc_info=True)
-            return self.monitor.interval
-        return self.monitor.interval if polled else self.reconcile_interval
+            return True
 
     def _loop(self, monitor: RunsMonitor) -> None:
-        # ``monitor``, unused, keeps the monitor alive while its thread runs.
+        # ``monitor`` keeps the monitor alive while its thread runs.
         full_at = time.monotonic()  # the first pass is a full one
+        self.update_watch()
         while not self._stop.is_set():
             with self._wake:
                 self._wake.wait_for(
@@ -149,15 +175,18 @@ class PassScheduler:
                 if run_dirs:
                     self._run(run_dirs)
             if full:
-                self._run(None)
+                report = self._run(None)
+                if report is not None and not monitor.index.batched:
+                    self.poll_cost = report.duration
             self.update_watch()  # first: the watcher knows which roots it polls after it
             if full:
                 full_at = time.monotonic() + self.full_interval()
 
-    def _run(self, only: Collection[str] | None) -> None:
+    def _run(self, only: Collection[str] | None) -> PassReport | None:
+        """One pass; its report, ``None`` if it failed."""
         monitor = self.monitor
         try:
-            monitor.run_pass(only=only)
+            return monitor.run_pass(only=only)
         except LogDirLockedError as e:
             # Capture stays off while another monitor holds the log dir; it
             # starts by itself once that one lets go. Said once, not every pass.
@@ -169,6 +198,7 @@ class PassScheduler:
             # end monitoring: the next pass may well succeed.
             log.exception("Monitor pass failed; trying again in %s s", monitor.interval)
             monitor.problems.append(Problem(time.time(), "", "", f"pass failed: {e!r}"))
+        return None
 
     def watch_roots(self) -> list[str] | None:
         """Where new runs appear, one per source (a Guild home's ``runs`` dir, watched
@@ -227,11 +257,15 @@ class PassScheduler:
         }
 
 
-def monitor_status(monitor: RunsMonitor, watch: rest.WatchStatus | None) -> rest.MonitorState:
-    """:meth:`RunsMonitor.status <.monitor.RunsMonitor.status>`, ``watch`` included."""
+def monitor_status(monitor: RunsMonitor, scheduler: PassScheduler) -> rest.MonitorState:
+    """:meth:`RunsMonitor.status <.monitor.RunsMonitor.status>`."""
     report = monitor.last_report
     started = monitor._pass_started
     running_for = None if started is None else time.monotonic() - started[0]
+    # A pass indexing in batches is stalled only once it stops syncing runs.
+    quiet_for = (
+        None if started is None else time.monotonic() - max(started[0], monitor.index.progressed)
+    )
     return {
         "running": monitor.running,
         "logdir": monitor.logdir,
@@ -244,11 +278,13 @@ def monitor_status(monitor: RunsMonitor, watch: rest.WatchStatus | None) -> rest
         "images": 0 if report is None else report.images,
         "pass_started": None if started is None else round(started[1], 3),
         "pass_running_for": None if running_for is None else round(running_for, 3),
-        "stalled": running_for is not None and running_for > monitor.stall_bound,
+        "stalled": quiet_for is not None and quiet_for > monitor.stall_bound,
         "logdir_error": monitor._logdir_error,
         "problems": [
             {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
             for p in list(monitor.problems)[-20:]
         ],
-        "watch": watch,
+        "watch": scheduler.watch_status(),
+        "index": monitor.index.state(monitor.running),
+        "poll_interval": round(scheduler.poll_interval(), 3) if scheduler.polling() else None,
     }

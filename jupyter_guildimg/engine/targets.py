@@ -7,7 +7,8 @@ whose files changed, through their source; a changed path belongs to the nearest
 known run dir above it, else to the run its source locates there (a new run). A
 run is gone only when its dir is (ENOENT). Runs that are running, or that ended
 or changed within :data:`RECENT` seconds, are *active*: the watcher watches them,
-and the others only through the reconciling passes.
+and the others only through the reconciling passes. A full pass meeting many new
+runs indexes them in batches (:class:`IndexProgress`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
+from .. import rest
 from .runrecord import Run, RunSource, Unreadable
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,17 @@ log = logging.getLogger(__name__)
 #: What a pass sees: the runs read (and accepted), and the known runs kept as they were.
 Seen = tuple[list[Run], list[Run]]
 
-__all__ = ["RECENT", "RunTargets", "Seen"]
+__all__ = [
+    "BATCH_SECONDS",
+    "FIRST_BATCH",
+    "MAX_BATCH",
+    "MAX_BATCH_SECONDS",
+    "RECENT",
+    "IndexProgress",
+    "LogdirOverlap",
+    "RunTargets",
+    "Seen",
+]
 
 #: Seconds a run stays active after it last changed (or ended).
 RECENT = 600.0
@@ -184,6 +196,107 @@ class RunTargets:
             if run_dir is not None:
                 found.add(run_dir)
         return found
+
+
+#: A full pass that meets more runs it has never seen than this indexes them in
+#: batches, publishing after each (the first batch is this many runs).
+FIRST_BATCH = 100
+#: Seconds of indexing after which a batch is published however few runs it holds.
+BATCH_SECONDS = 0.5
+#: Batches grow (doubling) up to these bounds: fewer, larger publishes on big homes.
+MAX_BATCH = 3_200
+MAX_BATCH_SECONDS = 4.0
+
+
+class IndexProgress:
+    """How far a monitor's index is, and when a full pass publishes a batch.
+
+    ``found`` is the number of runs the full pass in progress (or the last one)
+    listed, ``indexed`` how many of them it has synced so far. A full pass that
+    meets more than :data:`FIRST_BATCH` new runs *batches*: :meth:`synced` says
+    when to publish (after :data:`FIRST_BATCH` runs or :data:`BATCH_SECONDS` of
+    work, then doubling both). The index is ``done`` once a full pass ended and
+    none is batching (or while no pass can come: the thread is not running).
+    Written under the monitor's pass lock; read from any thread."""
+
+    def __init__(self) -> None:
+        self.found = 0
+        self.indexed = 0
+        self.batching = False  # the full pass in progress publishes in batches
+        self.batched = False  # the last full pass did (its duration is no poll's cost)
+        self.first_done = False  # a full pass has ended
+        self._counting = False
+        self._batch = FIRST_BATCH
+        self._gap = BATCH_SECONDS
+        self._since = 0
+        self._last = 0.0
+        self.progressed = 0.0  # monotonic time a batching pass last synced a run
+
+    def start(self, found: int, new: int) -> None:
+        """A full pass listed ``found`` runs, ``new`` of them never seen."""
+        self.batching = new > FIRST_BATCH
+        self._counting = self.batching or not self.first_done
+        if self._counting:  # a routine pass leaves the last figures as they are
+            self.found, self.indexed = found, 0
+        self._batch, self._gap, self._since = FIRST_BATCH, BATCH_SECONDS, 0
+        self._last = time.monotonic()
+
+    def synced(self) -> bool:
+        """Count one more run synced; whether a batch is due (publish now)."""
+        if self._counting:
+            self.indexed += 1
+        if not self.batching:
+            return False
+        self._since += 1
+        now = self.progressed = time.monotonic()
+        if self._since < self._batch and now - self._last < self._gap:
+            return False
+        self._batch = min(2 * self._batch, MAX_BATCH)
+        self._gap = min(2 * self._gap, MAX_BATCH_SECONDS)
+        self._since, self._last = 0, now
+        return True
+
+    def finish(self, found: int) -> None:
+        """The full pass ended (or failed), ``found`` runs listed now."""
+        self.found = self.indexed = found
+        self.batched, self.batching, self._counting = self.batching, False, False
+        self.first_done = True
+
+    def state(self, running: bool) -> rest.IndexProgress:
+        done = not self.batching and (self.first_done or not running)
+        return {"indexed": self.indexed, "found": self.found, "done": done}
+
+
+class LogdirOverlap:
+    """Which runs a monitor refuses for overlapping its log dir: a run that contains
+    it (mirroring it would write inside the run: then nothing at all is written,
+    ``logdir_inside``) or lies inside it (the mirror would mirror itself)."""
+
+    def __init__(self, logdir: str) -> None:
+        self.logdir = logdir
+        self.logdir_inside = False  # the log dir lies inside a run
+        self._real_logdir = os.path.realpath(logdir)
+        self._refused: set[str] = set()  # run dirs that overlap the log dir
+        self._accepted: set[str] = set()  # run dirs checked and found apart from it
+
+    def check(self, run: Run) -> tuple[bool, str]:
+        """Whether ``run`` is taken, and why not the first time it is refused ("" else)."""
+        if run.dir in self._accepted:
+            return True, ""
+        if run.dir in self._refused:
+            return False, ""
+        real = os.path.realpath(run.dir)
+        common = os.path.commonpath([real, self._real_logdir])
+        if common == real:
+            self.logdir_inside = True
+            message = f"the log dir {self.logdir} is inside this run; nothing is written"
+        elif common == self._real_logdir:
+            message = f"not monitored: the run lies inside the log dir {self.logdir}"
+        else:
+            self._accepted.add(run.dir)
+            return True, ""
+        self._refused.add(run.dir)
+        return False, message
 
 
 def owner(run_dir: str, known: Run | None, sources: Sequence[RunSource]) -> RunSource | None:

@@ -43,6 +43,7 @@ __all__ = [
     "THUMB_WIDTH",
     "GuildImgPanel",
     "PanelHeader",
+    "indexing_text",
     "panel",
 ]
 
@@ -52,10 +53,17 @@ _POLL_SECONDS = 1.0  # a long poll's length, so also how long close() waits for 
 _RETRY_SECONDS = 5.0
 
 
+def indexing_text(index: rest.IndexProgress) -> str:
+    """ "Indexing 1,200 of 10,000 runs…" ("Indexing runs…" until the pass listed them)."""
+    if index["found"] > 0:
+        return f"Indexing {index['indexed']:,} of {index['found']:,} runs…"
+    return "Indexing runs…"
+
+
 class PanelHeader:
     """The header (``box``): TensorBoard's state and the monitor's counts
-    (``status_html``), the Refresh button and the Auto-refresh checkbox. The panel
-    wires the two controls."""
+    (``status_html``), or while it indexes how far it is, the Refresh button and the
+    Auto-refresh checkbox. The panel wires the two controls."""
 
     def __init__(self) -> None:
         self._status: rest.Status | None = None  # the last status shown
@@ -81,6 +89,12 @@ class PanelHeader:
             self._starting = True
             self._render()
 
+    @property
+    def indexing(self) -> bool:
+        """Whether the last status shown says the monitor is indexing."""
+        index = None if self._status is None else self._status["monitor"].get("index")
+        return index is not None and not index["done"]
+
     def show_error(self, message: str) -> None:
         self.status_html.value = f"<b>⚠ {html.escape(message)}</b>"
 
@@ -94,12 +108,15 @@ class PanelHeader:
             state = f"<b>{html.escape(tensorboard['summary'])}</b>"
             if tensorboard["status"] == "failed" and tensorboard["reason"]:
                 state = f'<span title="{html.escape(tensorboard["reason"])}">{state}</span>'
-        parts = [
-            state,
-            f"{monitor['runs']} runs",
-            f"{monitor['images']} images",
-            f"last pass {local_time(monitor['last_pass'], '%H:%M:%S') or '–'}",
-        ]
+        parts = [state]
+        if self.indexing:
+            parts.append(f"<b>{html.escape(indexing_text(monitor['index']))}</b>")
+        else:
+            parts += [
+                f"{monitor['runs']} runs",
+                f"{monitor['images']} images",
+                f"last pass {local_time(monitor['last_pass'], '%H:%M:%S') or '–'}",
+            ]
         if warnings := len(tensorboard.get("warnings", [])):
             parts.append(
                 f"⚠ {warnings} warning{'s' if warnings > 1 else ''} on the TensorBoard tab"
@@ -238,6 +255,19 @@ class GuildImgPanel(widgets.VBox):
         self.header.show(status, self.backend.description if local else None)
         return True
 
+    def _reload_status(self) -> None:
+        """Show the status again in the header (the monitor's index progress)."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                status = self.backend.status()
+            except BackendError as e:
+                self._show_error(e)
+                return
+            local = isinstance(self.backend, LocalBackend)
+            self.header.show(status, self.backend.description if local else None)
+
     def _on_filter(self) -> None:
         needle = self.run_list.filter
         try:
@@ -318,6 +348,8 @@ class GuildImgPanel(widgets.VBox):
                 generation = self.backend.wait_changes(self._generation, timeout=_POLL_SECONDS)
                 if (failures or generation != self._generation) and not stop.is_set():
                     self.reload()
+                elif self.header.indexing and not stop.is_set():
+                    self._reload_status()  # progress is not in the change feed
                 failures = 0
             except BackendError as e:
                 failures += 1

@@ -201,6 +201,14 @@ export interface IWatchStatus {
   reconcile_interval: number;
 }
 
+/** How far the monitor's index is: of the `found` runs its full pass listed,
+ * `indexed` are synced (and listed) so far; `done` once none is being indexed. */
+export interface IIndexProgress {
+  indexed: number;
+  found: number;
+  done: boolean;
+}
+
 /** The monitor in `GET status`. */
 export interface IMonitorStatus {
   sources: string[];
@@ -219,6 +227,8 @@ export interface IMonitorStatus {
   logdir_error: string | null;
   problems: IMonitorProblem[];
   watch: IWatchStatus | null;
+  index: IIndexProgress;
+  poll_interval: number | null;
   refused_sources: IRefusedSource[];
   error: string | null;
 }

@@ -1,14 +1,26 @@
 /**
  * The left-sidebar panel: TensorBoard's state and warnings, Refresh, a filter,
  * which runs TensorBoard shows (with "Only these", "Add filtered runs", "Auto"),
- * the runs (newest first, live from the change feed, each with its "in
+ * while the monitor indexes, how far it is ("Indexing 1,200 of 10,000 runs…"), the runs (newest first, live from the change feed, each with its "in
  * TensorBoard" checkbox) and the selected run's thumbnails.
  * The filter is the server's (`GET runs?q=`): the sidebar only shows its answer.
  */
 import { Widget } from '@lumino/widgets';
 
-import { IRun, ISelectionChange, ITensorBoardState } from './api';
-import { button, el, selectionCount, selectionRule, timeAgo } from './dom';
+import {
+  IIndexProgress,
+  IRun,
+  ISelectionChange,
+  ITensorBoardState
+} from './api';
+import {
+  button,
+  el,
+  formatCount,
+  selectionCount,
+  selectionRule,
+  timeAgo
+} from './dom';
 import { GuildImgModel } from './model';
 import { RunThumbnails } from './thumbnails';
 
@@ -45,6 +57,7 @@ export class GuildImgSidebar extends Widget {
       this._onTensorBoard(model, model.tensorBoard);
     }
     this._renderSelection();
+    void this._followIndex();
   }
 
   get state(): ISidebarState {
@@ -134,10 +147,13 @@ export class GuildImgSidebar extends Widget {
     this._runList.setAttribute('aria-label', 'Runs');
     this._runList.addEventListener('keydown', event => this._onKey(event));
 
+    this._indexing.setAttribute('role', 'status');
+    this._indexing.hidden = true;
     node.append(
       header,
       this._filter,
       this._buildSelection(),
+      this._indexing,
       this._message,
       this._runList,
       this._thumbnails.node
@@ -272,12 +288,59 @@ export class GuildImgSidebar extends Widget {
     this._tbWarnings.hidden = warnings.length === 0;
   }
 
-  /** The runs changed on the server: the filtered list is fetched again. */
+  /** The runs changed on the server: the filtered list is fetched again. More
+   * runs than before may be a full pass indexing many new ones: its progress is
+   * asked for. */
   private _onRunsChanged(): void {
     if (this._query) {
       void this._loadFiltered();
     }
+    const count = this.model.runs.length;
+    if (count > this._runsSeen) {
+      void this._followIndex();
+    }
+    this._runsSeen = count;
     this._renderRuns();
+  }
+
+  /** The monitor's index progress (not in the change feed): asked for every
+   * second while it indexes, shown above the run list until it is done. One
+   * loop at a time; a server that does not answer (or an older one, without
+   * `index`) shows nothing. */
+  private async _followIndex(): Promise<void> {
+    if (this._indexFollowed) {
+      return;
+    }
+    this._indexFollowed = true;
+    try {
+      while (!this.isDisposed) {
+        let index: IIndexProgress | undefined;
+        try {
+          index = (await this.model.api.status()).monitor.index;
+        } catch {
+          index = undefined; // the model's own requests report the error
+        }
+        this._renderIndex(index);
+        if (!index || index.done) {
+          return;
+        }
+        await new Promise(resolve => setTimeout(resolve, INDEX_POLL_MS));
+      }
+    } finally {
+      this._indexFollowed = false;
+    }
+  }
+
+  private _renderIndex(index: IIndexProgress | undefined): void {
+    if (this.isDisposed) {
+      return;
+    }
+    const text = index && !index.done ? indexingText(index) : '';
+    if (text !== this._indexing.textContent) {
+      this._indexing.textContent = text;
+      this._indexing.hidden = !text;
+      this._renderRuns(); // "No runs yet" is not said while indexing
+    }
   }
 
   /** Ask the server for the runs the filter text keeps (none asked without a
@@ -354,7 +417,7 @@ export class GuildImgSidebar extends Widget {
     let text = '';
     if (error) {
       text = error;
-    } else if (total === 0 && this.model.loaded) {
+    } else if (total === 0 && this.model.loaded && this._indexing.hidden) {
       const watching = this._sources
         ? ` Watching: ${this._sources.join(', ')}.`
         : '';
@@ -443,6 +506,14 @@ export class GuildImgSidebar extends Widget {
   private _filterAsked = 0;
   private _filterTimer = 0;
   private _sources: string[] | null = null;
+  /** Whether the index progress is being followed, and the run count last seen. */
+  private _indexFollowed = false;
+  private _runsSeen = 0;
+  /** Styled as the list's message (no style of its own needed). */
+  private _indexing = el(
+    'div',
+    'guildimg-sidebar-message guildimg-sidebar-indexing'
+  );
   private _sourcesAsked = false;
   private _clock: number;
   private _items = new Map<string, HTMLLIElement>();
@@ -473,6 +544,16 @@ export class GuildImgSidebar extends Widget {
   private _thumbnails = new RunThumbnails(this.model.api, (runId, path) =>
     this._actions.openImage(runId, path)
   );
+}
+
+/** How often the index progress is asked for while the monitor indexes. */
+const INDEX_POLL_MS = 1000;
+
+/** "Indexing 1,200 of 10,000 runs…" ("Indexing runs…" until the pass listed them). */
+export function indexingText(index: IIndexProgress): string {
+  return index.found > 0
+    ? `Indexing ${formatCount(index.indexed)} of ${formatCount(index.found)} runs…`
+    : 'Indexing runs…';
 }
 
 /** How long the filter waits for the typing to pause before asking the server. */

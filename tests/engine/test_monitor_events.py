@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from jupyter_guildimg.engine.fswatch import RunsWatcher
-from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
 from jupyter_guildimg.engine.runs import (
     CombinedSources,
     GuildHome,
@@ -311,3 +313,168 @@ def test_a_quiet_run_is_caught_up_by_the_reconciling_pass(home, logdir):
     finally:
         monitor.close()
         watcher.close()
+
+
+# -- progressive first index ----------------------------------------------------
+
+
+def _first_publish(monitor: RunsMonitor) -> tuple[threading.Event, threading.Event, list]:
+    """A pass listener that holds the pass at its first call (the first batch) until
+    ``release`` is set; ``held`` is set then, with the views and status seen there."""
+    held, release = threading.Event(), threading.Event()
+    seen: list = []
+
+    def listener(report: PassReport) -> None:
+        if not held.is_set():
+            seen.append((monitor.views, monitor.status(), report.runs_added[:]))
+            held.set()
+            release.wait(EVENT_WAIT)
+
+    monitor.add_listener(listener)
+    return held, release, seen
+
+
+def test_a_first_pass_over_many_runs_lists_the_newest_first_in_batches(home, logdir):
+    runs = [write_run(home.path, op="train", started=1_000 + i) for i in range(600)]
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    held, release, seen = _first_publish(monitor)
+    thread = threading.Thread(target=monitor.run_pass)
+    thread.start()
+    try:
+        assert held.wait(EVENT_WAIT), "no batch was published"
+        views, status, added = seen[0]
+        newest = runs[::-1]
+        assert 0 < len(views) < len(runs)
+        assert [view.run.dir for view in views] == newest[: len(views)]
+        assert len(added) == len(views) and monitor.generation >= 1
+        assert status["index"] == {"indexed": len(views), "found": len(runs), "done": False}
+        assert status["passes"] == 0
+    finally:
+        release.set()
+        thread.join(EVENT_WAIT)
+    assert [view.run.dir for view in monitor.views] == newest
+    assert monitor.status()["index"] == {"indexed": 600, "found": 600, "done": True}
+    assert monitor.passes == 1
+
+
+def test_a_full_pass_meeting_many_new_runs_keeps_the_known_ones_listed(home, logdir):
+    old = [write_run(home.path, op="train", started=1_000 + i) for i in range(20)]
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()  # 20 runs: not in batches, the index is done
+    assert monitor.status()["index"] == {"indexed": 20, "found": 20, "done": True}
+    new = [write_run(home.path, op="eval", started=5_000 + i) for i in range(300)]
+    held, release, seen = _first_publish(monitor)
+    thread = threading.Thread(target=monitor.run_pass)
+    thread.start()
+    try:
+        assert held.wait(EVENT_WAIT), "no batch was published"
+        views, status, _added = seen[0]
+        listed = {view.run.dir for view in views}
+        assert set(old) <= listed  # never shown as removed
+        assert 0 < len(listed & set(new)) < len(new)
+        assert not status["index"]["done"] and status["index"]["found"] == 320
+    finally:
+        release.set()
+        thread.join(EVENT_WAIT)
+    assert len(monitor.views) == 320 and monitor.status()["index"]["done"]
+
+
+def test_few_new_runs_are_published_once_at_the_end_of_the_pass(home, logdir):
+    _runs(home, 3)
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    calls: list[int] = []
+    monitor.add_listener(lambda report: calls.append(len(monitor.views)))
+    monitor.run_pass()
+    assert calls == [3]
+
+
+def test_before_its_first_pass_a_started_monitor_is_indexing(home, logdir):
+    _runs(home, 1)
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    assert monitor.status()["index"]["done"]  # no thread: no pass is coming
+    monitor.start()
+    try:
+        wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+        assert monitor.status()["index"] == {"indexed": 1, "found": 1, "done": True}
+    finally:
+        monitor.close()
+
+
+# -- adaptive polling -----------------------------------------------------------
+
+
+class SlowSources(CombinedSources):
+    """Our own test source: a combined callback whose listing takes ``delay`` s."""
+
+    def __init__(self, sources: list[RunsDir], delay: float) -> None:
+        super().__init__(sources)
+        self.delay = delay
+
+    def __call__(self) -> RunList:
+        time.sleep(self.delay)
+        return super().__call__()
+
+
+def test_polling_waits_longer_after_a_costly_pass(tmp_path, logdir):
+    folder = tmp_path / "runs"
+    (folder / "r1").mkdir(parents=True)
+    (folder / "r1" / "a.png").write_bytes(png())
+    monitor = RunsMonitor(logdir, SlowSources([RunsDir(folder)], 0.2), interval=0.5)
+    assert monitor.status()["poll_interval"] == 0.5  # no pass yet: the interval
+    monitor.start()
+    try:
+        wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+        wait_for(lambda: monitor._scheduler.poll_cost > 0, EVENT_WAIT, "the pass's cost")
+        duration = monitor._scheduler.poll_cost
+        assert duration >= 0.2
+        # At most a tenth of a core: 10 × the pass's duration between passes.
+        assert monitor._scheduler.full_interval() == pytest.approx(duration / 0.1)
+        assert monitor.status()["poll_interval"] == round(duration / 0.1, 3)
+    finally:
+        monitor.close()
+
+    shared = RunsMonitor(logdir, SlowSources([RunsDir(folder)], 0.0), max_poll_share=1.0)
+    shared._scheduler.poll_cost = 0.2
+    assert shared._scheduler.full_interval() == shared.interval  # the interval is longer
+    with pytest.raises(ValueError, match="max_poll_share"):
+        RunsMonitor(logdir, lambda: [], max_poll_share=0)
+
+
+def test_events_make_no_poll_interval(home, watched):
+    monitor, _sources = watched
+    _runs(home, 1)  # its runs dir exists: watched
+    monitor.start()
+    wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+    assert monitor.status()["poll_interval"] is None
+    assert monitor._scheduler.full_interval() == 3600
+
+
+def test_a_first_pass_whose_listing_fails_ends_the_indexing(home, logdir):
+    def failing() -> list:
+        raise OSError("no listing")
+
+    monitor = RunsMonitor(logdir, failing, interval=3600)
+    monitor.start()
+    try:
+        wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+        assert monitor.status()["index"] == {"indexed": 0, "found": 0, "done": True}
+    finally:
+        monitor.close()
+
+
+def test_an_indexing_pass_that_goes_on_syncing_is_not_stalled(home, logdir):
+    runs = [write_run(home.path, op="train", started=1_000 + i) for i in range(300)]
+    monitor = RunsMonitor(logdir, combine_sources([home]), stall_after=2.0)
+    held, release, _seen = _first_publish(monitor)
+    thread = threading.Thread(target=monitor.run_pass)
+    thread.start()
+    try:
+        assert held.wait(EVENT_WAIT), "no batch was published"
+        # Held after syncing its first batch: no run synced since, so it is stalled.
+        wait_for(lambda: monitor.status()["stalled"], EVENT_WAIT, "the stall")
+        monitor.index.progressed = time.monotonic()  # as if it had synced one more run
+        assert not monitor.status()["stalled"]
+    finally:
+        release.set()
+        thread.join(EVENT_WAIT)
+    assert len(monitor.views) == len(runs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from jupyter_guildimg.notebook.client import (
     LocalBackend,
     ServerBackend,
 )
-from jupyter_guildimg.notebook.widget import PAGE_SIZE, GuildImgPanel
+from jupyter_guildimg.notebook.widget import PAGE_SIZE, GuildImgPanel, indexing_text
 
 from helpers import png, wait_for
 
@@ -329,6 +330,41 @@ def test_auto_refresh_follows_new_images_and_can_be_turned_off(make_panel, local
     wait_for(lambda: len(panel.images.thumbnail_images) == 3, 10, "the panel to catch up")
 
 
+def test_the_header_says_how_far_the_index_is(make_panel, local, guild_home):
+    write_run(guild_home, op="train", started=1_000, files={"a.png": png()})
+    local.refresh()
+    local.monitor.stop()  # only the pass below runs
+    for i in range(300):  # many new runs: the next full pass indexes them in batches
+        write_run(guild_home, op="eval", started=2_000 + i)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_first_batch(report):
+        if not held.is_set():
+            held.set()
+            release.wait(30)
+
+    local.monitor.add_listener(hold_the_first_batch)
+    thread = threading.Thread(target=local.monitor.run_pass)
+    thread.start()
+    try:
+        assert held.wait(30), "no batch was published"
+        panel = make_panel()
+        index = local.status()["monitor"]["index"]
+        assert not index["done"] and index["found"] == 301
+        assert f"Indexing {index['indexed']:,} of 301 runs…" in panel.header.status_html.value
+        assert panel.header.indexing
+        assert 1 < len(panel.run_list.runs) < 301  # the newest, and the run known before
+    finally:
+        release.set()
+        thread.join(30)
+    panel.reload()
+    assert not panel.header.indexing and "Indexing" not in panel.header.status_html.value
+    assert "301 runs" in panel.header.status_html.value
+    assert indexing_text({"indexed": 1200, "found": 10_000, "done": False}) == (
+        "Indexing 1,200 of 10,000 runs…"
+    )
+
+
 def test_close_stops_the_auto_refresh_thread(make_panel):
     panel = make_panel(auto_refresh=True)
     thread = panel.refresh_thread
@@ -453,3 +489,40 @@ async def test_a_run_made_a_moment_ago_can_be_opened_by_id(jp_fetch, guildimg, g
     finally:
         made.close()
         backend.close()
+
+
+async def test_a_servers_index_lists_the_newest_runs_as_it_goes(server, guildimg, guild_home):
+    await call(server.refresh)
+    guildimg.monitor.stop()  # no timed pass: only the held one below
+    runs = [write_run(guild_home, op="train", started=1_000 + i) for i in range(600)]
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_first_batch(report):
+        if not held.is_set():
+            held.set()
+            release.wait(30)
+
+    guildimg.monitor.add_listener(hold_the_first_batch)
+    thread = threading.Thread(target=guildimg.monitor.run_pass)
+    thread.start()
+    try:
+        await wait_until(held.is_set, 30, "the first batch")
+        listed = await call(server.runs)
+        index = (await call(server.status))["monitor"]["index"]
+        assert 0 < len(listed) < 600
+        assert [run["run_id"] for run in listed] == [Path(d).name for d in runs[::-1]][
+            : len(listed)
+        ]
+        assert index == {"indexed": len(listed), "found": 600, "done": False}
+        panel = await call(GuildImgPanel, server, auto_refresh=False)
+        assert f"Indexing {len(listed)} of 600 runs…" in panel.header.status_html.value
+    finally:
+        release.set()
+        await call(thread.join, 30)
+    try:
+        await call(panel.reload)
+        assert len(panel.run_list.runs) == 600 and not panel.header.indexing
+        index = (await call(server.status))["monitor"]["index"]
+        assert index == {"indexed": 600, "found": 600, "done": True}
+    finally:
+        await call(panel.close)
