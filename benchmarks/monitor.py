@@ -7,8 +7,8 @@ root, half in ``samples/``) in a temporary directory, then measures, as medians 
 - cold: a fresh monitor's first pass into an empty log dir;
 - warm: a pass with nothing changed;
 - touched: a pass after touching --touch images;
-- baselines: copying every image file (shutil.copyfile), and os.walk + os.stat
-  of the whole tree.
+- baselines: copying every image file (shutil.copyfile), ``cp -r`` of the whole
+  Guild home (a subprocess), and os.walk + os.stat of the whole tree.
 
 Files are aged an hour before measuring (runs that finished earlier), so the
 monitor's racy-file re-checks do not count in the warm pass; touched images get
@@ -114,6 +114,15 @@ def time_copy(image_paths: list[str], home: str, dest_root: str) -> float:
     return elapsed
 
 
+def time_cp(home: str, dest_root: str) -> float:
+    dest = os.path.join(tempfile.mkdtemp(dir=dest_root), "copy")
+    start = time.perf_counter()
+    subprocess.run(["cp", "-r", home, dest], check=True)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(os.path.dirname(dest))
+    return elapsed
+
+
 def time_walk(home: str) -> float:
     start = time.perf_counter()
     for dirpath, _dirnames, filenames in os.walk(home):
@@ -135,11 +144,12 @@ def measure(args: argparse.Namespace, runs: int, root: str) -> dict[str, float]:
         "images": len(image_paths),
         "mb": tree_bytes(image_paths) / 1e6,
     }
-    copies, walks, colds, warms, toucheds = [], [], [], [], []
+    copies, cps, walks, colds, warms, toucheds = [], [], [], [], [], []
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rng = random.Random(1)
     for round_ in range(args.repeat):
         copies.append(time_copy(image_paths, home, root))
+        cps.append(time_cp(home, root))
         walks.append(time_walk(home))
         logdir = os.path.join(root, f"logdir-{round_}")
         monitor = RunsMonitor(logdir, GuildHome(home).list_runs)
@@ -154,6 +164,7 @@ def measure(args: argparse.Namespace, runs: int, root: str) -> dict[str, float]:
     result["peak_rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     result.update(
         copy=statistics.median(copies),
+        cp=statistics.median(cps),
         walk=statistics.median(walks),
         cold=statistics.median(colds),
         warm=statistics.median(warms),
@@ -195,11 +206,13 @@ def report(results: list[dict[str, float]]) -> None:
         ("runs × images", lambda r: f"{int(r['runs'])} × {int(r['images'] / r['runs'])}"),
         ("image MB", lambda r: f"{r['mb']:9.1f}"),
         ("copy images (baseline)", lambda r: ms(r["copy"])),
+        ("cp -r of home (baseline)", lambda r: ms(r["cp"])),
         ("walk + stat (baseline)", lambda r: ms(r["walk"])),
         ("monitor cold pass", lambda r: ms(r["cold"])),
         ("monitor warm pass", lambda r: ms(r["warm"])),
         ("monitor touched pass", lambda r: ms(r["touched"])),
         ("cold / copy", lambda r: f"{r['cold'] / r['copy']:9.2f}×"),
+        ("cold / cp -r", lambda r: f"{r['cold'] / r['cp']:9.2f}×"),
         ("warm / walk", lambda r: f"{r['warm'] / r['walk']:9.2f}×"),
         ("touched − warm", lambda r: ms(r["touched"] - r["warm"])),
         ("cold µs per image", lambda r: f"{r['cold'] / r['images'] * 1e6:9.1f}"),

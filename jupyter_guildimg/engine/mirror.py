@@ -157,10 +157,12 @@ class RunMirror:
                 self._drop_dir(_join(rel, name), changes)
             for name in state.files - files.keys():
                 self._unlink(_join(rel, name), changes)
+        for name in files.keys() - state.files:
+            # All links first: should one fail (it raises), no image of this directory
+            # has been taken yet, so the next listing, which links again, takes them all.
+            self._link(_join(rel, name), report)
         for name, is_output in files.items():
             path = _join(rel, name)
-            if name not in state.files:
-                self._link(path, report)
             if is_output and not in_guild and is_image_name(name):
                 if path not in self._outputs:
                     self._outputs.add(path)

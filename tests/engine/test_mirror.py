@@ -137,3 +137,27 @@ def test_a_directory_out_of_reach_is_reported_once_and_the_rest_mirrored(home, l
     ((path, message),) = [(p.path, p.message) for r in reports for p in r.problems]
     assert set(path.split("/")) == {DEEP}
     assert message == "directory not mirrored: File name too long; kept as last seen"
+
+
+def test_a_link_that_fails_in_the_runs_top_directory_loses_no_image(home, tmp_path):
+    # The scan raises (the pass reports the run's problem); the images listed beside
+    # the failed link are taken by the next scan that succeeds, none lost.
+    path_max = os.pathconf(tmp_path, "PC_PATH_MAX")
+    logdir = str(tmp_path)
+    while len(logdir) < path_max - 200:
+        logdir = os.path.join(logdir, "l" * min(250, path_max - 200 - len(logdir)))
+    files = {f"img-{i:02d}.png": png() for i in range(20)}
+    files["x" * 250 + ".txt"] = b"its path in the mirror is too long"
+    run_dir = write_run(home.path, op="a", files=files)
+    monitor = RunsMonitor(logdir, home.list_runs)
+    failed = [monitor.run_pass() for _ in range(2)]
+    os.unlink(os.path.join(run_dir, "x" * 250 + ".txt"))
+    recovered = monitor.run_pass()
+
+    for report in failed:
+        assert report.written == []
+        (problem,) = report.problems
+        assert problem.message.startswith("pass failed: OSError: [Errno 36] File name too long")
+    assert sorted(p for _, p in recovered.written) == sorted(files)[:20]
+    assert recovered.problems == []
+    monitor.close()
