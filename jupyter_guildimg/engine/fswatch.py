@@ -210,7 +210,12 @@ class RunsWatcher:
             self._static = static
             self._has_runs = has_runs
             self._replace(False, frozenset(flat))
-            self._replace(True, frozenset(deep))
+            # Runs newly watched are reported once their watch is in place: what they
+            # wrote between the monitor's pass and the watch would be missed otherwise.
+            current = self._groups[True]
+            known = current.key if current is not None and not current.failed else frozenset()
+            added = frozenset(path for path, _dev, _ino in deep - known)
+            self._replace(True, frozenset(deep), added)
 
     def _replace(
         self,

@@ -509,11 +509,9 @@ export class GuildImgSidebar extends Widget {
   /** Whether the index progress is being followed, and the run count last seen. */
   private _indexFollowed = false;
   private _runsSeen = 0;
-  /** Styled as the list's message (no style of its own needed). */
-  private _indexing = el(
-    'div',
-    'guildimg-sidebar-message guildimg-sidebar-indexing'
-  );
+  /** Styled as the list's message, but not that message: tests and screen readers
+   * tell the two apart. */
+  private _indexing = el('div', 'guildimg-sidebar-indexing');
   private _sourcesAsked = false;
   private _clock: number;
   private _items = new Map<string, HTMLLIElement>();
