@@ -141,8 +141,15 @@ def test_sidebar_runs_thumbnails_and_image_tab(
 
     page = chromium.page
     demo = make_demo_runs(str(guild_home), 3)
-    runs = wait_for_runs(lab, 3)
-    assert [run["id"] for run in runs] == [run.id for run in demo]  # newest first
+    wait_for_runs(lab, 3)
+    # Newest first, once each run's start is read (events may show a run mid-creation).
+    newest_first = [run.id for run in demo]
+
+    def in_order() -> list[dict[str, Any]] | None:
+        listed = api_runs(lab)
+        return listed if [run["id"] for run in listed] == newest_first else None
+
+    runs = wait_for(in_order, 10, "the runs newest first")
     assert [run["started"] for run in runs] == sorted((r["started"] for r in runs), reverse=True)
     # An image with three revisions in the newest run (40, 60, then 80 pixels wide),
     # and the same path in the second run, to compare with.
