@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,17 @@ def api_runs(lab: Lab) -> list[dict[str, Any]]:
 
 
 def wait_for_runs(lab: Lab, count: int) -> list[dict[str, Any]]:
-    """The API's runs once the monitor has found ``count`` of them."""
-    return wait_for(lambda: len(runs := api_runs(lab)) == count and runs, 30, f"{count} runs")
+    """The API's runs once the monitor has found ``count`` of them, each with its start
+    read and the listing settled (events may list a run while it is being made)."""
+
+    def settled() -> list[dict[str, Any]] | None:
+        runs = api_runs(lab)
+        if len(runs) != count or any(run["started"] is None for run in runs):
+            return None
+        time.sleep(0.3)
+        return runs if api_runs(lab) == runs else None
+
+    return wait_for(settled, 30, f"{count} runs")
 
 
 def revisions(lab: Lab, run_id: str, path: str) -> list[int]:
@@ -351,7 +361,10 @@ def test_in_tensorboard_checkboxes_and_the_tabs_count(
     ):
         checkbox(page, ids[1]).click()
     wait_for(
-        lambda: (s := lab.api("selection"))["mode"] == "runs" and s["runs"] == [ids[0], ids[2]],
+        # As sets: the order of ids was read while the runs were being made.
+        lambda: (
+            (s := lab.api("selection"))["mode"] == "runs" and set(s["runs"]) == {ids[0], ids[2]}
+        ),
         10,
         "the selection without the unchecked run",
     )
@@ -360,7 +373,8 @@ def test_in_tensorboard_checkboxes_and_the_tabs_count(
     expect(checkbox(page, ids[1])).not_to_be_checked()
     expect(selection_text).to_have_text("In TensorBoard: 2 of 3 runs")
     expect(page.locator(f"{RUNS}.jp-mod-selected")).to_have_count(0)
-    assert [run["in_tensorboard"] for run in api_runs(lab)] == [True, False, True]
+    shown = {run["id"]: run["in_tensorboard"] for run in api_runs(lab)}
+    assert shown == {ids[0]: True, ids[1]: False, ids[2]: True}
     # A click elsewhere on the row still selects it.
     select_run(page, ids[1])
     expect(checkbox(page, ids[1])).not_to_be_checked()
@@ -371,8 +385,12 @@ def test_in_tensorboard_checkboxes_and_the_tabs_count(
     page.keyboard.press("t")
     expect(checkbox(page, ids[1])).to_be_checked()
     expect(count).to_have_text("3 of 3 runs")
-    page.keyboard.press("ArrowDown")
-    expect(page.locator(f'{RUNS}[data-run-id="{ids[2]}"]')).to_be_focused()
+    # The arrows move the focus to the next row, as the sidebar lists them now.
+    order = page.locator(RUNS).evaluate_all("rows => rows.map(r => r.dataset.runId)")
+    at = order.index(ids[1])
+    key, after = ("ArrowDown", order[at + 1]) if at + 1 < len(order) else ("ArrowUp", order[at - 1])
+    page.keyboard.press(key)
+    expect(page.locator(f'{RUNS}[data-run-id="{after}"]')).to_be_focused()
 
     # "Only these": the runs the filter lists; "Add filtered runs": those too.
     by_label = {run["label"]: run["id"] for run in runs}
