@@ -240,8 +240,9 @@ class RunsMonitor:
         if self._overlap.logdir_inside:
             return
         self.acquire_logdir()
-        if kept:  # the kept runs among the listed ones, newest first
-            runs = sorted([*runs, *kept], key=newest_first_key, reverse=True)
+        # Newest first, always: a targeted pass reads its runs in no particular order,
+        # and may have read every known run (then none is kept).
+        runs = sorted([*runs, *kept], key=newest_first_key, reverse=True)
         names = assign_names(runs, self._run_name_cb)
         current = {run.dir for run in runs}
         for run_dir in [d for d in self._logs if d not in current]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import rest
 from .layout import LogDirLockedError
+from .racy import RACY_NS
 from .runlog import PassReport, Problem
 
 if TYPE_CHECKING:
@@ -158,22 +159,35 @@ class PassScheduler:
         # ``monitor`` keeps the monitor alive while its thread runs.
         full_at = time.monotonic()  # the first pass is a full one
         self.update_watch()
+        # Runs a targeted pass read while their files were "racy" (written within the
+        # file system's clock tick), read once more when that window has passed: a
+        # write that landed in it (a run's attrs as it is being made) is not left to
+        # the reconciling pass. Run dir -> when (monotonic).
+        settle: dict[str, float] = {}
         while not self._stop.is_set():
             with self._wake:
+                due = min([full_at, *settle.values()])
                 self._wake.wait_for(
                     lambda: bool(self._queued) or self._full_wanted or self._stop.is_set(),
-                    max(0.0, full_at - time.monotonic()),
+                    max(0.0, due - time.monotonic()),
                 )
                 paths, self._queued = self._queued, set()
-                full = self._full_wanted or time.monotonic() >= full_at
+                now = time.monotonic()
+                full = self._full_wanted or now >= full_at
                 self._full_wanted = False
             if self._stop.is_set():
                 break
+            settled = {run_dir for run_dir, when in settle.items() if when <= now}
+            for run_dir in settled:
+                del settle[run_dir]
             if not full:
                 run_dirs = self.run_dirs_for(paths)
                 full = run_dirs is None
                 if run_dirs:
-                    self._run(run_dirs)
+                    for run_dir in run_dirs:
+                        settle.setdefault(run_dir, now + RACY_NS / 1e9 + 0.1)
+                if run_dirs or settled:
+                    self._run((run_dirs or set()) | settled)
             if full:
                 report = self._run(None)
                 if report is not None and not monitor.index.batched:

@@ -119,6 +119,17 @@ def test_a_new_run_is_added_by_a_targeted_pass(home, logdir):
     assert _images(monitor, new) == {"b.png"}
 
 
+def test_a_targeted_pass_over_every_run_lists_them_newest_first(home, logdir):
+    dirs = [write_run(home.path, op="a", started=1_000 + i) for i in range(5)]
+    monitor = RunsMonitor(logdir, home.list_runs)
+    monitor.run_pass()
+
+    monitor.run_pass(only=set(dirs))  # every known run read again: none kept as it was
+
+    assert [view.run.dir for view in monitor.views] == dirs[::-1]
+    monitor.close()
+
+
 def test_with_a_plain_callback_a_targeted_pass_is_a_full_one(home, logdir):
     a, b = _runs(home, 2)
     monitor = RunsMonitor(logdir, lambda: home.list_runs())
