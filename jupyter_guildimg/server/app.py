@@ -94,18 +94,25 @@ class ChangeFeed:
 
     async def wait(self, since: int, timeout: float) -> int:
         """The generation, once it is past ``since`` or ``timeout`` seconds passed."""
-        with self._lock:
-            self._loop = asyncio.get_running_loop()
-            # The monitor counts up before it calls publish, which takes this lock:
-            # a change after this check finds the event made below.
-            if self.generation > since:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            with self._lock:
+                self._loop = loop
+                # The monitor counts up before it calls publish, which takes this
+                # lock: a change after this check finds the event made below.
+                if self.generation > since:
+                    return self.generation
+                if self._event is None:
+                    self._event = asyncio.Event()
+                event = self._event
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 return self.generation
-            if self._event is None:
-                self._event = asyncio.Event()
-            event = self._event
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
-        return self.generation
+            # A wake queued by an earlier change can set a new event before the
+            # counter moves again: check the counter once more, until the deadline.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
 
 
 class GuildImgApp(ExtensionApp):

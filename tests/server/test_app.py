@@ -19,7 +19,7 @@ from jupyter_guildimg.engine.monitor import DEFAULT_INTERVAL, RunsMonitor
 from jupyter_guildimg.guild.project import write_run
 from jupyter_guildimg.server.app import GuildImgApp
 
-from helpers import png, process_running, wait_for
+from helpers import png, process_running, until, wait_for
 
 
 def test_the_extension_is_enabled_by_installing_the_package():
@@ -70,6 +70,23 @@ async def test_the_change_feed_reports_the_monitors_own_generation(guildimg, jp_
 
     generation = await asyncio.wait_for(waiting, 15)  # woken by the monitor's pass
     assert since < generation <= monitor.generation
+
+
+async def test_a_wake_left_from_an_earlier_change_does_not_end_a_long_poll(guildimg):
+    feed = guildimg.changes
+    async def first_pass_done() -> int:
+        return guildimg.monitor.passes
+
+    await until(first_pass_done, 15, "the first pass")
+    await feed.wait(-1, 0)  # the feed now knows the server's loop
+    since = feed.generation
+    waiting = asyncio.ensure_future(feed.wait(since, 20))
+    await asyncio.sleep(0)  # the poll is waiting
+    feed.announce()  # a wake for a change ``since`` already counts
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # still waiting for a change past ``since``
+    guildimg.monitor.mark_changed()
+    assert await asyncio.wait_for(waiting, 10) > since
 
 
 async def test_stopping_the_server_stops_tensorboard_and_the_monitor(jp_serverapp, guildimg):
