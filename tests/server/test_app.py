@@ -74,6 +74,7 @@ async def test_the_change_feed_reports_the_monitors_own_generation(guildimg, jp_
 
 async def test_a_wake_left_from_an_earlier_change_does_not_end_a_long_poll(guildimg):
     feed = guildimg.changes
+
     async def first_pass_done() -> int:
         return guildimg.monitor.passes
 
