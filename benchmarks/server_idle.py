@@ -528,6 +528,10 @@ def _ms1(values: list[float], pick: Callable[[list[float]], float]) -> str:
     return "—" if not values else f"{pick(values) * 1e3:.0f} ms"
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -540,6 +544,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs < 1 or args.images < 1 or args.samples < 1:
         parser.error("--runs, --images and --samples must be at least 1")
+    # A SIGTERM (from `timeout`, say) unwinds through the finally below, so the
+    # servers this run started are stopped instead of outliving it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     root = tempfile.mkdtemp(prefix="guildimg-server-idle-", dir=args.tmp)
     servers: list[Server] = []
     try:

@@ -5,7 +5,8 @@ The public API::
     from jupyter_guildimg import RunsMonitor, GuildHome, RunsDir, Project
 
 In a notebook, ``%load_ext jupyter_guildimg`` then ``%guildimg``, or
-``jupyter_guildimg.panel()``. ipywidgets and IPython are imported only then, so
+``jupyter_guildimg.panel()``; ``jupyter_guildimg.compare(runs, path)`` compares one
+image across runs. ipywidgets and IPython are imported only then, so
 ``import jupyter_guildimg`` stays light.
 """
 
@@ -54,6 +55,10 @@ def __getattr__(name: str) -> Any:
         from .notebook.widget import panel
 
         return panel
+    if name == "compare":  # likewise :func:`jupyter_guildimg.notebook.compare.compare`
+        from .notebook.compare import compare
+
+        return compare
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -66,6 +71,7 @@ __all__ = [
     "RunsMonitor",
     "__version__",
     "combine_sources",
+    "compare",
     "load_ipython_extension",
     "open_source",
     "panel",

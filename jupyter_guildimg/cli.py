@@ -1,4 +1,9 @@
-"""The ``guildimg`` command."""
+"""guildimg: see every image your ML runs write, in TensorBoard and in Jupyter.
+
+It watches Guild homes and folders of runs (PyTorch's runs/, Lightning's
+lightning_logs/, Hydra's outputs/), copies links to their files into a log
+directory of its own, and adds an image summary for every image a run writes,
+a new one each time the image changes. Run directories are never written to."""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import argparse
 import asyncio
 import datetime
 import importlib.util
+import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +26,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import rest
+from ._version import __version__
 from .engine import processes
 from .engine.catalog import run_key
-from .engine.layout import LogDirLockedError, logdir_in_use
+from .engine.layout import LogDirLockedError, SourceError, logdir_in_use
 from .engine.monitor import DEFAULT_INTERVAL, MIN_INTERVAL, RunsMonitor, setup_logging
-from .engine.runs import Run, combine_sources, default_sources, open_source
+from .engine.runs import (
+    CONVENTIONAL_RUN_FOLDERS,
+    Run,
+    RunSource,
+    combine_sources,
+    default_sources,
+    open_source,
+)
 from .engine.view import DEFAULT_LIMIT, TensorBoardView, temp_view_dir
+from .guild.demo import LIVE_EPOCH_SECONDS, LIVE_EPOCHS, start_live_run
 
 __all__ = ["main"]
 
@@ -42,7 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"Making {args.runs} demo runs in the Guild home {home} ...")
         make_demo_runs(home, args.runs)
     if not args.once:
-        return _serve_demo(home, args.port)
+        return _serve_demo(home, args.port, args.live_epochs, args.epoch_seconds)
     logdir = os.path.abspath(args.logdir or os.path.join(home, "..", "logdir"))
     monitor = RunsMonitor(logdir, open_source(f"guild:{home}").list_runs)
     report = monitor.run_pass()
@@ -55,9 +71,10 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if report.runs else 1
 
 
-def _serve_demo(home: str, port: int) -> int:
+def _serve_demo(home: str, port: int, live_epochs: int, epoch_seconds: float) -> int:
     """JupyterLab (else a bare Jupyter server) on the demo runs, the extension on,
-    TensorBoard started."""
+    TensorBoard started, and a live run training ``live_epochs`` epochs of
+    ``epoch_seconds`` each meanwhile (none for 0), stopped with the server."""
     # JupyterLab is an optional extra: without it the demo still serves the API
     # and TensorBoard, and says how to get the sidebar.
     lab = importlib.util.find_spec("jupyterlab") is not None
@@ -66,6 +83,14 @@ def _serve_demo(home: str, port: int) -> int:
     config = os.path.join(root, "jupyter_guildimg_demo_config.py")
     with open(config, "w", encoding="utf-8") as f:
         f.write(_demo_config(home, lab))
+    env = dict(os.environ)
+    if lab:
+        # JupyterLab 4 asks about news in a toast until the setting is answered, whatever
+        # news_url says: answer it in the demo's defaults (the user's own settings win).
+        config_dir = _demo_lab_defaults(root)
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            [config_dir, *filter(None, [os.environ.get("JUPYTER_CONFIG_PATH")])]
+        )
     command = [
         sys.executable, "-m", "jupyter", "lab" if lab else "server", "--no-browser",
         f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={root}",
@@ -77,12 +102,24 @@ def _serve_demo(home: str, port: int) -> int:
     # Its own session, and SIGTERM from us: Jupyter's SIGINT handler asks for
     # confirmation on a terminal and, without one, can end without stopping its
     # extensions (and so TensorBoard). SIGTERM always shuts it down cleanly.
-    server = subprocess.Popen(command, start_new_session=True)
+    server = subprocess.Popen(command, start_new_session=True, env=env)
+    live = start_live_run(home, live_epochs, epoch_seconds) if live_epochs > 0 else None
+    if live is not None:
+        print(
+            f"A live run ({live.run_id[:8]}) trains for {live_epochs} epochs of"
+            f" {epoch_seconds:g} s, redrawing its samples.png each epoch.",
+            flush=True,
+        )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     while not stop.is_set() and server.poll() is None:
         stop.wait(0.5)
+        if live is not None and live.process.poll() is not None:
+            live.wait()  # records how it ended, as Guild does
+            live = None
+    if live is not None:
+        live.terminate()
     if server.poll() is None:
         print("\nStopping Jupyter ...", flush=True)
         server.terminate()
@@ -111,6 +148,23 @@ def _demo_config(home: str, lab: bool) -> str:
     return config
 
 
+#: JupyterLab settings the demo changes: no news prompt, no update check (no network).
+DEMO_LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
+}
+
+
+def _demo_lab_defaults(root: str) -> str:
+    """A Jupyter config dir under ``root`` whose ``labconfig`` gives JupyterLab the
+    defaults of :data:`DEMO_LAB_SETTINGS`; returns its path."""
+    config_dir = os.path.join(root, "jupyter-config")
+    os.makedirs(os.path.join(config_dir, "labconfig"), exist_ok=True)
+    path = os.path.join(config_dir, "labconfig", "default_setting_overrides.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(DEMO_LAB_SETTINGS, f, indent=2)
+    return config_dir
+
+
 def _demo_message(base: str, token: str, lab: bool) -> str:
     """What the demo prints: the URL to open, where to click, the direct URLs."""
     direct = (
@@ -135,19 +189,40 @@ def _demo_message(base: str, token: str, lab: bool) -> str:
     )
 
 
-def _monitor(args: argparse.Namespace) -> int:
+def _open_sources(paths: Sequence[str]) -> list[RunSource] | None:
+    """The sources named (each must be a directory), else the defaults (what the
+    server watches: :func:`default_sources` under the current directory, a missing
+    ``runs`` watched until it appears); None, with the reason printed, when a named
+    one is not a directory."""
+    if not paths:
+        return [open_source(text, missing_ok=True) for text in default_sources(os.getcwd())]
     try:
-        sources = [open_source(path) for path in args.sources]
-    except FileNotFoundError as e:
+        return [open_source(path) for path in paths]
+    except (FileNotFoundError, SourceError) as e:  # SourceError: e.g. s3fs not installed
         print(f"guildimg: {e}", file=sys.stderr)
+        return None
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    sources = _open_sources(args.sources)
+    if sources is None:
         return 2
     monitor = _locked_monitor(args.logdir, combine_sources(sources), args.interval)
     if monitor is None:
         return 2
     logdir = monitor.logdir
     if args.once:
-        report = monitor.run_pass()
+        try:
+            report = monitor.run_pass()
+        finally:
+            monitor.close()
         print(f"{report.runs} runs, {report.images} images, {len(report.written)} written")
+        print(f"Sources: {', '.join(s.path for s in sources)}")
+        if args.logdir is None:
+            shutil.rmtree(logdir, ignore_errors=True)  # links and summaries only
+            print(f"Log dir: {logdir} (temporary, removed; --logdir DIR keeps one)")
+        else:
+            print(f"Log dir: {logdir}")
         return 0
     print(f"Monitoring {', '.join(s.path for s in sources)} into {logdir} (Ctrl+C stops)")
     stop = threading.Event()
@@ -170,10 +245,8 @@ def _tensorboard(args: argparse.Namespace) -> int:
     them: the newest, and every running one), which follows runs as they come and go."""
     from .engine.tbprocess import TensorBoardProcess
 
-    try:
-        sources = [open_source(path) for path in args.sources or default_sources()]
-    except FileNotFoundError as e:
-        print(f"guildimg: {e}", file=sys.stderr)
+    sources = _open_sources(args.sources)
+    if sources is None:
         return 2
     monitor = _locked_monitor(
         args.logdir, combine_sources(sources), args.interval, revision_steps=True
@@ -321,12 +394,31 @@ def _interval(text: str) -> float:
     return value
 
 
+_DEFAULTS = (
+    "the Guild home ($GUILD_HOME or ~/.guild) and the folders "
+    + ", ".join(f"{name}/" for name in CONVENTIONAL_RUN_FOLDERS)
+    + " of the current directory, those that exist (if none does: ./runs, watched"
+    " until it appears)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="guildimg", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="guildimg",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'guildimg COMMAND --help' for what each command does and takes.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
-        help="make demo runs and start JupyterLab on them with the extension and TensorBoard",
+        help="make demo runs and open JupyterLab on them",
+        description="Make a few demo training runs in a Guild home of their own, then"
+        " start JupyterLab on them with the Guild Images sidebar and TensorBoard, and"
+        " print the URL to open. One run keeps training for a while after start-up, so"
+        " its sample grid changes while you watch. Ctrl+C stops everything. With"
+        " --once: capture the runs' images once into a log dir, print them, and exit.",
     )
     demo.add_argument("--home", default="guildimg-demo/guild-home", help="Guild home for the runs")
     demo.add_argument("--runs", type=int, default=3, help="how many runs to make")
@@ -334,20 +426,48 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8888, help="the Jupyter server's port")
     demo.add_argument("--once", action="store_true", help="capture once and print, no server")
     demo.add_argument("--logdir", help="with --once: log dir (default: next to the home)")
+    demo.add_argument(
+        "--live-epochs", type=int, default=LIVE_EPOCHS, metavar="N",
+        help=f"epochs of the live run (default {LIVE_EPOCHS}; 0: no live run)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--epoch-seconds", type=float, default=LIVE_EPOCH_SECONDS, metavar="S",
+        help=f"seconds per epoch of the live run (default {LIVE_EPOCH_SECONDS:g})",
+    )  # fmt: skip
     demo.set_defaults(func=_demo)
-    monitor = sub.add_parser("monitor", help="mirror runs into a log dir with image summaries")
-    monitor.add_argument("sources", nargs="+", help="Guild homes or folders of runs")
-    monitor.add_argument("--logdir", help="log dir (default: a new temporary directory)")
+    monitor = sub.add_parser(
+        "monitor",
+        help="copy runs into a log dir with image summaries, for TensorBoard",
+        description="Watch runs and keep a log dir for TensorBoard up to date: links to"
+        " every file of every run, and an image summary for every image a run writes"
+        " (a new one each time it changes). Run directories are never written to."
+        f" Without sources it watches {_DEFAULTS}.",
+    )
+    monitor.add_argument(
+        "sources", nargs="*", help="Guild homes or folders of runs (default: see above)"
+    )
+    monitor.add_argument(
+        "--logdir",
+        help="log dir (default: a new temporary one, removed at exit; pass one to keep it)",
+    )
     monitor.add_argument(
         "--interval", type=_interval, default=DEFAULT_INTERVAL, help="seconds between passes"
     )
-    monitor.add_argument("--once", action="store_true", help="one pass, then exit")
+    monitor.add_argument(
+        "--once", action="store_true", help="one pass, print what it wrote and where, then exit"
+    )
     monitor.set_defaults(func=_monitor)
-    tb = sub.add_parser("tensorboard", help="monitor runs and serve them with TensorBoard")
+    tb = sub.add_parser(
+        "tensorboard",
+        help="watch runs and show them in TensorBoard (like 'guild tensorboard')",
+        description="Watch runs as 'guildimg monitor' does and serve them with"
+        " TensorBoard, every image with its history on the step slider; prints"
+        f" TensorBoard's URL. Ctrl+C stops it. Without sources it watches {_DEFAULTS}.",
+    )
     tb.add_argument(
         "sources",
         nargs="*",
-        help="Guild homes or folders of runs (default: the Guild home if it exists, else ./runs)",
+        help="Guild homes or folders of runs (default: see above)",
     )
     tb.add_argument("--port", type=int, help="TensorBoard's port (default: a free one)")
     tb.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")

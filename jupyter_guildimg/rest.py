@@ -113,6 +113,7 @@ __all__ = [
     "Selection",
     "SelectionChange",
     "SelectionMode",
+    "SourceInfo",
     "SourceWatch",
     "Sources",
     "Status",
@@ -400,10 +401,25 @@ class Status(TypedDict):
     tensorboard: TensorBoardState
 
 
+class SourceInfo(TypedDict):
+    """One watched source: its absolute ``path``, its ``kind`` (a Guild home or a
+    folder of plain runs), whether it ``exists`` now (a default ``runs`` is watched
+    until it appears) and ``label``, how to show it: relative to the server's root
+    directory when inside it (``"."`` for the root itself), else with the user's home
+    as ``~``."""
+
+    path: str
+    kind: RunKind
+    exists: bool
+    label: str
+
+
 class Sources(TypedDict):
-    """``GET``/``POST``/``DELETE sources``: the watched paths."""
+    """``GET``/``POST``/``DELETE sources``: the watched paths, and ``details`` of
+    each, in the same order."""
 
     sources: list[str]
+    details: list[SourceInfo]
 
 
 class Changes(TypedDict):
@@ -467,6 +483,7 @@ BODIES: tuple[type, ...] = (
     IndexProgress,
     MonitorStatus,
     Status,
+    SourceInfo,
     Sources,
     Changes,
     Selection,

@@ -19,6 +19,7 @@ from jupyter_guildimg.guild.project import Project
 
 import browser
 from helpers import SAMPLES
+from seaweedfs import SeaweedFS
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +28,18 @@ def guild_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     home = tmp_path_factory.mktemp("guild-home")
     monkeypatch.setenv("GUILD_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3-compatible server (SeaweedFS) on 127.0.0.1, for the object-store
+    tests; each test makes its own bucket."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jupyter_guildimg import __version__
 from jupyter_guildimg.cli import RunFilter, _parser
 from jupyter_guildimg.engine.monitor import DEFAULT_INTERVAL, RunsMonitor
 from jupyter_guildimg.engine.runs import Run
@@ -21,6 +23,7 @@ from jupyter_guildimg.engine.runs import Run
 from helpers import jpeg, png, wait_for
 
 COMMAND = [sys.executable, "-m", "jupyter_guildimg.cli"]
+RESOURCES = Path(__file__).parent / "resources"
 
 
 def free_port() -> int:
@@ -76,7 +79,11 @@ def test_monitor_once_over_a_plain_runs_folder(tmp_path, env, runs):
     result = guildimg(tmp_path, env, "monitor", str(runs), "--logdir", "D", "--once")
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["2 runs, 3 images, 3 written"]
+    assert result.stdout.splitlines() == [
+        "2 runs, 3 images, 3 written",
+        f"Sources: {runs}",
+        f"Log dir: {tmp_path / 'D'}",
+    ]
     logdir = tmp_path / "D"
     assert sorted(os.listdir(logdir)) == ["version_0", "version_1"]
     assert len(images(logdir, "version_0")) == 1
@@ -122,13 +129,88 @@ def test_the_interval_defaults_to_the_monitors():
         assert _parser().parse_args(command).interval == DEFAULT_INTERVAL
 
 
-def test_tensorboard_without_a_source_watches_the_guild_home_else_runs(tmp_path, env):
-    # Neither the Guild home (GUILD_HOME in env) nor ./runs exists: said in one line.
-    result = guildimg(tmp_path, env, "tensorboard", "--logdir", "D")
+def test_without_sources_every_conventional_source_that_exists_is_watched(tmp_path, env, runs):
+    # The Guild home (GUILD_HOME in env) holds 7 Guild runs; ./runs two plain runs;
+    # ./lightning_logs one; ./outputs does not exist.
+    shutil.copytree(RESOURCES / "guild-home", tmp_path / "guild-home", symlinks=True)
+    (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)
+    (tmp_path / "lightning_logs" / "version_0" / "grid.png").write_bytes(png())
 
-    assert result.returncode == 2
-    (line,) = result.stderr.splitlines()
-    assert line.startswith("guildimg: ") and repr(str(tmp_path / "runs")) in line
+    result = guildimg(tmp_path, env, "monitor", "--logdir", "D", "--once")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("10 runs, ")
+    home, runs_dir, lightning = (
+        str(tmp_path / "guild-home"),
+        str(tmp_path / "runs"),
+        str(tmp_path / "lightning_logs"),
+    )
+    assert lines[1] == f"Sources: {home}, {runs_dir}, {lightning}"
+    assert lines[2] == f"Log dir: {tmp_path / 'D'}"
+    names = os.listdir(tmp_path / "D")
+    # Both folders have a version_0: one is named after its folder too, uniquely.
+    assert sum("version_0" in name for name in names) == 2 and "version_1" in names
+
+
+def test_monitor_once_says_where_it_wrote_and_removes_a_temporary_log_dir(tmp_path, env, runs):
+    result = guildimg(tmp_path, env, "monitor", str(runs), "--once")
+
+    assert result.returncode == 0, result.stderr
+    summary, sources, where = result.stdout.splitlines()
+    assert summary == "2 runs, 3 images, 3 written"
+    assert sources == f"Sources: {runs}"
+    assert where.startswith("Log dir: ") and "temporary, removed" in where
+    logdir = where.removeprefix("Log dir: ").split(" (")[0]
+    assert os.path.isabs(logdir) and not os.path.exists(logdir)
+
+
+@pytest.mark.tensorboard
+def test_tensorboard_without_a_source_or_guild_home_watches_runs_until_it_appears(tmp_path, env):
+    process = subprocess.Popen(
+        [*COMMAND, "tensorboard"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()  # printed once TensorBoard answers
+        assert line.startswith("TensorBoard http://127.0.0.1:")
+        assert line.rstrip().endswith(f"watching {tmp_path / 'runs'}")
+        url = line.split()[1]
+        (tmp_path / "runs" / "first").mkdir(parents=True)
+        (tmp_path / "runs" / "first" / "grid.png").write_bytes(png())
+
+        def shown():
+            return "first/.images" in httpx.get(url + "data/runs", timeout=10).json()
+
+        wait_for(shown, 30, "the run made after start-up, in TensorBoard")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+        process.stdout.close()
+    assert code == 0
+
+
+def test_version_and_help_say_what_each_command_does(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _parser().parse_args(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"guildimg {__version__}"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and "every image your ML runs write" in top
+    for command in ("demo", "monitor", "tensorboard"):
+        assert command in top
+        with pytest.raises(SystemExit):
+            _parser().parse_args([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        description = text.split("positional arguments")[0].split("options:")[0]
+        assert len(description.split()) > 25, (command, description)  # a description in words
+    assert "Without sources it watches the Guild home" in text  # tensorboard, last
 
 
 def _default_sigint() -> None:
@@ -256,7 +338,16 @@ def test_demo_serves_jupyterlab_with_the_extension_and_tensorboard(tmp_path, env
         assert front.status_code == 302
         assert httpx.URL(front.headers["location"]).path == "/lab"
         runs = httpx.get(f"{base}/api/runs", headers=headers).json()["runs"]
-        assert [run["image_count"] for run in runs] == [3]
+        # The demo run, and the live one still training (it runs for minutes).
+        live = [run for run in runs if run["label"] == "live"]
+        assert [run["image_count"] for run in runs if run not in live] == [3]
+        assert len(live) == 1 and live[0]["status"] == "running"
+        # No news prompt: the demo's Lab defaults answer it.
+        notification = httpx.get(
+            f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification",
+            headers=headers,
+        ).json()
+        assert notification["schema"]["properties"]["fetchNews"]["default"] == "false"
         status = httpx.get(f"{base}/api/status", headers=headers).json()
         tensorboard_pid = status["tensorboard"]["pid"]
     finally:

@@ -52,6 +52,7 @@ _RETRIES = 5
 FORCED = "polling forced by the setting"
 NOT_INSTALLED = "watchfiles is not installed"
 MISSING = "does not exist yet"
+OBJECT_STORE = "object storage: no file-system events"
 
 
 def _identity(path: str) -> tuple[str, int, int] | None:
@@ -162,7 +163,8 @@ class RunsWatcher:
         directories is unchanged (same paths, same inodes) keeps its watch."""
         if self._closed:
             return
-        roots = [os.path.abspath(r) for r in dict.fromkeys(roots)]
+        # An object-store source's root is a URL: no events there, it is polled.
+        roots = [r if "://" in r else os.path.abspath(r) for r in dict.fromkeys(roots)]
         static: dict[str, str] = {}
         flat: set[tuple[str, int, int]] = set()
         deep: set[tuple[str, int, int]] = set()
@@ -170,6 +172,9 @@ class RunsWatcher:
         # One read of the mount table per call (None where there is none: not Linux).
         mounts = (read_mountinfo() or []) if not self.force_polling and watchfiles else []
         for root in roots:
+            if "://" in root:
+                static[root] = OBJECT_STORE
+                continue
             identity = _identity(root)
             if self.force_polling:
                 static[root] = FORCED
@@ -415,7 +420,11 @@ class RunsWatcher:
         monitor polls those on its own interval. A root never passed to
         :meth:`watch` counts as polled."""
         with self._lock:
-            return [root for root in roots if self._reason(os.path.abspath(root))]
+            return [
+                root
+                for root in roots
+                if self._reason(root if "://" in root else os.path.abspath(root))
+            ]
 
     @property
     def watches(self) -> int:

@@ -15,6 +15,7 @@ import os
 import time
 
 from ._guildmeta import guild_status, micros_to_seconds, parse_opref, read_attr, read_sourcecode
+from .objectstore import ObjectStoreOptions, ObjectStoreSource, is_object_url, normalize_url
 from .racy import is_racy
 from .runrecord import (
     FINAL_STATUSES,
@@ -29,6 +30,7 @@ from .runsdir import RunsDir, cannot_read, is_real_dir, newest_first
 
 # The records are defined in .runrecord and exported from here too.
 __all__ = [
+    "CONVENTIONAL_RUN_FOLDERS",
     "FINAL_STATUSES",
     "SOURCE_KINDS",
     "CombinedSources",
@@ -215,29 +217,53 @@ def parse_source(text: str, root: str | None = None) -> tuple[str | None, str]:
     give their kind (one of :data:`SOURCE_KINDS`), anything else ``None`` (the kind is
     then guessed by :func:`open_source`). ``path`` is absolute: ``~`` expanded, a
     relative path resolved against ``root`` (default: the current directory), an
-    empty one is ``root`` itself. Nothing is read from disk."""
+    empty one is ``root`` itself. An object-store URL (``s3://bucket/prefix``,
+    :func:`~.objectstore.is_object_url`) is kept a URL, without a trailing ``/``.
+    Nothing is read from disk."""
     kind, sep, rest = text.partition(":")
     if not (sep and kind in SOURCE_KINDS):
         kind, rest = "", text
+    if is_object_url(rest):
+        return kind or None, normalize_url(rest)
     path = os.path.expanduser(rest)
     if root is not None:
         path = os.path.join(root, path)
     return kind or None, os.path.abspath(path)
 
 
+#: Folders under the root directory that conventionally hold runs, in a layout
+#: :class:`RunsDir` reads: PyTorch's ``SummaryWriter`` (``runs/<date_host>/``),
+#: Lightning (``lightning_logs/version_N/``), Hydra (``outputs/<date>/<time>/``, and
+#: ``multirun/<date>/<time>/``: a sweep is one run, its jobs' images under ``<job>/``).
+#: MLflow's ``mlruns/`` is not one of them: its experiment folders hold files and would
+#: each read as one run.
+CONVENTIONAL_RUN_FOLDERS = ("runs", "lightning_logs", "outputs", "multirun")
+
+
 def default_sources(root: str | None = None) -> list[str]:
-    """What is watched when no source is given: the Guild home
-    (:func:`default_guild_home`) if it exists, else ``runs`` under ``root`` (without
-    ``root``: the relative ``"runs"``, which :func:`open_source` resolves against its
-    own ``root``). Open them with ``missing_ok=True``: ``runs`` may not exist yet."""
+    """What is watched when no source is given: every conventional source that is a
+    directory now: the Guild home (:func:`default_guild_home`, as ``guild:PATH``) and
+    the :data:`CONVENTIONAL_RUN_FOLDERS` under ``root`` (default: the current
+    directory), as absolute paths. When none exists, ``runs`` under ``root``, watched
+    until it appears: open them with ``missing_ok=True``. A folder that is the Guild
+    home, or lies inside it, is left out (the home already covers it)."""
+    base = os.path.abspath(root if root is not None else os.getcwd())
     home = default_guild_home()
-    if os.path.isdir(home):
-        return [home]
-    return [os.path.join(root, "runs") if root is not None else "runs"]
+    found = [f"guild:{home}"] if os.path.isdir(home) else []
+    for name in CONVENTIONAL_RUN_FOLDERS:
+        folder = os.path.join(base, name)
+        inside_home = folder == home or folder.startswith(home.rstrip(os.sep) + os.sep)
+        if os.path.isdir(folder) and not (found and inside_home):
+            found.append(folder)
+    return found or [os.path.join(base, "runs")]
 
 
 def open_source(
-    path: str | os.PathLike[str], root: str | None = None, *, missing_ok: bool = False
+    path: str | os.PathLike[str],
+    root: str | None = None,
+    *,
+    missing_ok: bool = False,
+    object_options: ObjectStoreOptions | None = None,
 ) -> RunSource:
     """The source for ``path`` (:func:`parse_source`, relative to ``root``):
     ``guild:PATH`` is a :class:`GuildHome`, ``dir:PATH`` a :class:`RunsDir`, whether
@@ -248,8 +274,15 @@ def open_source(
     A path without a kind that is not a directory raises :class:`FileNotFoundError`
     (naming the path), unless ``missing_ok``: it is then watched until it appears, as
     a Guild home if it is named ``.guild``, else as a :class:`RunsDir`.
+
+    An object-store URL (``guild:s3://…``, ``dir:s3://…``, or ``s3://…`` guessed at
+    its first listing) is an :class:`~.objectstore.ObjectStoreSource` with
+    ``object_options``; nothing is read from the store here. Raises
+    :class:`~.layout.SourceError` when its fsspec package is not installed.
     """
     kind, full = parse_source(os.fspath(path), root)
+    if is_object_url(full):
+        return ObjectStoreSource(full, kind, object_options)
     if kind is not None:
         return GuildHome(full) if kind == "guild" else RunsDir(full)
     if not os.path.isdir(full):

@@ -17,11 +17,13 @@ import os
 import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import httpx
 
 from .. import rest
+from ..engine.runs import parse_source
 from ..rest import ENV_SERVER_INFO, ENV_SERVER_PID, ENV_TOKEN, ENV_URL
 from .backend import START_TIMEOUT, Backend, BackendError, check_source
 from .local import LocalBackend
@@ -227,14 +229,41 @@ def _token_of_parent_server() -> str:
         return ""
 
 
-def _candidates() -> Iterator[tuple[str, str]]:
-    """(url, token) of servers that may run the extension: the one named by the
-    environment the extension exports to kernels first (its token from
-    ``$JUPYTER_GUILDIMG_TOKEN`` if a user set it, else from its runtime file), then every
-    running server, those whose root dir holds the current directory first."""
+def _own_servers() -> set[int]:
+    """Pids of the processes that may be the Jupyter server of this kernel: the one
+    that launched it (``$JPY_PARENT_PID``, which jupyter_client sets in every kernel it
+    starts on POSIX; on Windows it is a handle, not a pid), its parent process, and this
+    process itself (code running inside the server)."""
+    pids = {os.getpid(), os.getppid()}
+    launcher = os.environ.get("JPY_PARENT_PID", "")
+    if os.name == "posix" and launcher.isdigit():
+        pids.add(int(launcher))
+    return pids
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A server that may run the extension; ``ours`` when it started this kernel."""
+
+    url: str
+    token: str
+    ours: bool
+
+
+def _candidates() -> Iterator[_Candidate]:
+    """Servers that may run the extension. First the one named by the environment the
+    extension exports (its token from ``$JUPYTER_GUILDIMG_TOKEN`` if a user set it,
+    else from its runtime file): ours if its pid (``$JUPYTER_GUILDIMG_SERVER_PID``) is
+    the kernel's launcher, or if the URL was set by hand (no pid). The environment is
+    inherited by everything a server starts (a terminal, and a kernel nbclient starts
+    from it), so a pid that is not the launcher's is someone else's server. Then every
+    running server, ours if its pid is the launcher's, those whose root dir holds the
+    current directory first."""
     url = os.environ.get(ENV_URL)
     if url:
-        yield url, os.environ.get(ENV_TOKEN) or _token_of_parent_server()
+        pid = os.environ.get(ENV_SERVER_PID, "")
+        ours = not pid or (pid.isdigit() and int(pid) in _own_servers())
+        yield _Candidate(url, os.environ.get(ENV_TOKEN) or _token_of_parent_server(), ours)
     from jupyter_server.serverapp import list_running_servers
 
     try:
@@ -248,21 +277,46 @@ def _candidates() -> Iterator[tuple[str, str]]:
         root = os.path.abspath(info.get("root_dir") or info.get("notebook_dir") or "/")
         return os.path.commonpath([root, cwd]) == root
 
+    own = _own_servers()
     for info in sorted(servers, key=lambda info: not holds_cwd(info)):
         if info.get("url"):
-            yield info["url"], info.get("token", "")
+            yield _Candidate(info["url"], info.get("token", ""), info.get("pid") in own)
+
+
+def _watches(backend: ServerBackend, paths: Sequence[str]) -> bool:
+    """Whether the server already watches every one of ``paths`` (and there is one):
+    the proof that a server which did not start this kernel sees what it uses."""
+    if not paths:
+        return False
+    try:
+        watched = set(backend.status()["monitor"]["sources"])
+    except BackendError:
+        log.debug("Cannot read the sources of %s", backend.url, exc_info=True)
+        return False
+    return all(parse_source(path)[1] in watched for path in paths)
 
 
 def connect(sources: Sequence[str] = ()) -> Backend:
-    """The backend for this kernel: the server extension named by ``$JUPYTER_GUILDIMG_URL``
-    (its token read from its runtime file), else the first running Jupyter server whose
-    extension answers, else a :class:`LocalBackend` watching ``sources`` (or its
-    defaults). A server is asked to watch ``sources`` too. Raises FileNotFoundError
-    (one line, naming the path) for a source that does not exist, before connecting."""
+    """The backend for this kernel: the server extension of the Jupyter server that
+    started it (named by ``$JUPYTER_GUILDIMG_URL``, its token read from its runtime
+    file, or found in Jupyter's running-server list by its pid), else a running server
+    whose extension already watches every one of ``sources`` (none: no such server),
+    else a :class:`LocalBackend` watching ``sources`` (or its defaults). A kernel that no
+    Jupyter server started (nbclient, VS Code, a terminal) so never uses an unrelated
+    server's monitor, which watches other runs. The server that started the kernel is
+    asked to watch ``sources`` too. Raises FileNotFoundError (one line, naming the path)
+    for a source that does not exist, before connecting."""
     paths = [check_source(path) for path in sources]
-    for url, token in _candidates():
-        backend = ServerBackend(url, token)
+    for candidate in _candidates():
+        backend = ServerBackend(candidate.url, candidate.token)
         if not backend.probe():
+            backend.close()
+            continue
+        if not candidate.ours and not _watches(backend, paths):
+            log.info(
+                "jupyter_guildimg: not using the %s: it did not start this kernel",
+                backend.description,
+            )
             backend.close()
             continue
         try:
@@ -273,7 +327,7 @@ def connect(sources: Sequence[str] = ()) -> Backend:
             raise
         log.info("jupyter_guildimg: using the %s", backend.description)
         return backend
-    log.info("jupyter_guildimg: no server extension reachable; monitoring in this kernel")
+    log.info("jupyter_guildimg: no server extension of this kernel's; monitoring in the kernel")
     return LocalBackend(paths)
 
 

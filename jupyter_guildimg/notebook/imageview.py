@@ -1,5 +1,6 @@
 """The panel's Images tab: thumbnails of the selected runs' images, the viewer with
-its revision slider, and the compare view across runs.
+its revision slider and "Compare with…" (an :class:`~.compare.ImageComparison`),
+and the compare view across the selected runs.
 
 Image bytes are fetched lazily: only for the runs shown, the first
 :data:`THUMBS_PER_RUN` of each until "more" is clicked, and again only when an
@@ -15,12 +16,16 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from .. import rest
 from .backend import Backend, BackendError
+from .revisions import number_of
+
+if TYPE_CHECKING:
+    from .compare import ImageComparison
 
 __all__ = ["COMPARE_WIDTH", "THUMBS_PER_RUN", "THUMB_WIDTH", "ImagesView", "Quiet", "descendants"]
 
@@ -114,14 +119,35 @@ class ImagesView:
         self.viewer_image = widgets.Image(layout=widgets.Layout(max_width="100%"))
         self.viewer_close = widgets.Button(description="Close", icon="times")
         self.viewer_close.on_click(lambda _: self.close_viewer())
-        heading = widgets.HBox([self.viewer_info, self.viewer_close])
+        # "Compare with…": the runs that captured this image, then a comparison of them.
+        self.compare_with = widgets.Button(description="Compare with…", icon="columns")
+        self.compare_with.add_class("guildimg-compare-with")
+        self.compare_with.on_click(lambda _: self._toggle_picker())
+        self.compare_picker = widgets.SelectMultiple(options=[], rows=6, description="With")
+        self.compare_go = widgets.Button(description="Compare", button_style="primary")
+        self.compare_go.on_click(lambda _: self._compare_chosen())
+        self.picker_note = widgets.HTML()
+        self.picker = widgets.HBox(
+            [self.compare_picker, self.compare_go, self.picker_note],
+            layout=widgets.Layout(display="none"),
+        )
+        heading = widgets.HBox([self.viewer_info, self.compare_with, self.viewer_close])
         self.viewer = widgets.VBox(
-            [heading, self.revision_slider, self.viewer_image],
+            [heading, self.picker, self.revision_slider, self.viewer_image],
             layout=widgets.Layout(display="none", border="1px solid #ccc", padding="4px"),
         )
+        self.comparison: ImageComparison | None = None
+        self.comparison_box = widgets.VBox()
         self.compare_box = widgets.HBox(layout=widgets.Layout(display="none"))
         self.box = widgets.VBox(
-            [self.images_note, self.viewer, self.compare_box, self.thumbnails, self.more_box],
+            [
+                self.images_note,
+                self.viewer,
+                self.comparison_box,
+                self.compare_box,
+                self.thumbnails,
+                self.more_box,
+            ],
             layout=widgets.Layout(max_height=f"{height}px", overflow="auto"),
         )
 
@@ -140,16 +166,91 @@ class ImagesView:
         else:
             self.images_note.value = "" if self._thumbs else "<i>No images captured yet.</i>"
         self._render_viewer()
+        if self.comparison is not None:
+            self.comparison.reload()  # new revisions join it as they join the viewer
 
     def open_image(self, run_id: str, path: str) -> None:
         with self._lock:
             self._viewing = (run_id, path)
+            self.picker.layout.display = "none"  # its runs were those of another image
             self._render_viewer()
 
     def close_viewer(self) -> None:
         with self._lock:
             self._viewing = self._shown = None
+            self.picker.layout.display = "none"
             self._render_viewer()
+
+    def open_comparison(self, keys: Sequence[str], path: str, revision: int | None = None) -> None:
+        """Show an :class:`~.compare.ImageComparison` of ``path`` in the runs ``keys``
+        (``KEY@N`` pins revision N) above the thumbnails, in place of one open before;
+        ``revision``: the number its slider starts at. ValueError as it raises."""
+        from .compare import ImageComparison  # it builds on this module's helpers
+
+        with self._lock:
+            comparison = ImageComparison(
+                self.backend,
+                keys,
+                path,
+                revision=revision,
+                lock=self._lock,
+                on_close=self.close_comparison,
+            )
+            self.close_comparison()
+            self.comparison = comparison
+            self.comparison_box.children = (comparison,)
+
+    def close_comparison(self) -> None:
+        with self._lock:
+            comparison, self.comparison = self.comparison, None
+            self.comparison_box.children = ()
+            if comparison is not None:
+                comparison.close()
+
+    def _viewed_number(self) -> int | None:
+        """The number (1 = the oldest captured) of the revision the viewer shows."""
+        entry = None if self._shown is None else self._entry(*self._shown[:2])
+        return None if self._shown is None or entry is None else number_of(entry, self._shown[2])
+
+    def _toggle_picker(self) -> None:
+        """Show (or hide) the runs that captured the image open, to compare it with."""
+        with self._lock:
+            if self._viewing is None or self.picker.layout.display != "none":
+                self.picker.layout.display = "none"
+                return
+            run_id, path = self._viewing
+            try:
+                runs = self.backend.runs(image=path)
+            except BackendError as e:
+                self.picker_note.value = f"<b>⚠ {html.escape(str(e))}</b>"
+                runs = []
+            else:
+                self.picker_note.value = ""
+            number = self._viewed_number()
+            options = []
+            if number is not None:
+                options.append((f"this run at revision {number} (pinned)", f"{run_id}@{number}"))
+            for run in runs:
+                if run["id"] != run_id:
+                    started = local_time(run["started"], "%Y-%m-%d %H:%M")
+                    label = f"{run['short_id']}  {run['operation']}  {started}  {run['label']}"
+                    options.append((label.strip(), run["id"]))
+            self.compare_picker.options = options
+            self.picker.layout.display = ""
+
+    def _compare_chosen(self) -> None:
+        """Compare the image open in its run with the runs chosen in the picker."""
+        with self._lock:
+            if self._viewing is None:
+                return
+            run_id, path = self._viewing
+            try:
+                keys = [run_id, *self.compare_picker.value]
+                self.open_comparison(keys, path, revision=self._viewed_number())
+            except (ValueError, BackendError) as e:
+                self.picker_note.value = f"<b>⚠ {html.escape(str(e))}</b>"
+                return
+            self.picker.layout.display = "none"
 
     def _fetch(self, run_id: str, path: str, **kwargs: int | None) -> bytes:
         try:

@@ -26,6 +26,7 @@ from ..engine.runs import (
     open_source,
     parse_source,
 )
+from ..engine.sourceinfo import sources_body
 from ..engine.tbprocess import TensorBoardProcess
 from ..engine.view import SelectionError, TensorBoardView, temp_view_dir
 from .backend import START_TIMEOUT, Backend, BackendError, check_source
@@ -219,7 +220,7 @@ class LocalBackend(Backend):
             if all(known.path != source.path for known in self._sources):
                 self._sources = [*self._sources, source]
                 self._list_runs.sources = self._sources
-            return {"sources": [known.path for known in self._sources]}
+            return sources_body(self._sources, os.getcwd())
 
     def remove_source(self, path: str) -> rest.Sources:
         """Stop watching ``path`` (BackendError 404 if it is not watched)."""
@@ -231,7 +232,7 @@ class LocalBackend(Backend):
                 raise BackendError(f"run source {full!r} is not watched", 404)
             self._sources = kept
             self._list_runs.sources = kept
-            return {"sources": [known.path for known in self._sources]}
+            return sources_body(self._sources, os.getcwd())
 
     # -- TensorBoard ------------------------------------------------------
 

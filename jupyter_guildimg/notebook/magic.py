@@ -20,9 +20,16 @@ from .. import rest
 from .client import Backend, BackendError, shared_backend
 
 if TYPE_CHECKING:
+    from .compare import ImageComparison
     from .widget import GuildImgPanel
 
-__all__ = ["GuildImgMagics", "last_panel", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [
+    "GuildImgMagics",
+    "last_comparison",
+    "last_panel",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +85,30 @@ def _print_status(backend: Backend, status: rest.Status) -> None:
 
 @magics_class
 class GuildImgMagics(Magics):
-    """``%guildimg``; ``panel`` is the last panel it showed."""
+    """``%guildimg``; ``panel`` is the last panel it showed, ``comparison`` the last
+    comparison."""
 
     panel: GuildImgPanel | None = None
+    comparison: ImageComparison | None = None
 
     @magic_arguments()
     @argument(
         "command",
         nargs="?",
-        choices=["refresh", "status", "stop", "tensorboard"],
-        help="""refresh: run a monitor pass now and print what it wrote; status: print
-        the monitor's and TensorBoard's state; stop: stop TensorBoard; tensorboard:
-        choose the runs TensorBoard shows (--runs, --filter, --auto), start it and say
-        which it shows. Without a command, show the panel.""",
+        choices=["compare", "refresh", "status", "stop", "tensorboard"],
+        help="""compare: show one image (--path) of the runs RUN side by side, one
+        revision slider for all, and the difference of two; refresh: run a monitor pass
+        now and print what it wrote; status: print the monitor's and TensorBoard's
+        state; stop: stop TensorBoard; tensorboard: choose the runs TensorBoard shows
+        (--runs, --filter, --auto), start it and say which it shows. Without a command,
+        show the panel.""",
+    )
+    @argument(
+        "keys",
+        nargs="*",
+        metavar="RUN",
+        help="""With compare: the runs (ids or unique prefixes; RUN@N pins the run's
+        revision N, so RUN@3 RUN compares two revisions of one run).""",
     )
     @argument(
         "--source",
@@ -126,6 +144,18 @@ class GuildImgMagics(Magics):
         help="""With tensorboard: show the runs the server's policy picks (every run up
         to its limit, else the newest and every running run).""",
     )
+    @argument(
+        "--path",
+        metavar="IMAGE",
+        help="""With compare: the image's path in the runs (default: the first path
+        they all have).""",
+    )
+    @argument(
+        "--align",
+        choices=["revision", "time"],
+        help="""With compare: align the runs by revision number (the default) or by
+        time (each shows its revision nearest to the time chosen).""",
+    )
     @argument("-h", "--help", action="store_true", help="Show this help.")
     @line_magic
     def guildimg(self, line: str = "") -> None:
@@ -142,6 +172,8 @@ class GuildImgMagics(Magics):
           %guildimg refresh                        # a monitor pass now
           %guildimg tensorboard --runs 3f2a9c1b 71d0  # TensorBoard shows these two runs
           %guildimg tensorboard --filter "train lr=0.1"
+          %guildimg compare 3f2a9c1b 71d0 --path samples/grid.png --align time
+          %guildimg compare 3f2a9c1b@5 3f2a9c1b --path samples/grid.png
         """
         try:
             args = parse_argstring(self.guildimg, line)
@@ -166,6 +198,9 @@ class GuildImgMagics(Magics):
         if len(chosen) > 1:
             _fail(f"choose one of --runs, --filter and --auto, not {' and '.join(chosen)}")
             return
+        if problem := _compare_problem(args):
+            _fail(problem)
+            return
         try:
             self._run(args)
         except (FileNotFoundError, BackendError, ValueError) as e:
@@ -181,6 +216,17 @@ class GuildImgMagics(Magics):
             print(backend.stop_tensorboard()["summary"])
         elif args.command == "tensorboard":
             self._tensorboard(backend, args)
+        elif args.command == "compare":
+            from IPython.display import display
+
+            from .compare import ImageComparison
+
+            path = None if args.path is None else _unquote(args.path)
+            comparison = ImageComparison(backend, args.keys, path, align=args.align or "revision")
+            if self.comparison is not None:
+                self.comparison.close()
+            self.comparison = comparison
+            display(comparison)
         else:
             from IPython.display import display
 
@@ -211,6 +257,19 @@ class GuildImgMagics(Magics):
             print(f"  warning: {warning}")
 
 
+def _compare_problem(args: Any) -> str | None:
+    """What is wrong with the compare command's arguments, or with giving them to
+    another command (None when nothing is)."""
+    if args.command == "compare":
+        return None if args.keys else "compare needs at least one RUN: %guildimg compare RUN…"
+    if args.keys:
+        return f"unrecognized arguments: {' '.join(args.keys)}"
+    for option in ("path", "align"):
+        if getattr(args, option) is not None:
+            return f"--{option} goes with the compare command: %guildimg compare RUN… --{option}"
+    return None
+
+
 def _unquote(text: str) -> str:
     """``text`` without the quotes around it: IPython keeps them on a magic's
     arguments (``--filter "train lr=0.1"`` gives ``"train lr=0.1"``)."""
@@ -238,6 +297,11 @@ def last_panel() -> GuildImgPanel | None:
     return None if _magics is None else _magics.panel
 
 
+def last_comparison() -> ImageComparison | None:
+    """The comparison ``%guildimg compare`` showed last (None before it showed one)."""
+    return None if _magics is None else _magics.comparison
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """Register ``%guildimg`` (``%load_ext jupyter_guildimg``)."""
     global _magics
@@ -246,11 +310,13 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Remove ``%guildimg`` and close the panel it showed last (``%unload_ext``)."""
+    """Remove ``%guildimg`` and close the panel and the comparison it showed last
+    (``%unload_ext``)."""
     global _magics
     ipython.magics_manager.magics["line"].pop("guildimg", None)
     magics, _magics = _magics, None
     if magics is not None:
         ipython.magics_manager.registry.pop(type(magics).__name__, None)
-        if magics.panel is not None:
-            magics.panel.close()
+        for shown in (magics.panel, magics.comparison):
+            if shown is not None:
+                shown.close()

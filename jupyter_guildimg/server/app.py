@@ -40,6 +40,13 @@ from ..engine.monitor import (
     PassReport,
     RunsMonitor,
 )
+from ..engine.objectstore import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_OBJECT_POLL_INTERVAL,
+    ObjectStoreOptions,
+    ObjectStoreSource,
+    is_object_url,
+)
 from ..engine.runs import RunSource, combine_sources, default_sources, open_source, parse_source
 from ..engine.tbprocess import TensorBoardProcess
 from ..engine.view import DEFAULT_LIMIT, TensorBoardView, temp_view_dir
@@ -55,6 +62,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MONITOR_STOP_WAIT = 3.0  # a pass in progress may go on: the process is ending
+
+
+def _local_path(source: RunSource) -> str:
+    """Where a source's runs are on this machine: an object-store source's copies."""
+    return source.cache_root if isinstance(source, ObjectStoreSource) else source.path
 
 
 class ChangeFeed:
@@ -125,8 +137,10 @@ class GuildImgApp(ExtensionApp):
         Unicode(),
         help="""Run sources to watch: Guild homes and folders of runs ('guild:PATH' or
         'dir:PATH' to say which; otherwise it is guessed). Relative paths resolve
-        against the server's root directory. Default: the Guild home ($GUILD_HOME
-        or ~/.guild) if it exists, else 'runs' under the root directory.""",
+        against the server's root directory. Default: every conventional source that
+        exists: the Guild home ($GUILD_HOME or ~/.guild) and 'runs', 'lightning_logs',
+        'outputs' and 'multirun' under the root directory; if none does, 'runs' under
+        the root directory, watched until it appears.""",
     ).tag(config=True)
 
     logdir = Unicode(
@@ -157,6 +171,15 @@ class GuildImgApp(ExtensionApp):
         60.0,
         help="""Seconds between full passes when file-system events are followed: the
         safety net for events a file system did not deliver.""",
+    ).tag(config=True)
+
+    max_poll_share = Float(
+        0.1,
+        min=0.01,
+        max=1.0,
+        help="""Most of a core that polling may take: after a polling pass of t seconds
+        the next waits max(interval, t / max_poll_share) seconds (status carries
+        poll_interval). From 0.01 to 1.""",
     ).tag(config=True)
 
     log_images = Bool(True, help="Write image summaries for run images.").tag(config=True)
@@ -205,9 +228,54 @@ class GuildImgApp(ExtensionApp):
         choose other runs live (PUT selection); the catalog always lists every run.""",
     ).tag(config=True)
 
+    s3_endpoint_url = Unicode(
+        "",
+        help="""Endpoint of an S3-compatible store (MinIO, SeaweedFS, Ceph, R2) for
+        's3://' sources; "" = $AWS_ENDPOINT_URL, else AWS. Credentials and region come
+        from the standard AWS places (environment, config files, profiles, roles).""",
+    ).tag(config=True)
+
+    object_cache_dir = Unicode(
+        "",
+        help="""Where object-store sources keep their local copies (images, event files,
+        run metadata), one folder per source; "" = ~/.cache/jupyter_guildimg/objects.""",
+    ).tag(config=True)
+
+    object_cache_bytes = Int(
+        DEFAULT_CACHE_BYTES,
+        help="""Bytes an object-store source's copies may take; past it, new objects are
+        not fetched and that is reported per run (0: no limit).""",
+    ).tag(config=True)
+
+    object_poll_interval = Float(
+        DEFAULT_OBJECT_POLL_INTERVAL,
+        help="""Seconds between listings of an object-store source at least (object
+        stores send no events); longer when a listing is costly, and backing off
+        after a failed one.""",
+    ).tag(config=True)
+
+    def _object_options(self) -> ObjectStoreOptions:
+        """The object-store sources' settings, from the traitlets above."""
+        return ObjectStoreOptions(
+            endpoint_url=self.s3_endpoint_url,
+            cache_dir=self.object_cache_dir,
+            cache_bytes=self.object_cache_bytes,
+            poll_interval=self.object_poll_interval,
+            max_object_bytes=self.max_image_bytes,
+        )
+
     @default("sources")
     def _default_sources(self) -> list[str]:
-        return default_sources()  # "runs" is relative: resolved against the root dir
+        # Read once, in initialize_settings, when the server is linked: its root dir.
+        root = self.serverapp.root_dir if self.serverapp is not None else None
+        found = default_sources(root)
+        # The server's own logger: its log shows it (this module's logger is quiet there).
+        self.log.info(
+            "jupyter_guildimg: no sources configured (GuildImgApp.sources); watching the"
+            " conventional ones: %s",
+            ", ".join(found),
+        )
+        return found
 
     @validate("interval")
     def _check_interval(self, proposal: dict[str, Any]) -> float:
@@ -236,10 +304,17 @@ class GuildImgApp(ExtensionApp):
         self.run_sources: list[RunSource] = []
         for text in self.sources:
             kind, path = parse_source(text, root)
-            if kind is None and not os.path.isdir(path):
+            if kind is None and not is_object_url(path) and not os.path.isdir(path):
                 log.warning("Run source %r does not exist (yet); watching for it", path)
-            source = open_source(text, root, missing_ok=True)
-            problem = logdir_overlap(source.path, self.logdir_path)
+            try:
+                source = open_source(
+                    text, root, missing_ok=True, object_options=self._object_options()
+                )
+            except SourceError as e:  # an object store whose package is not installed
+                log.error("jupyter_guildimg: not watching a source: %s", e)
+                self.refused_sources.append({"path": path, "message": str(e)})
+                continue
+            problem = logdir_overlap(_local_path(source), self.logdir_path)
             if problem:
                 log.error("jupyter_guildimg: not watching a source: %s", problem)
                 self.refused_sources.append({"path": source.path, "message": problem})
@@ -256,6 +331,7 @@ class GuildImgApp(ExtensionApp):
             self._list_runs,
             watcher=self.watcher,
             reconcile_interval=self.reconcile_interval,
+            max_poll_share=self.max_poll_share,
             interval=self.interval,
             log_images=self.log_images,
             log_hparams=self.log_hparams,
@@ -300,7 +376,9 @@ class GuildImgApp(ExtensionApp):
             return
         self.monitor.add_listener(self._log_watching)
         self.monitor.start()
-        log.info("jupyter_guildimg: watching %r into %r", self.source_paths, self.logdir_path)
+        self.log.info(
+            "jupyter_guildimg: watching %s into %r", ", ".join(self.source_paths), self.logdir_path
+        )
 
     def _log_watching(self, report: PassReport) -> None:
         """Say once, after the first pass, how each source is followed."""
@@ -311,7 +389,7 @@ class GuildImgApp(ExtensionApp):
         for source in watch["sources"]:
             how = "file-system events" if source["mode"] == "events" else "polling"
             reason = f" ({source['reason']})" if source["reason"] else ""
-            log.info("jupyter_guildimg: %r followed by %s%s", source["path"], how, reason)
+            self.log.info("jupyter_guildimg: %r followed by %s%s", source["path"], how, reason)
 
     def initialize_handlers(self) -> None:
         from .handlers import api_handlers  # imports this module
@@ -345,10 +423,12 @@ class GuildImgApp(ExtensionApp):
         :class:`SourceError` for one that contains the log dir or lies inside it."""
         root = self._server.root_dir
         _kind, path = parse_source(text, root)
-        if not os.path.isdir(path):
+        if not is_object_url(path) and not os.path.isdir(path):
             raise FileNotFoundError(f"run source {path!r} is not a directory")
-        source = open_source(text, root)
-        problem = logdir_overlap(source.path, self.logdir_path)
+        if path in self.source_paths:
+            return next(s for s in self.run_sources if s.path == path)
+        source = open_source(text, root, object_options=self._object_options())
+        problem = logdir_overlap(_local_path(source), self.logdir_path)
         if problem:
             raise SourceError(problem)
         if source.path not in self.source_paths:
@@ -365,6 +445,8 @@ class GuildImgApp(ExtensionApp):
             if source.path == full:
                 self.run_sources = [s for s in self.run_sources if s is not source]
                 self._list_runs.sources = self.run_sources
+                if isinstance(source, ObjectStoreSource):
+                    source.close()  # its listings stop; its cache stays for a return
                 return source
         raise LookupError(f"run source {full!r} is not watched")
 
@@ -402,6 +484,9 @@ class GuildImgApp(ExtensionApp):
         await self.tensorboard.stop()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.monitor.close, _MONITOR_STOP_WAIT)
+        for source in self.run_sources:
+            if isinstance(source, ObjectStoreSource):
+                source.close()
         if self.watcher is not None:
             self.watcher.close()
         self.view.close()

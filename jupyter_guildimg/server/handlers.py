@@ -18,6 +18,7 @@ import asyncio
 import functools
 import json
 import math
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -30,6 +31,7 @@ from tornado import web
 from .. import rest
 from ..engine.catalog import THUMB_MAX, THUMB_MIN, NotFoundError, ThumbnailError
 from ..engine.layout import SourceError
+from ..engine.sourceinfo import sources_body
 from ..engine.view import SelectionError
 from .proxy import AUTH_RESOURCE
 
@@ -223,7 +225,8 @@ class SourcesHandler(_BaseHandler):
     ``DELETE ?path=P`` (a query, not a body: P as ``GET`` lists it or as it was added):
     stop watching P. Its runs leave the log dir at the next pass, their summaries with
     them; the runs of the other sources stay. 404 when P is not watched.
-    Both answer ``{"sources": [...]}``.
+    All three answer :class:`~jupyter_guildimg.rest.Sources`: the paths, and
+    ``details`` (kind, whether it exists, a label relative to the root directory).
     """
 
     @web.authenticated
@@ -252,8 +255,8 @@ class SourcesHandler(_BaseHandler):
         self._write_sources()
 
     def _write_sources(self) -> None:
-        body: rest.Sources = {"sources": self.guildimg.source_paths}
-        self.write_json(body)
+        root = self.guildimg.serverapp.root_dir if self.guildimg.serverapp else os.getcwd()
+        self.write_json(sources_body(self.guildimg.run_sources, root))
 
 
 class ChangesHandler(_BaseHandler):

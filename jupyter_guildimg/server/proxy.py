@@ -58,6 +58,9 @@ _PRIVATE_HEADERS = ("Cookie", "Authorization", "X-Xsrftoken")
 # As jupyter-server-proxy quotes the paths it forwards (RFC 3986 reserved and unreserved).
 _PATH_SAFE = ":/?#[]@!$&'()*+,;=-._~"
 _MASK = "<tensorboard>"
+# Where TensorBoard's page looks for its fonts, and where this proxy serves them.
+_ROOT_FONTS = b"url(/font-roboto/"
+_PAGE_FONTS = b"url(font-roboto/"
 # Content types that can carry the secret path: what TensorBoard builds per request.
 _SCANNED = frozenset({"application/json", "text/html", "text/plain", "text/xml", "application/xml"})
 
@@ -100,7 +103,7 @@ class TensorBoardProxyHandler(ExtensionHandlerMixin, ProxyHandler):
         def hide_secret(response: RewritableResponse) -> None:
             self._hide_secret(response)
 
-        self.rewrite_response = (hide_secret,)
+        self.rewrite_response = (hide_secret, _relative_fonts)
         self._served = ""  # TensorBoard's secret path for this request, once forwarded
 
     @property
@@ -260,6 +263,23 @@ class TensorBoardProxyHandler(ExtensionHandlerMixin, ProxyHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
+
+
+def _relative_fonts(response: RewritableResponse) -> None:
+    """TensorBoard's page names its fonts at the server root (``url(/font-roboto/…)``),
+    where the Jupyter server has nothing (a 404 per font and a fallback font): they are
+    made relative to the page, so they come from TensorBoard through this proxy too."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if kind != "text/html" or not response.body:
+        return
+    zipped = response.headers.get("Content-Encoding", "") == "gzip"
+    try:
+        body = gzip.decompress(response.body) if zipped else response.body
+    except (OSError, EOFError, zlib.error):
+        return
+    if _ROOT_FONTS in body:
+        body = body.replace(_ROOT_FONTS, _PAGE_FONTS)
+        response.body = gzip.compress(body) if zipped else body
 
 
 class _AddSlashHandler(JupyterHandler):

@@ -239,9 +239,20 @@ export interface IStatus {
   tensorboard: ITensorBoardState;
 }
 
-/** `GET`/`POST`/`DELETE sources`. */
+/** One watched source: its kind, whether it exists now (a default `runs` is
+ * watched until it appears), and how to show it (`label`: relative to the
+ * server's root directory when inside it, else with the user's home as `~`). */
+export interface ISourceInfo {
+  path: string;
+  kind: RunKind;
+  exists: boolean;
+  label: string;
+}
+
+/** `GET`/`POST`/`DELETE sources`: the watched paths and `details` of each. */
 export interface ISources {
   sources: string[];
+  details: ISourceInfo[];
 }
 
 /** `GET changes`. */
@@ -306,6 +317,31 @@ export class GuildImgApi {
   /** The watched run sources (paths). */
   sources(): Promise<string[]> {
     return this.json<ISources>(ROUTES.SOURCES).then(body => body.sources);
+  }
+
+  /** The watched run sources, with their details. */
+  sourceList(): Promise<ISources> {
+    return this.json<ISources>(ROUTES.SOURCES);
+  }
+
+  /** Watch one more source (`guild:`/`dir:` prefixes allowed; a relative path is
+   * resolved against the server's root directory). Rejects with an ApiError (400)
+   * whose message names the path when it is not a directory or overlaps the
+   * log dir. */
+  addSource(path: string): Promise<ISources> {
+    return this.json<ISources>(ROUTES.SOURCES, {
+      method: 'POST',
+      body: JSON.stringify({ [PARAMS.PATH]: path })
+    });
+  }
+
+  /** Stop watching a source (its `path` as listed); its runs leave the list at
+   * the next monitor pass. Rejects with an ApiError (404) when it is not watched. */
+  removeSource(path: string): Promise<ISources> {
+    return this.json<ISources>(
+      ROUTES.SOURCES + URLExt.objectToQueryString({ [PARAMS.PATH]: path }),
+      { method: 'DELETE' }
+    );
   }
 
   images(runId: string): Promise<IRunImages> {

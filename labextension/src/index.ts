@@ -23,12 +23,15 @@ import { GuildImgModel } from './model';
 import { GuildImgSidebar, ISidebarState } from './sidebar';
 import { TensorBoardView } from './tensorboard';
 import { ImageViewer, IViewerArgs } from './viewer';
+import { activateWorkbench } from './workbench-plugin';
 
 namespace CommandIDs {
   export const openTensorBoard = 'guildimg:open-tensorboard';
   export const refresh = 'guildimg:refresh';
   export const openImage = 'guildimg:open-image';
   export const showSidebar = 'guildimg:show-sidebar';
+  /** The image workbench's (its own module registers it, when it is there). */
+  export const compareRuns = 'guildimg:compare-runs';
 }
 
 const PLUGIN_ID = 'jupyter-guildimg:plugin';
@@ -71,7 +74,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openImage: (runId, path) =>
         void commands.execute(CommandIDs.openImage, { runId, path }),
       openTensorBoard: () => void commands.execute(CommandIDs.openTensorBoard),
-      stateChanged: state => void stateDB?.save(STATE_KEY, { ...state })
+      stateChanged: state => void stateDB?.save(STATE_KEY, { ...state }),
+      canCompare: () => commands.hasCommand(CommandIDs.compareRuns),
+      compare: runs => void commands.execute(CommandIDs.compareRuns, { runs })
+    });
+    commands.commandChanged.connect((_, change) => {
+      if (change.id === CommandIDs.compareRuns) {
+        sidebar.updateActions();
+      }
     });
     sidebar.title.icon = guildImgIcon;
     shell.add(sidebar, 'left', { rank: 700 });
@@ -187,6 +197,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         });
     }
 
+    activateWorkbench(app, model, restorer, palette);
     model.start();
   }
 };

@@ -13,27 +13,29 @@ import {
   ISelectionChange,
   ITensorBoardState
 } from './api';
-import {
-  button,
-  el,
-  formatCount,
-  selectionCount,
-  selectionRule,
-  timeAgo
-} from './dom';
+import { button, el, formatCount, selectionCount, selectionRule } from './dom';
 import { GuildImgModel } from './model';
+import { differingFlags, fillRow, makeRow } from './runrow';
+import { SourcesSection } from './sources';
 import { RunThumbnails } from './thumbnails';
 
 /** What the sidebar keeps across a page reload. */
 export interface ISidebarState {
+  /** The run whose images are shown (the last one clicked). */
   selected: string | null;
   filter: string;
+  /** Every selected run (multi-select), `selected` among them. */
+  chosen?: string[];
 }
 
 export interface ISidebarActions {
   openImage(runId: string, path: string): void;
   openTensorBoard(): void;
   stateChanged(state: ISidebarState): void;
+  /** Whether "Compare images" can be done (its command is registered). */
+  canCompare(): boolean;
+  /** Compare the images of these runs (run keys, in the list's order). */
+  compare(runs: string[]): void;
 }
 
 export class GuildImgSidebar extends Widget {
@@ -61,10 +63,19 @@ export class GuildImgSidebar extends Widget {
   }
 
   get state(): ISidebarState {
-    return { selected: this._selected, filter: this._filter.value };
+    return {
+      selected: this._selected,
+      filter: this._filter.value,
+      chosen: [...this._chosen]
+    };
   }
 
-  /** Restore a saved state (after a reload): filter text and selected run. */
+  /** The selected runs (run keys, in the list's order). */
+  get chosen(): string[] {
+    return this._ordered([...this._chosen]);
+  }
+
+  /** Restore a saved state (after a reload): filter text and selected runs. */
   restore(state: Partial<ISidebarState>): void {
     this._filter.value = state.filter ?? '';
     void this._loadFiltered();
@@ -72,17 +83,85 @@ export class GuildImgSidebar extends Widget {
     if (state.selected) {
       this.select(state.selected);
     }
+    for (const key of state.chosen ?? []) {
+      this._chosen.add(key);
+    }
+    this._renderRuns();
   }
 
-  /** Select a run and show its images (null: none). */
+  /** Select a run alone and show its images (null: none). */
   select(runId: string | null): void {
-    if (runId === this._selected) {
+    const alone =
+      this._chosen.size === (runId === null ? 0 : 1) &&
+      (runId === null || this._chosen.has(runId));
+    if (runId === this._selected && alone) {
       return;
     }
+    this._chosen = new Set(runId === null ? [] : [runId]);
+    this._anchor = runId;
+    this._show(runId);
+  }
+
+  /** Whether "Compare images" applies may have changed (a command came or went). */
+  updateActions(): void {
+    this._renderSelection();
+  }
+
+  /** Show `runId`'s images (the last run clicked) and save the state. */
+  private _show(runId: string | null): void {
+    const changed = runId !== this._selected;
     this._selected = runId;
     this._renderRuns();
     this._actions.stateChanged(this.state);
-    void this._thumbnails.show(runId);
+    if (changed) {
+      void this._thumbnails.show(runId);
+    }
+  }
+
+  /** A click on a row: alone, Ctrl/Cmd toggles it, Shift selects the range
+   * from the last run clicked. */
+  private _onClick(runId: string, event: MouseEvent): void {
+    if (event.shiftKey) {
+      this._selectRange(runId);
+    } else if (event.ctrlKey || event.metaKey) {
+      this._toggleChosen(runId);
+    } else {
+      this.select(runId);
+    }
+  }
+
+  /** Ctrl-click: the run joins or leaves the selection. */
+  private _toggleChosen(runId: string): void {
+    if (this._chosen.has(runId)) {
+      this._chosen.delete(runId);
+      const next = runId === this._selected ? this.chosen[0] : this._selected;
+      this._show(next ?? null);
+    } else {
+      this._chosen.add(runId);
+      this._show(runId);
+    }
+    this._anchor = runId;
+  }
+
+  /** Shift-click: every listed run from the anchor to this one. */
+  private _selectRange(runId: string): void {
+    const order = this._listedIds();
+    const from = order.indexOf(this._anchor ?? runId);
+    const to = order.indexOf(runId);
+    if (from < 0 || to < 0) {
+      this.select(runId);
+      return;
+    }
+    const [low, high] = from < to ? [from, to] : [to, from];
+    this._chosen = new Set(order.slice(low, high + 1));
+    this._show(runId);
+  }
+
+  /** The run keys as the list shows them now, top to bottom. */
+  private _listedIds(): string[] {
+    return [...this._runList.children].map(
+      item => (item as HTMLElement).dataset.runId ?? ''
+    );
   }
 
   /** Move the keyboard focus to the run list (its selected run, else its first
@@ -103,6 +182,7 @@ export class GuildImgSidebar extends Widget {
     window.clearInterval(this._clock);
     window.clearTimeout(this._filterTimer);
     this._thumbnails.dispose();
+
     super.dispose();
   }
 
@@ -130,7 +210,9 @@ export class GuildImgSidebar extends Widget {
 
     this._filter.type = 'search';
     this._filter.className = 'guildimg-sidebar-filter jp-mod-styled';
-    this._filter.placeholder = 'Filter runs (id, operation, label, status)';
+    // Short enough for the narrowest sidebar; the whole rule is its tooltip.
+    this._filter.placeholder = 'Filter runs';
+    this._filter.title = 'Filter runs by id, operation, label or status';
     this._filter.setAttribute('aria-label', 'Filter runs');
     this._filter.addEventListener('input', () => {
       // One request once the typing pauses, not one per key.
@@ -145,12 +227,15 @@ export class GuildImgSidebar extends Widget {
 
     this._runList.setAttribute('role', 'listbox');
     this._runList.setAttribute('aria-label', 'Runs');
+    this._runList.setAttribute('aria-multiselectable', 'true');
     this._runList.addEventListener('keydown', event => this._onKey(event));
 
     this._indexing.setAttribute('role', 'status');
     this._indexing.hidden = true;
+    void this._sources.load();
     node.append(
       header,
+      this._sources.node,
       this._filter,
       this._buildSelection(),
       this._indexing,
@@ -192,12 +277,22 @@ export class GuildImgSidebar extends Widget {
     );
     const buttons = el('div', 'guildimg-sidebar-selection-actions');
     buttons.append(this._only, this._addFiltered, this._auto);
-    box.append(this._selectionText, buttons);
+    this._compare.addEventListener('click', () => {
+      const runs = this.chosen;
+      if (runs.length > 1) {
+        this._actions.compare(runs);
+      }
+    });
+    box.append(this._selectionText, buttons, this._compare);
     return box;
   }
 
-  /** The runs "Only these" keeps: those the filter lists, else the selected run. */
+  /** The runs "Only these" keeps: the selected runs when several are, else
+   * those the filter lists, else the selected run. */
   private _theseRuns(): string[] {
+    if (this._chosen.size > 1) {
+      return this.chosen;
+    }
     if (this._query && this._filtered) {
       return this._filtered.map(run => run.id);
     }
@@ -258,10 +353,17 @@ export class GuildImgSidebar extends Widget {
     this._auto.disabled = auto;
     const these = this._theseRuns();
     this._only.disabled = these.length === 0;
-    this._only.title = this._query
-      ? `TensorBoard shows only the ${these.length} runs listed`
-      : 'TensorBoard shows only the selected run (or, with a filter, the runs listed)';
+    this._only.title =
+      this._chosen.size > 1
+        ? `TensorBoard shows only the ${these.length} selected runs`
+        : this._query
+          ? `TensorBoard shows only the ${these.length} runs listed`
+          : 'TensorBoard shows only the selected run (or, with a filter, the runs listed)';
     this._addFiltered.disabled = !this._filter.value.trim();
+    // Comparing needs two runs and the image workbench's command.
+    const count = this._chosen.size;
+    this._compare.hidden = count < 2 || !this._actions.canCompare();
+    this._compare.textContent = `Compare images (${count} runs)`;
   }
 
   private async _refresh(refresh: HTMLButtonElement): Promise<void> {
@@ -379,6 +481,8 @@ export class GuildImgSidebar extends Widget {
     );
     const seen = new Set<string>();
     let previous: Element | null = null;
+    // What tells the listed runs apart: the rows show those flags.
+    const differing = differingFlags(shown);
     for (const run of shown) {
       seen.add(run.id);
       let item = this._items.get(run.id);
@@ -390,7 +494,11 @@ export class GuildImgSidebar extends Widget {
         this._pending.get(run.id) ??
         inTensorBoard.get(run.id) ??
         run.in_tensorboard;
-      fillItem(item, run, run.id === this._selected, inTb);
+      fillRow(item, run, {
+        selected: this._chosen.has(run.id),
+        inTensorBoard: inTb,
+        differing
+      });
       // Keep the DOM order newest first without rebuilding (focus stays put).
       const expected: Element | null = previous
         ? previous.nextElementSibling
@@ -418,11 +526,9 @@ export class GuildImgSidebar extends Widget {
     if (error) {
       text = error;
     } else if (total === 0 && this.model.loaded && this._indexing.hidden) {
-      const watching = this._sources
-        ? ` Watching: ${this._sources.join(', ')}.`
-        : '';
-      text = `No runs yet.${watching} Runs appear here as soon as they start.`;
-      void this._loadSources();
+      text =
+        'No runs yet in the watched sources (above). Runs appear here as soon as they start.';
+      this._sources.open();
     } else if (shown === 0 && total > 0) {
       text = `No run matches "${this._query}" (${total} runs).`;
     }
@@ -432,40 +538,13 @@ export class GuildImgSidebar extends Widget {
     this._message.hidden = !text;
   }
 
-  /** The watched sources, for the empty list's message: asked for once. */
-  private async _loadSources(): Promise<void> {
-    if (this._sourcesAsked) {
-      return;
-    }
-    this._sourcesAsked = true;
-    try {
-      this._sources = await this.model.api.sources();
-    } catch {
-      return; // the message without the sources is still right
-    }
-    this._renderRuns();
-  }
-
   private _makeItem(runId: string): HTMLLIElement {
-    const item = document.createElement('li');
-    item.className = 'guildimg-run';
-    item.dataset.runId = runId;
-    item.tabIndex = 0;
-    item.setAttribute('role', 'option');
-    // Out of the tab order (the row is the tab stop; "t" toggles it from there).
-    const check = el('input', 'guildimg-run-tb');
-    check.type = 'checkbox';
-    check.tabIndex = -1;
-    check.title = 'In TensorBoard (t)';
-    check.setAttribute('aria-label', 'in TensorBoard');
+    const item = makeRow(runId);
+    const check = item.querySelector('input') as HTMLInputElement;
     // A click on the box toggles; a click anywhere else on the row selects.
     check.addEventListener('click', event => event.stopPropagation());
     check.addEventListener('change', () => this._toggle(runId, check.checked));
-    item.append(check);
-    for (const part of ['status', 'short', 'op', 'label', 'started', 'count']) {
-      item.append(el('span', `guildimg-run-${part}`));
-    }
-    item.addEventListener('click', () => this.select(runId));
+    item.addEventListener('click', event => this._onClick(runId, event));
     return item;
   }
 
@@ -481,12 +560,28 @@ export class GuildImgSidebar extends Widget {
     }
     const runId = items[index].dataset.runId ?? null;
     let next = index;
-    if (event.key === 'ArrowDown') {
-      next = Math.min(items.length - 1, index + 1);
-    } else if (event.key === 'ArrowUp') {
-      next = Math.max(0, index - 1);
+    const toggle = event.ctrlKey || event.metaKey;
+    if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+      const step = event.key === 'ArrowDown' ? 1 : -1;
+      next = Math.max(0, Math.min(items.length - 1, index + step));
+      if (event.shiftKey) {
+        // Shift+arrow: the selection grows (or shrinks) with the focus.
+        if (this._anchor === null && runId) {
+          this._anchor = runId;
+        }
+        this._selectRange(items[next].dataset.runId ?? '');
+      }
+    } else if ((event.key === 'Enter' || event.key === ' ') && toggle) {
+      if (runId) {
+        this._toggleChosen(runId);
+      }
     } else if (event.key === 'Enter' || event.key === ' ') {
       this.select(runId);
+    } else if (event.key === 'a' && toggle) {
+      // Ctrl+A: every listed run.
+      this._chosen = new Set(this._listedIds());
+      this._anchor = runId;
+      this._show(runId);
     } else if (event.key === 't' && runId) {
       const check = items[index].querySelector('input');
       if (check) {
@@ -500,19 +595,26 @@ export class GuildImgSidebar extends Widget {
   }
 
   private _selected: string | null = null;
+  /** Every selected run, and where a Shift-click's range starts. */
+  private _chosen = new Set<string>();
+  private _anchor: string | null = null;
+  private _sources = new SourcesSection(this.model);
+  private _compare = button(
+    'guildimg-sidebar-compare',
+    'Compare images',
+    'The same images of the selected runs side by side'
+  );
   /** The filter text the shown list answers ('' for every run), and that list. */
   private _query = '';
   private _filtered: IRun[] | null = null;
   private _filterAsked = 0;
   private _filterTimer = 0;
-  private _sources: string[] | null = null;
   /** Whether the index progress is being followed, and the run count last seen. */
   private _indexFollowed = false;
   private _runsSeen = 0;
   /** Styled as the list's message, but not that message: tests and screen readers
    * tell the two apart. */
   private _indexing = el('div', 'guildimg-sidebar-indexing');
-  private _sourcesAsked = false;
   private _clock: number;
   private _items = new Map<string, HTMLLIElement>();
   /** Checkboxes clicked whose change the server has not answered yet. */
@@ -556,56 +658,3 @@ export function indexingText(index: IIndexProgress): string {
 
 /** How long the filter waits for the typing to pause before asking the server. */
 const FILTER_DEBOUNCE_MS = 250;
-
-const STATUS_ICONS: Record<string, string> = {
-  running: '▶',
-  completed: '✓',
-  error: '✕',
-  terminated: '■',
-  staged: '…',
-  pending: '…'
-};
-
-/** Fill a run's row; a row whose content is unchanged is not touched, so a pass
- * that changed one run costs one row's layout, not the whole list's. */
-function fillItem(
-  item: HTMLElement,
-  run: IRun,
-  selected: boolean,
-  inTensorBoard: boolean
-): void {
-  const ago = timeAgo(run.started);
-  const key = [
-    run.name,
-    run.status,
-    run.image_count,
-    ago,
-    selected,
-    inTensorBoard
-  ].join('\u0000');
-  if (item.dataset.key === key) {
-    return;
-  }
-  item.dataset.key = key;
-  const [check, status, short, op, label, started, count] = [
-    ...item.children
-  ] as HTMLElement[];
-  (check as HTMLInputElement).checked = inTensorBoard;
-  item.dataset.inTensorboard = String(inTensorBoard);
-  item.dataset.status = run.status;
-  item.classList.toggle('jp-mod-selected', selected);
-  item.setAttribute('aria-selected', String(selected));
-  item.title = run.name;
-  status.textContent = STATUS_ICONS[run.status] ?? '?';
-  status.title = run.status;
-  status.setAttribute('aria-label', run.status);
-  short.textContent = run.short_id;
-  op.textContent = run.operation;
-  label.textContent = run.label;
-  started.textContent = ago;
-  started.title = run.started
-    ? new Date(run.started * 1000).toLocaleString()
-    : '';
-  count.textContent =
-    run.image_count === 1 ? '1 image' : `${run.image_count} images`;
-}

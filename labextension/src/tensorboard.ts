@@ -4,8 +4,13 @@
  * ("Starting TensorBoard…"); a failure adds TensorBoard's stderr (or the whole
  * reason) and a Retry button. Above the page, always: which runs TensorBoard
  * shows ("12 of 10,000 runs · change") and the server's warnings about it.
+ *
+ * TensorBoard is started only once the tab is shown: a tab restored in the
+ * background of a reloaded page starts nothing. TensorBoard's page follows
+ * Lab's theme (light or dark), reloading when Lab's theme changes.
  */
 import { IFrame } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { ITensorBoardState } from './api';
@@ -22,6 +27,40 @@ const SANDBOX: IFrame.SandboxExceptions[] = [
   'allow-forms',
   'allow-downloads'
 ];
+
+/** Where TensorBoard 2.x keeps its settings in the browser (`localStorage` of
+ * its origin, which is Lab's: the proxy is on the page's own origin). Its
+ * `theme` is "browser_default", "light" or "dark", and wins over the
+ * `?darkMode=` query parameter (only a default). */
+const TB_SETTINGS_KEY = '_tb_global_settings';
+
+/** Whether JupyterLab shows a light theme now (JupyterLab sets the attribute on
+ * the body; Notebook 7 too). Absent: light. */
+export function labThemeIsLight(): boolean {
+  return document.body.dataset.jpThemeLight !== 'false';
+}
+
+/** Make TensorBoard's stored theme Lab's (its other settings kept). Done before
+ * its page loads, which reads it once. Returns the `darkMode` query value. */
+export function followLabTheme(storage: Storage = window.localStorage): string {
+  const dark = !labThemeIsLight();
+  try {
+    let settings: Record<string, unknown> = {};
+    const stored = storage.getItem(TB_SETTINGS_KEY);
+    if (stored) {
+      const parsed: unknown = JSON.parse(stored);
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
+        settings = parsed as Record<string, unknown>;
+      }
+    }
+    settings.theme = dark ? 'dark' : 'light';
+    storage.setItem(TB_SETTINGS_KEY, JSON.stringify(settings));
+  } catch (error) {
+    // Storage refused (private mode, quota): the query parameter still says it.
+    console.warn('jupyter-guildimg: cannot set TensorBoard theme', error);
+  }
+  return String(dark);
+}
 
 export class TensorBoardView extends Panel {
   /** `changeRuns`: what "change" does (the sidebar's run list, where the runs
@@ -48,16 +87,31 @@ export class TensorBoardView extends Panel {
     model.selectionChanged.connect(() => this._renderSelection(), this);
     this._render(model.tensorBoard);
     this._renderSelection();
-    void this.start();
+    // Lab's theme changed: TensorBoard's page loads again in the new one.
+    this._themeObserver.observe(document.body, {
+      attributes: true,
+      attributeFilter: ['data-jp-theme-light']
+    });
+  }
+
+  /** Whether the tab asked for TensorBoard yet (it does once first shown). */
+  get startAsked(): boolean {
+    return this._shownOnce;
   }
 
   /** Start TensorBoard unless it runs; the model's state changes render it. */
   async start(): Promise<void> {
     this._retry.disabled = true;
+    this._starting = true;
+    this._render(this.model.tensorBoard);
     try {
       await this.model.startTensorBoard();
     } finally {
+      this._starting = false;
       this._retry.disabled = false;
+      if (!this.isDisposed) {
+        this._render(this.model.tensorBoard);
+      }
     }
   }
 
@@ -67,6 +121,42 @@ export class TensorBoardView extends Panel {
       this._frame.url = '';
     }
     this._render(this.model.tensorBoard);
+  }
+
+  dispose(): void {
+    this._themeObserver.disconnect();
+    super.dispose();
+  }
+
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    this._startIfShown();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this._startIfShown();
+  }
+
+  /** The first time the tab is visible, TensorBoard is started (a tab restored
+   * behind another one waits until it is picked). */
+  private _startIfShown(): void {
+    if (this._shownOnce || !this.isVisible) {
+      return;
+    }
+    this._shownOnce = true;
+    void this.start();
+  }
+
+  private _onThemeChanged(): void {
+    const light = labThemeIsLight();
+    if (light === this._light) {
+      return;
+    }
+    this._light = light;
+    if (this._frame.url) {
+      this.reload();
+    }
   }
 
   private _buildBar(changeRuns?: () => void): void {
@@ -111,13 +201,20 @@ export class TensorBoardView extends Panel {
 
   private _render(state: ITensorBoardState | null): void {
     this._renderWarnings(state);
-    const status = state?.status ?? 'starting';
+    let status = state?.status ?? 'stopped';
+    if (this._starting && status !== 'ready' && status !== 'failed') {
+      // Asked to start: the server may not say "starting" yet.
+      status = 'starting';
+    }
     this.node.dataset.status = status;
-    if (status === 'ready') {
+    if (status === 'ready' && this._shownOnce) {
       this._status.hide();
       this._frame.show();
       if (!this._frame.url) {
-        this._frame.url = this.model.api.tensorBoardUrl;
+        // The theme is set where TensorBoard reads it before its page loads.
+        this._light = labThemeIsLight();
+        const dark = followLabTheme();
+        this._frame.url = `${this.model.api.tensorBoardUrl}?darkMode=${dark}`;
       }
       return;
     }
@@ -125,9 +222,15 @@ export class TensorBoardView extends Panel {
     this._frame.url = '';
     this._frame.hide();
     this._status.show();
-    this._statusText.textContent = state?.summary ?? '';
+    this._statusText.textContent =
+      status === 'starting'
+        ? 'Starting TensorBoard…'
+        : !this._shownOnce
+          ? 'TensorBoard starts when this tab is shown.'
+          : (state?.summary ?? '');
     this._details.textContent = '';
-    this._retry.hidden = status === 'starting';
+    // While it starts, the message alone (no button beside it).
+    this._retry.hidden = status === 'starting' || status === 'ready';
     if (status === 'failed') {
       // TensorBoard's own words; without them, the whole reason (the summary
       // has only its first sentence).
@@ -139,6 +242,12 @@ export class TensorBoardView extends Panel {
     }
   }
 
+  /** Whether the tab was shown once (and so asked TensorBoard to start), a
+   * start of its own is in progress, and the theme TensorBoard's page has. */
+  private _shownOnce = false;
+  private _starting = false;
+  private _light = labThemeIsLight();
+  private _themeObserver = new MutationObserver(() => this._onThemeChanged());
   private _frame = new IFrame({
     sandbox: SANDBOX,
     referrerPolicy: 'same-origin'

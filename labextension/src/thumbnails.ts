@@ -53,7 +53,9 @@ export class RunThumbnails {
       return; // another run was selected meanwhile
     }
     const count = images.length === 1 ? '1 image' : `${images.length} images`;
-    this._title.textContent = `${run.short_id} ${run.operation}: ${count}`;
+    // "exp1: 5 images" for a run without an operation (no stray space).
+    const name = [run.short_id, run.operation].filter(Boolean).join(' ');
+    this._title.textContent = `${name}: ${count}`;
     const wanted = new Set(images.map(image => image.path));
     for (const [path, thumb] of this._thumbs) {
       if (!wanted.has(path)) {

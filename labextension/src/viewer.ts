@@ -6,9 +6,10 @@
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { IImage, IRun } from './api';
+import { ApiError, IImage, IRun } from './api';
 import { button, el, formatSize } from './dom';
 import { GuildImgModel } from './model';
+import { openWorkbench } from './workbench-plugin';
 
 /** Images smaller than this are enlarged by a whole factor. */
 const MIN_SHOWN_PIXELS = 384;
@@ -43,7 +44,17 @@ export class ImageViewer extends Widget {
       }
     });
     label.append(this._compare);
-    toolbar.append(label);
+    const workbench = button(
+      'guildimg-viewer-workbench',
+      'Open in workbench',
+      'Compare these runs side by side with one slider, swipe, blink and ' +
+        'difference views'
+    );
+    workbench.addEventListener(
+      'click',
+      () => void openWorkbench(this.runIds, this.path)
+    );
+    toolbar.append(label, workbench);
     this.node.append(toolbar, this._columnsNode);
     this._resetCompare();
     for (const runId of runIds) {
@@ -77,6 +88,11 @@ export class ImageViewer extends Widget {
     void column.load();
     void this._loadCandidates();
     this._argsChanged.emit(this.args);
+  }
+
+  /** Close the tab (its run is gone). */
+  close(): void {
+    (this.parent ?? this).close();
   }
 
   removeRun(column: ImageColumn): void {
@@ -153,11 +169,11 @@ class ImageColumn {
   constructor(
     private readonly _viewer: ImageViewer,
     readonly runId: string,
-    removable: boolean
+    private readonly _removable: boolean
   ) {
     this.node.dataset.runId = runId;
     this._heading.append(this._runName);
-    if (removable) {
+    if (_removable) {
       const remove = button(
         'guildimg-viewer-remove',
         '✕',
@@ -177,11 +193,12 @@ class ImageColumn {
     this._image.className = 'guildimg-viewer-image';
     this._image.alt = _viewer.path;
     this._image.addEventListener('load', () => this._enlargeSmall());
-    const frame = el('div', 'guildimg-viewer-frame');
-    frame.append(this._image);
+    this._frame.append(this._image);
+    this._gone.hidden = true;
     this.node.append(
       this._heading,
-      frame,
+      this._gone,
+      this._frame,
       this._slider,
       this._meta,
       this._error
@@ -197,9 +214,15 @@ class ImageColumn {
       run = listing.run;
       image = listing.images.find(i => i.path === this._viewer.path);
     } catch (error) {
-      this._fail(`Cannot load this run: ${(error as Error).message}`);
+      if (error instanceof ApiError && error.status === 404) {
+        this._showGone();
+      } else {
+        this._fail(`Cannot load this run: ${(error as Error).message}`);
+      }
       return;
     }
+    this._gone.hidden = true;
+    this._frame.hidden = this._slider.hidden = this._meta.hidden = false;
     this._runName.textContent = [run.short_id, run.operation, run.label]
       .filter(Boolean)
       .join(' ');
@@ -276,6 +299,28 @@ class ImageColumn {
     image.classList.toggle('guildimg-mod-pixelated', factor > 1);
   }
 
+  /** The run is not watched here (deleted, or its source removed): say so
+   * calmly, with no picture or slider, and offer to close or remove it. */
+  private _showGone(): void {
+    this._frame.hidden = this._slider.hidden = this._meta.hidden = true;
+    this._error.hidden = true;
+    this._runName.textContent = this.runId;
+    const text = el(
+      'p',
+      'guildimg-viewer-gone-text',
+      `Run ${this.runId} is not watched here: it was deleted, or its source ` +
+        `is no longer watched. Its image ${this._viewer.path} cannot be shown.`
+    );
+    const action = this._removable
+      ? button('guildimg-viewer-gone-close', 'Remove from comparison', '')
+      : button('guildimg-viewer-gone-close', 'Close tab', '');
+    action.addEventListener('click', () =>
+      this._removable ? this._viewer.removeRun(this) : this._viewer.close()
+    );
+    this._gone.replaceChildren(text, action);
+    this._gone.hidden = false;
+  }
+
   private _fail(message: string): void {
     this._error.textContent = message;
     this._error.hidden = false;
@@ -294,6 +339,8 @@ class ImageColumn {
   private _runName = el('span', 'guildimg-viewer-run');
   private _slider = document.createElement('input');
   private _image = document.createElement('img');
+  private _frame = el('div', 'guildimg-viewer-frame');
+  private _gone = el('div', 'guildimg-viewer-gone');
   private _meta = el('div', 'guildimg-viewer-meta');
   private _error = el('div', 'guildimg-viewer-error');
 }

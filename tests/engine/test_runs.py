@@ -32,7 +32,6 @@ from jupyter_guildimg.engine.runs import (
     Unreadable,
     combine_sources,
     default_guild_home,
-    default_sources,
     open_source,
     parse_source,
     read_guild_run,
@@ -700,19 +699,6 @@ def test_a_missing_source_is_watched_for_when_missing_is_ok(tmp_path: Path) -> N
     assert runs.list_runs() == []
     dot_guild = open_source(".guild", str(tmp_path), missing_ok=True)
     assert isinstance(dot_guild, GuildHome) and dot_guild.path == str(tmp_path / ".guild")
-
-
-def test_the_default_sources_are_the_guild_home_if_it_exists_else_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    home = tmp_path / "guild-home"
-    monkeypatch.setenv("GUILD_HOME", str(home))
-    assert default_sources() == ["runs"]
-    assert default_sources("/srv/root") == ["/srv/root/runs"]
-
-    home.mkdir()
-    assert default_sources() == [str(home)] == default_sources("/srv/root")
-    assert isinstance(open_source(default_sources()[0]), GuildHome)
 
 
 def test_combine_sources_merges_newest_first(fixture_home: Path, tmp_path: Path) -> None:

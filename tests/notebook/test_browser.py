@@ -58,7 +58,7 @@ def run_quickstart(page, lab: Lab, guild_home: Path) -> None:
     # The panel, and the notebook's own check at the end (which waits for the runs).
     panel = page.locator(".guildimg-panel").first
     expect(panel).to_be_visible(timeout=120_000)
-    expect(page.get_by_text("OK: 3 runs")).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("OK: 3 demo runs")).to_be_visible(timeout=120_000)
     assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
     screenshot(page, "1-panel")
 

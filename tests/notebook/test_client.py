@@ -26,6 +26,7 @@ from jupyter_guildimg.notebook.client import (
     BackendError,
     LocalBackend,
     ServerBackend,
+    _own_servers,
     close_shared_backend,
     connect,
     shared_backend,
@@ -153,6 +154,58 @@ async def test_connect_finds_a_running_server_whose_extension_answers(
         assert isinstance(backend, ServerBackend)
         assert backend.url == server_url
         assert await call(backend.runs) == []
+    finally:
+        backend.close()
+
+
+def foreign_pid() -> int:
+    """A pid that is neither this process, its parent nor its launcher."""
+    return max(_own_servers()) + 1
+
+
+async def test_an_inherited_server_that_did_not_start_the_kernel_is_not_used(
+    server_url, jp_serverapp, monkeypatch, guild_home, tmp_path
+):
+    # What a kernel started by nbclient from a terminal of another Jupyter server
+    # inherits: that server's URL and pid (its token too, to be sure it is refused for
+    # not being ours, not for want of a token).
+    monkeypatch.setenv(ENV_URL, server_url)
+    monkeypatch.setenv(ENV_SERVER_PID, str(foreign_pid()))
+    monkeypatch.setenv(ENV_TOKEN, jp_serverapp.identity_provider.token)
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "no-servers-listed"))
+    other = tmp_path / "my-runs"
+    other.mkdir()
+
+    for sources in ([], [str(other)]):
+        backend = await call(connect, sources)
+        try:
+            assert isinstance(backend, LocalBackend), sources
+        finally:
+            backend.close()
+    # Nor was it asked to watch the kernel's sources.
+    assert jp_serverapp.web_app.settings["jupyter_guildimg"].source_paths == [str(guild_home)]
+    # One that already watches every source the notebook names is proven to see its runs.
+    backend = await call(connect, [str(guild_home)])
+    try:
+        assert isinstance(backend, ServerBackend) and backend.url == server_url
+    finally:
+        backend.close()
+
+
+async def test_a_listed_server_that_did_not_start_the_kernel_is_not_used(
+    server_url, jp_serverapp, tmp_path, monkeypatch
+):
+    runtime = tmp_path / "runtime-with-a-foreign-server"
+    runtime.mkdir()
+    info = {"url": server_url, "pid": foreign_pid(), "root_dir": "/"}
+    info["token"] = jp_serverapp.identity_provider.token
+    (runtime / "jpserver-2.json").write_text(json.dumps(info))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv(ENV_URL, raising=False)
+
+    backend = await call(connect)
+    try:
+        assert isinstance(backend, LocalBackend)
     finally:
         backend.close()
 
@@ -379,7 +432,7 @@ def test_the_local_backend_watches_added_sources(local, tmp_path, guild_home):
     with pytest.raises(ValueError, match="contains the monitor's log dir"):
         local.add_source("/")
 
-    assert local.remove_source(str(tmp_path / "outputs")) == {"sources": [str(guild_home)]}
+    assert local.remove_source(str(tmp_path / "outputs"))["sources"] == [str(guild_home)]
     local.refresh()
     assert local.runs() == []
     with pytest.raises(BackendError, match="not watched") as caught:

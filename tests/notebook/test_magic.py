@@ -16,7 +16,8 @@ from jupyter_guildimg.notebook.client import (
     ServerBackend,
     shared_backend,
 )
-from jupyter_guildimg.notebook.magic import last_panel
+from jupyter_guildimg.notebook.compare import ImageComparison
+from jupyter_guildimg.notebook.magic import last_comparison, last_panel
 from jupyter_guildimg.notebook.widget import GuildImgPanel
 
 from helpers import png
@@ -48,7 +49,11 @@ def test_load_ext_registers_the_magic_with_ipython_style_help(shell, capsys):
     text = "\n".join(output_lines(capsys))
     assert text.startswith("::\n\n  %guildimg [--source PATH] [--run ID] [--height N]")
     for word in (
-        "{refresh,status,stop,tensorboard}",
+        "{compare,refresh,status,stop,tensorboard}",
+        "[RUN ...]",
+        "--path IMAGE",
+        "--align {revision,time}",
+        "%guildimg compare 3f2a9c1b@5 3f2a9c1b",
         "--run ID",
         "--height N",
         "--tab {images,tensorboard}",
@@ -79,6 +84,13 @@ def test_load_ext_registers_the_magic_with_ipython_style_help(shell, capsys):
         ("--filter ''", "guildimg: --filter goes with the tensorboard command"),
         ("tensorboard --auto --filter x", "guildimg: choose one of --runs, --filter and --auto"),
         ("tensorboard --runs", "guildimg: argument --runs: expected at least one argument"),
+        ("compare", "guildimg: compare needs at least one RUN: %guildimg compare RUN…"),
+        ("compare --path a.png", "guildimg: compare needs at least one RUN"),
+        ("refresh abc", "guildimg: unrecognized arguments: abc"),
+        ("--path a.png", "guildimg: --path goes with the compare command"),
+        ("status --align time", "guildimg: --align goes with the compare command"),
+        ("compare abc --align step", "guildimg: argument --align: invalid choice: 'step'"),
+        ("compare nope --path a.png", "guildimg: no run 'nope'"),
     ],
 )
 def test_a_mistake_is_one_clear_line(shell, capsys, line, message):
@@ -128,6 +140,33 @@ def test_the_magic_shows_the_panel(shell, capsys, guild_home):
     shell.run_line_magic("unload_ext", "jupyter_guildimg")
     assert "guildimg" not in shell.magics_manager.magics["line"]
     assert not panel.refresh_thread.is_alive()  # unloading closed it
+
+
+def test_compare_shows_one_image_of_several_runs(shell, capsys, guild_home):
+    red = write_run(guild_home, op="red", started=1, files={"a.png": png(), "x.png": png()})
+    blue = write_run(guild_home, op="blue", files={"a.png": png(colour="blue")})
+    shared_backend().refresh()
+    red_id, blue_id = Path(red).name, Path(blue).name
+    shell.run_line_magic("guildimg", f"compare {red_id[:8]} {blue_id[:8]}")  # the common path
+    comparison = last_comparison()
+    assert isinstance(comparison, ImageComparison) and comparison.path == "a.png"
+    assert [cell.run_id for cell in comparison.cells] == [red_id, blue_id]
+    assert comparison.difference.diff.differing == 16 * 16  # red against blue: every pixel
+    assert "ImageComparison" in "".join(output_lines(capsys))  # displayed
+
+    shell.run_line_magic("guildimg", f"compare {red_id[:8]}@1 {red_id[:8]} --path x.png")
+    assert last_comparison() is not comparison and comparison.slider.comm is None  # closed
+    assert [cell.pin for cell in last_comparison().cells] == [1, None]
+    capsys.readouterr()
+    shell.run_line_magic("guildimg", f"compare {red_id[:8]} {blue_id[:8]} --path x.png")
+    assert capsys.readouterr().err == ""  # not a mistake: the run without it says so
+    assert "no image x.png" in last_comparison().cells[1].label.value
+    shell.run_line_magic("guildimg", f"compare {blue_id[:8]} --path x.png")
+    assert output_lines(capsys)[-1] == "guildimg: none of these runs has an image 'x.png'"
+
+    last = last_comparison()
+    shell.run_line_magic("unload_ext", "jupyter_guildimg")
+    assert last.slider.comm is None  # unloading closed it
 
 
 def test_stop_stops_tensorboard(shell, capsys):

@@ -26,7 +26,11 @@ from nbclient import NotebookClient
 from PIL import Image
 
 from jupyter_guildimg.engine.runs import GuildHome
+from jupyter_guildimg.guild.demo import make_demo_runs
+from jupyter_guildimg.guild.project import write_run
+from jupyter_guildimg.rest import ENV_SERVER_INFO, ENV_SERVER_PID, ENV_URL
 
+import browser
 from helpers import png
 
 pytestmark = pytest.mark.notebook
@@ -114,7 +118,9 @@ async def test_quickstart(jp_fetch, guildimg, guild_home, tmp_path):
         runs = GuildHome(guild_home).list_runs()
         assert len(runs) == 3
         assert shows_a_widget(session.outputs("%guildimg"))
-        assert "OK: 3 runs; the newest shows 3 images" in stdout(session.outputs("import time"))
+        assert "OK: 3 demo runs; the newest shows 3 images" in stdout(
+            session.outputs("import time")
+        )
 
         # The panel lists the runs, newest first, and shows the newest one's images.
         state = await session.json(PANEL_STATE.format(args=""))
@@ -151,6 +157,58 @@ async def test_quickstart(jp_fetch, guildimg, guild_home, tmp_path):
         assert "fresh.png" in paths
         assert guildimg.monitor.passes == passes + 1
         await session.run("p.close()")
+
+
+async def test_quickstart_works_on_its_own_runs_whatever_else_the_home_holds(
+    jp_fetch, guildimg, guild_home, tmp_path
+):
+    # Its demo runs from an earlier session, then a run of the user's own, newer and
+    # with one image; and a demo run that is not the notebook's (another label).
+    demo = make_demo_runs(str(guild_home), 3, label="quickstart")
+    make_demo_runs(str(guild_home), 1, label="someone else's")
+    mine = write_run(guild_home, op="my-train", files={"only.png": png()})
+
+    async with executed("quickstart.ipynb", tmp_path) as session:
+        assert "OK: 3 demo runs; the newest shows 3 images" in stdout(
+            session.outputs("import time")
+        )
+        made = stdout(session.outputs("from jupyter_guildimg.engine.runs"))
+        assert all(run.short_id in made for run in demo)
+
+    runs = GuildHome(guild_home).list_runs()
+    assert len(runs) == 5  # no run made: its three were there
+    assert runs[0].dir == mine
+
+
+async def test_a_kernel_no_server_started_ignores_an_unrelated_server(
+    guild_home, tmp_path, monkeypatch
+):
+    # Another Jupyter server with the extension runs on this machine, watching other
+    # runs; the kernel below is started by nbclient (this process), not by it. It even
+    # inherits that server's environment, as from a terminal of that server.
+    other_home = tmp_path / "other-home"
+    write_run(other_home, op="theirs", files={"theirs.png": png()})
+    with browser.jupyter("server", tmp_path, other_home) as other:
+        runtime = other.root.parent / "jupyter" / "runtime"
+        (info_file,) = runtime.glob("jpserver-*.json")
+        info = json.loads(info_file.read_text())
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+        monkeypatch.setenv(ENV_URL, other.url + "/")
+        monkeypatch.setenv(ENV_SERVER_PID, str(info["pid"]))
+        monkeypatch.setenv(ENV_SERVER_INFO, str(info_file))
+        assert other.api("status")["monitor"]["sources"] == [str(other_home)]
+
+        async with executed("train-and-watch.ipynb", tmp_path) as session:
+            state = await session.json(PANEL_STATE.format(args=""))
+            await session.run("p.close()")
+            header = state["status"]
+
+        assert state["backend"] == "LocalBackend"
+        assert "in this kernel" in header
+        (run,) = GuildHome(guild_home).list_runs()
+        assert run.operation == "watch" and run.status == "completed"
+        # The other server was left alone: asked to watch nothing more.
+        assert other.api("sources")["sources"] == [str(other_home)]
 
 
 async def test_train_and_watch(jp_fetch, guildimg, guild_home, tmp_path):

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote
@@ -41,6 +42,26 @@ async def test_the_proxy_shows_starting_then_tensorboard(jp_fetch):
     page = await tb_get(jp_fetch, "")
     assert page.code == 200
     assert b"<tb-webapp>" in page.body
+
+
+async def test_tensorboards_fonts_come_through_the_proxy_not_the_server_root(jp_fetch, caplog):
+    await ready(jp_fetch)
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    page = await tb_get(jp_fetch, "")
+    assert page.code == 200
+    text = page.body.decode()
+    fonts = sorted(set(re.findall(r"url\((font-roboto/[^)]+\.woff2)\)", text)))
+    # Every font it names is relative to the page (so, below the proxy), and is served.
+    assert len(fonts) > 20 and "url(/" not in text
+    for font in fonts:
+        response = await tb_get(jp_fetch, font)
+        assert response.code == 200, font
+        assert response.body[:4] == b"wOF2"
+    # What a page load costs the server's log: no 404, nothing outside the proxy.
+    lines = [r.getMessage() for r in caplog.records]
+    assert not [line for line in lines if " 404 " in line or "404 GET" in line], lines
+    assert not [line for line in lines if "GET /font-roboto" in line]
 
 
 async def test_a_new_image_reaches_tensorboard_through_the_proxy(jp_fetch, guild_home):

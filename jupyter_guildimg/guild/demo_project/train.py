@@ -16,17 +16,22 @@ from PIL import Image, ImageDraw
 from jupyter_guildimg.tfevent import EventFileWriter
 
 
-def sample_grid(epoch: int, rng: random.Random, size: int = 128) -> Image.Image:
+def sample_grid(epoch: int, epochs: int, rng: random.Random, size: int = 128) -> Image.Image:
+    """Blobs that sharpen as training goes on, and a progress bar (``epoch + 1`` of
+    ``epochs``) under them: every epoch's grid differs from the last, however long
+    the run (up to ``size`` epochs)."""
     image = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(image)
-    cell = size // 4
-    sharpness = min(1.0, 0.2 + 0.2 * epoch)
+    cell = (size - 8) // 4
+    sharpness = 1 - 0.8 * 0.8**epoch
     for row in range(4):
         for col in range(4):
             noise = int(255 * (1 - sharpness) * rng.random())
             colour = (40 + 50 * row, 200 - noise // 2, 40 + 50 * col)
             box = (col * cell + 4, row * cell + 4, (col + 1) * cell - 4, (row + 1) * cell - 4)
             draw.ellipse(box, fill=colour)
+    done = max(1, size * (epoch + 1) // max(epochs, 1))
+    draw.rectangle((0, size - 6, done - 1, size - 1), fill=(60, 90, 200))
     return image
 
 
@@ -64,7 +69,7 @@ def main() -> None:
         for epoch in range(args.epochs):
             loss *= 1 - args.lr * (0.5 + rng.random())
             writer.add_scalar("loss", loss, epoch)
-            sample_grid(epoch, rng).save("samples.png")
+            sample_grid(epoch, args.epochs, rng).save("samples.png")
             print(f"epoch {epoch}: loss {loss:.4f}")
             time.sleep(args.delay)
     os.makedirs("plots", exist_ok=True)
