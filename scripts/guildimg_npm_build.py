@@ -11,6 +11,7 @@ is needed: the wheel and the sdist carry the built extension and need no Node.js
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -57,6 +58,7 @@ def build(
         and build_dir
         and _newer(Path(build_dir) / "package.json", [Path(source_dir), styles])
     ):
+        _place_install_json(Path(path))
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -66,3 +68,12 @@ def build(
     if not _newer(installed, [package / "package-lock.json", package / "package.json"]):
         subprocess.check_call([npm, "ci", "--no-audit", "--no-fund"], cwd=package)
     subprocess.check_call([npm, "run", build_cmd], cwd=package)
+    _place_install_json(package)
+
+
+def _place_install_json(package: Path) -> None:
+    """Put ``install.json`` (how the extension was installed) into the built extension,
+    the one folder the wheel installs: some builds write their own there, some none."""
+    meta = json.loads((package / "package.json").read_text())
+    output = package / meta["jupyterlab"]["outputDir"]
+    shutil.copyfile(package / "install.json", output / "install.json")
