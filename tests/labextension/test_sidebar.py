@@ -58,7 +58,7 @@ def wait_for_runs(lab: Lab, count: int) -> list[dict[str, Any]]:
         time.sleep(0.3)
         return runs if api_runs(lab) == runs else None
 
-    return wait_for(settled, 30, f"{count} runs")
+    return wait_for(settled, 60, f"{count} runs")
 
 
 def revisions(lab: Lab, run_id: str, path: str) -> list[int]:
