@@ -165,16 +165,21 @@ def test_monitor_once_says_where_it_wrote_and_removes_a_temporary_log_dir(tmp_pa
     assert os.path.isabs(logdir) and not os.path.exists(logdir)
 
 
-@pytest.mark.tensorboard
-def test_tensorboard_without_a_source_or_guild_home_watches_runs_until_it_appears(tmp_path, env):
-    process = subprocess.Popen(
-        [*COMMAND, "tensorboard"],
-        cwd=tmp_path,
+def start_cli(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
+    """``guildimg ARGS`` in the background, its output a text pipe (read its lines)."""
+    return subprocess.Popen(
+        [*COMMAND, *args],
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+
+
+@pytest.mark.tensorboard
+def test_tensorboard_without_a_source_or_guild_home_watches_runs_until_it_appears(tmp_path, env):
+    process = start_cli(tmp_path, env, "tensorboard")
     try:
         line = process.stdout.readline()  # printed once TensorBoard answers
         assert line.startswith("TensorBoard http://127.0.0.1:")
@@ -252,14 +257,7 @@ def test_monitor_runs_until_interrupted(tmp_path, env, runs):
 
 @pytest.mark.tensorboard
 def test_tensorboard_serves_the_runs_until_interrupted_and_leaves_nothing(tmp_path, env, runs):
-    process = subprocess.Popen(
-        [*COMMAND, "tensorboard", str(runs)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_cli(tmp_path, env, "tensorboard", str(runs))
     try:
         line = process.stdout.readline()  # printed once TensorBoard answers
         assert line.startswith("TensorBoard http://127.0.0.1:")

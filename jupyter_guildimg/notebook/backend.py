@@ -56,6 +56,16 @@ class Backend(abc.ABC):
         :class:`BackendError` 404 when no run or several runs match (the message
         says which)."""
 
+    def run_id(self, key: str) -> str:
+        """The id of the run ``key`` names (:meth:`run`); :class:`ValueError` with the
+        API's message when it names none, for the panel and the magic to show."""
+        try:
+            return self.run(key)["id"]
+        except BackendError as e:
+            if e.status == 404:
+                raise ValueError(str(e)) from None
+            raise
+
     @abc.abstractmethod
     def images(self, run_id: str) -> rest.RunImages:
         """``{"run": {...}, "images": [{"path", "dropped", "revisions": [...]}]}``,

@@ -170,12 +170,7 @@ class ImageComparison(widgets.VBox):
     # -- runs and their revisions -------------------------------------------------
 
     def _resolve(self, key: str) -> str:
-        try:
-            return self.backend.run(key)["id"]
-        except BackendError as e:
-            if e.status == 404:
-                raise ValueError(str(e)) from None
-            raise
+        return self.backend.run_id(key)
 
     def _listings(self) -> dict[str, rest.RunImages | None]:
         listings: dict[str, rest.RunImages | None] = {}

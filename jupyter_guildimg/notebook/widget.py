@@ -292,12 +292,7 @@ class GuildImgPanel(widgets.VBox):
         one rule, on the server); ValueError with its message when it finds none."""
         if any(run["id"] == key for run in self.run_list.runs):
             return key  # an id the backend listed: its lookup would answer the same
-        try:
-            return self.backend.run(key)["id"]
-        except BackendError as e:
-            if e.status == 404:
-                raise ValueError(str(e)) from None
-            raise
+        return self.backend.run_id(key)
 
     # -- images ---------------------------------------------------------------
 
