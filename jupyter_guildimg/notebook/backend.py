@@ -118,6 +118,10 @@ class Backend(abc.ABC):
         """The change generation, as soon as it is past ``since`` or after ``timeout`` s."""
 
     @abc.abstractmethod
+    def sources(self) -> rest.Sources:
+        """The watched sources and their details, as ``GET sources``."""
+
+    @abc.abstractmethod
     def add_source(self, path: str) -> rest.Sources:
         """Watch one more run source; ``{"sources": [...]}``. A source that contains the
         log dir or lies inside it is refused (:class:`BackendError` 400, or ValueError)."""

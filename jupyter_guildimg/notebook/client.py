@@ -178,6 +178,9 @@ class ServerBackend(Backend):
         )
         return int(body["generation"])
 
+    def sources(self) -> rest.Sources:
+        return cast(rest.Sources, self._json("GET", rest.SOURCES))
+
     def add_source(self, path: str) -> rest.Sources:
         body = {rest.PARAM_PATH: path}
         return cast(rest.Sources, self._json("POST", rest.SOURCES, json=body))

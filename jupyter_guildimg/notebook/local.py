@@ -209,6 +209,11 @@ class LocalBackend(Backend):
         self._check_open()
         return cast(rest.RefreshReport, self.monitor.run_pass().to_json())
 
+    def sources(self) -> rest.Sources:
+        self._check_open()
+        with self._lock:
+            return sources_body(self._sources, os.getcwd())
+
     def add_source(self, path: str) -> rest.Sources:
         """Watch ``path`` too (FileNotFoundError if it does not exist, SourceError if it
         contains the log dir or lies inside it)."""

@@ -29,13 +29,30 @@ TB_ACTIONS = ("add", "only", "auto")
 shows, only the selected runs, or back to the policy."""
 
 
+_MIN_ROWS = 5  # the list's least height in rows, so a few runs still look like a list
+
+
 def run_label(run: rest.Run) -> str:
-    """``short_id  op  started  status  label  [N img]  [TB]``, empty fields left out;
-    ``[TB]`` when TensorBoard shows the run."""
+    """``short_id  op  started  status  [N img]  [TB]  label``, empty fields left out;
+    ``[TB]`` when TensorBoard shows the run. The user's label comes last: it is the one
+    field of any length, so a narrow list cuts it rather than the others (the whole of
+    it is in :meth:`RunList.details`)."""
     parts = [run["short_id"], run["operation"], local_time(run["started"], "%Y-%m-%d %H:%M")]
-    parts += [run["status"], run["label"] or "", f"[{run['image_count']} img]"]
-    parts.append("[TB]" if run.get("in_tensorboard") else "")
+    parts += [run["status"], f"[{run['image_count']} img]"]
+    parts += ["[TB]" if run.get("in_tensorboard") else "", run["label"] or ""]
     return "  ".join(part for part in parts if part)
+
+
+def _details(runs: list[rest.Run]) -> str:
+    """HTML naming the selected runs in full (a run's label wraps instead of being cut)."""
+    if not runs:
+        return ""
+    if len(runs) > 1:
+        return f"{len(runs)} runs selected"
+    run = runs[0]
+    parts = [f"<code>{html.escape(run['short_id'])}</code>", html.escape(run["operation"])]
+    parts.append(html.escape(run["label"] or run["name"]))
+    return " · ".join(part for part in parts if part)
 
 
 class RunList:
@@ -67,8 +84,13 @@ class RunList:
 
         self.filter_text = widgets.Text(placeholder="filter: id, operation, label, status")
         self.filter_text.observe(self._on_filter_text, "value")
-        self.runs_select = widgets.SelectMultiple(options=[], rows=max(5, (height - 80) // 20))
+        # As many rows as there are runs on the page, up to what the panel's height holds:
+        # a list of three runs is not a tall empty box.
+        self._max_rows = max(_MIN_ROWS, (height - 120) // 20)
+        self.runs_select = widgets.SelectMultiple(options=[], rows=_MIN_ROWS)
         self.runs_select.layout.width = "100%"
+        self.details = widgets.HTML()
+        self.details.add_class("guildimg-run-details")
         self.runs_select.observe(self._on_pick, "value")
         self.prev_page = widgets.Button(description="◀", layout=widgets.Layout(width="40px"))
         self.next_page = widgets.Button(description="▶", layout=widgets.Layout(width="40px"))
@@ -84,8 +106,8 @@ class RunList:
         tb_box = widgets.VBox(
             [self.tb_label, widgets.HBox([self.show_in_tb, self.only_these, self.auto_tb])]
         )
-        self.box = widgets.VBox([self.filter_text, self.runs_select, pager, tb_box])
-        self.box.layout.width = "36%"
+        self.box = widgets.VBox([self.filter_text, self.runs_select, self.details, pager, tb_box])
+        self.box.layout.width = "40%"
 
     def _tb_button(self, text: str, action: str, what: str) -> widgets.Button:
         button = widgets.Button(description=text, tooltip=f"TensorBoard shows {what}")
@@ -142,6 +164,7 @@ class RunList:
         with self._quietly():
             if tuple(self.runs_select.options) != options:
                 self.runs_select.options = options
+                self.runs_select.rows = min(self._max_rows, max(_MIN_ROWS, len(options)))
             self.runs_select.value = tuple(i for i in self.selected if i in on_page)
         total = len(self.matching)
         first = start + 1 if total else 0
@@ -152,6 +175,8 @@ class RunList:
 
     def _sync_buttons(self) -> None:
         self.show_in_tb.disabled = self.only_these.disabled = not self.selected
+        by_id = {run["id"]: run for run in self.runs}
+        self.details.value = _details([by_id[i] for i in self.selected if i in by_id])
 
     def _page_of(self, run_id: str) -> int:
         ids = [run["id"] for run in self.matching]

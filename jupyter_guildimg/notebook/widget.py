@@ -2,7 +2,7 @@
 TensorBoard, in standard ipywidgets.
 
 The panel is made of four parts, each a small class owning its widgets: the
-:class:`PanelHeader`, the :class:`~.runlist.RunList`, the
+:class:`~.header.PanelHeader`, the :class:`~.runlist.RunList`, the
 :class:`~.imageview.ImagesView` and the :class:`~.tensorboardtab.TensorBoardTab`.
 The panel reads the backend, hands each part what it shows, and wires the parts'
 callbacks.
@@ -14,7 +14,6 @@ lock, the panel's, serializes everything that reads the backend and updates widg
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -23,15 +22,14 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import rest
-from ..engine.tbprocess import status_summary
-from .client import Backend, BackendError, LocalBackend, shared_backend
+from .client import Backend, BackendError, shared_backend
+from .header import PanelHeader
 from .imageview import (
     COMPARE_WIDTH,
     THUMB_WIDTH,
     THUMBS_PER_RUN,
     ImagesView,
     descendants,
-    local_time,
 )
 from .runlist import PAGE_SIZE, RunList
 from .tensorboardtab import TensorBoardTab
@@ -42,8 +40,6 @@ __all__ = [
     "THUMBS_PER_RUN",
     "THUMB_WIDTH",
     "GuildImgPanel",
-    "PanelHeader",
-    "indexing_text",
     "panel",
 ]
 
@@ -51,79 +47,6 @@ log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 1.0  # a long poll's length, so also how long close() waits for the thread
 _RETRY_SECONDS = 5.0
-
-
-def indexing_text(index: rest.IndexProgress) -> str:
-    """ "Indexing 1,200 of 10,000 runs…" ("Indexing runs…" until the pass listed them)."""
-    if index["found"] > 0:
-        return f"Indexing {index['indexed']:,} of {index['found']:,} runs…"
-    return "Indexing runs…"
-
-
-class PanelHeader:
-    """The header (``box``): TensorBoard's state and the monitor's counts
-    (``status_html``), or while it indexes how far it is, the Refresh button and the
-    Auto-refresh checkbox. The panel wires the two controls."""
-
-    def __init__(self) -> None:
-        self._status: rest.Status | None = None  # the last status shown
-        self._description: str | None = None
-        self._starting = False  # TensorBoard is being started: say so until the next status
-        self.status_html = widgets.HTML("Loading…")
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
-        self.refresh_button.add_class("guildimg-refresh")
-        self.auto_refresh = widgets.Checkbox(value=True, description="Auto-refresh", indent=False)
-        self.box = widgets.HBox([self.status_html, self.refresh_button, self.auto_refresh])
-        self.box.layout.align_items = "center"
-        self.box.layout.justify_content = "space-between"
-
-    def show(self, status: rest.Status, description: str | None) -> None:
-        """Show ``status`` (``GET status``); ``description`` says where the monitor runs
-        when that is worth saying (in the kernel)."""
-        self._status, self._description, self._starting = status, description, False
-        self._render()
-
-    def show_starting(self) -> None:
-        """Say TensorBoard is starting (a start was just asked for), unless it is ready."""
-        if self._status is not None and self._status["tensorboard"]["status"] != "ready":
-            self._starting = True
-            self._render()
-
-    @property
-    def indexing(self) -> bool:
-        """Whether the last status shown says the monitor is indexing."""
-        index = None if self._status is None else self._status["monitor"].get("index")
-        return index is not None and not index["done"]
-
-    def show_error(self, message: str) -> None:
-        self.status_html.value = f"<b>⚠ {html.escape(message)}</b>"
-
-    def _render(self) -> None:
-        if self._status is None:
-            return
-        monitor, tensorboard = self._status["monitor"], self._status["tensorboard"]
-        if self._starting:
-            state = f"<b>{html.escape(status_summary('starting'))}</b>"
-        else:
-            state = f"<b>{html.escape(tensorboard['summary'])}</b>"
-            if tensorboard["status"] == "failed" and tensorboard["reason"]:
-                state = f'<span title="{html.escape(tensorboard["reason"])}">{state}</span>'
-        parts = [state]
-        if self.indexing:
-            parts.append(f"<b>{html.escape(indexing_text(monitor['index']))}</b>")
-        else:
-            parts += [
-                f"{monitor['runs']} runs",
-                f"{monitor['images']} images",
-                f"last pass {local_time(monitor['last_pass'], '%H:%M:%S') or '–'}",
-            ]
-        if warnings := len(tensorboard.get("warnings", [])):
-            parts.append(
-                f"⚠ {warnings} warning{'s' if warnings > 1 else ''} on the TensorBoard tab"
-            )
-        if self._description:
-            parts.append(f"<i>monitor {html.escape(self._description)}</i>")
-        self.status_html.value = " · ".join(parts)
 
 
 class GuildImgPanel(widgets.VBox):
@@ -159,7 +82,7 @@ class GuildImgPanel(widgets.VBox):
         # Checked only now: ipywidgets calls close() when a half-made panel is collected.
         if tab not in ("images", "tensorboard"):
             raise ValueError(f"tab must be 'images' or 'tensorboard', not {tab!r}")
-        self.header = PanelHeader()
+        self.header = PanelHeader(backend.description)
         self.header.refresh_button.on_click(lambda _: self._on_refresh())
         self.header.auto_refresh.observe(self._on_auto_refresh, "value")
         self.run_list = RunList(
@@ -251,8 +174,13 @@ class GuildImgPanel(widgets.VBox):
             selection = str(e)
         self.run_list.show_selection(selection)
         self.tensorboard.show_selection(selection, status["tensorboard"])
-        local = isinstance(self.backend, LocalBackend)
-        self.header.show(status, self.backend.description if local else None)
+        self.header.show(status)
+        try:
+            sources: rest.Sources | str = self.backend.sources()
+        except BackendError as e:
+            log.debug("guildimg panel: no sources: %s", e, exc_info=True)
+            sources = str(e)
+        self.header.show_sources(sources)
         return True
 
     def _reload_status(self) -> None:
@@ -265,8 +193,7 @@ class GuildImgPanel(widgets.VBox):
             except BackendError as e:
                 self._show_error(e)
                 return
-            local = isinstance(self.backend, LocalBackend)
-            self.header.show(status, self.backend.description if local else None)
+            self.header.show(status)
 
     def _on_filter(self) -> None:
         needle = self.run_list.filter

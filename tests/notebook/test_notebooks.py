@@ -108,6 +108,7 @@ print(json.dumps({{
     "thumbnails": [box.children[1].description for box in p.images.thumbnails.children],
     "loaded": [len(image.value) for image in p.images.thumbnail_images],
     "status": p.header.status_html.value,
+    "sources": p.header.sources_html.value,
     "backend": type(p.backend).__name__,
 }}))
 """
@@ -201,7 +202,7 @@ async def test_a_kernel_no_server_started_ignores_an_unrelated_server(
         async with executed("train-and-watch.ipynb", tmp_path) as session:
             state = await session.json(PANEL_STATE.format(args=""))
             await session.run("p.close()")
-            header = state["status"]
+            header = state["sources"]
 
         assert state["backend"] == "LocalBackend"
         assert "in this kernel" in header

@@ -19,7 +19,8 @@ from jupyter_guildimg.notebook.client import (
     LocalBackend,
     ServerBackend,
 )
-from jupyter_guildimg.notebook.widget import PAGE_SIZE, GuildImgPanel, indexing_text
+from jupyter_guildimg.notebook.header import indexing_text
+from jupyter_guildimg.notebook.widget import PAGE_SIZE, GuildImgPanel
 
 from helpers import png, wait_for
 
@@ -71,13 +72,19 @@ def test_runs_are_listed_newest_first(make_panel, local, guild_home):
     ]
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(then))
     # [TB]: TensorBoard shows the run (the policy: every run, while there are few).
-    assert labels[1] == f"{run_id(old)[:8]}  train  {started}  completed  first  [1 img]  [TB]"
+    assert labels[1] == f"{run_id(old)[:8]}  train  {started}  completed  [1 img]  [TB]  first"
     assert labels[0].startswith(f"{run_id(new)[:8]}  eval  ")
     assert labels[0].endswith("[2 img]  [TB]")
+    # Two runs are a short list, not a box of empty rows; the newest is named in full.
+    assert panel.run_list.runs_select.rows == 5
+    assert f"<code>{run_id(new)[:8]}</code> · eval" in panel.run_list.details.value
     status = panel.header.status_html.value
     assert "<b>TensorBoard is not running</b>" in status
     assert "2 runs" in status and "3 images" in status
-    assert "in this kernel (no server extension reachable)" in status
+    # The header names the watched source and where the monitor runs.
+    sources = panel.header.sources_html.value
+    assert f'<code title="{guild_home}">' in sources and "(Guild home)" in sources
+    assert "monitor: in this kernel (no server extension reachable)" in sources
     assert "guildimg-panel" in panel._dom_classes
     assert "guildimg-refresh" in panel.header.refresh_button._dom_classes
     assert panel.header.refresh_button.description == "Refresh"
@@ -130,6 +137,8 @@ def test_runs_are_paged(make_panel, local, guild_home):
     assert len(panel.run_list.runs_select.options) == PAGE_SIZE == 200
     assert panel.run_list.runs_select.options[0][1] == run_id(dirs[-1])
     assert panel.run_list.page_label.value == "1–200 of 450 runs"
+    # A full page fills the panel's height (600 px: 24 rows of 20 px) and scrolls.
+    assert panel.run_list.runs_select.rows == 24
     assert panel.run_list.prev_page.disabled and not panel.run_list.next_page.disabled
     panel.run_list.next_page.click()
     assert panel.run_list.page_label.value == "201–400 of 450 runs"
@@ -439,7 +448,9 @@ async def test_the_panel_follows_the_servers_change_feed(server, guild_home):
     try:
         assert [value for _label, value in panel.run_list.runs_select.options] == [run_id(run_dir)]
         assert len(panel.images.thumbnail_images) == 1
-        assert "in this kernel" not in panel.header.status_html.value
+        sources = panel.header.sources_html.value
+        assert "monitor: server extension at http" in sources
+        assert f'title="{guild_home}"' in sources and "(Guild home)" in sources
         # The server's selection: its policy shows the one run.
         assert "TensorBoard shows <b>1 of 1 run</b> (auto" in panel.tensorboard.selection_html.value
         await call(panel.run_list.only_these.click)
