@@ -86,6 +86,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.title.icon = guildImgIcon;
     shell.add(sidebar, 'left', { rank: 700 });
 
+    // Until the saved layout is restored, the commands the restorer runs re-create tabs.
+    let restoring = true;
+    void app.restored.then(() => {
+      restoring = false;
+    });
+
     commands.addCommand(CommandIDs.openTensorBoard, {
       label: 'Guild Images: Open TensorBoard',
       caption: 'TensorBoard on the watched runs, in a tab (started if needed)',
@@ -96,10 +102,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return open;
         }
         const widget = new MainAreaWidget({
-          content: new TensorBoardView(model, () => {
-            shell.activateById(sidebar.id);
-            sidebar.focusRuns();
-          })
+          content: new TensorBoardView(
+            model,
+            () => {
+              shell.activateById(sidebar.id);
+              sidebar.focusRuns();
+            },
+            app.restored
+          )
         });
         widget.id = 'guildimg-tensorboard-tab';
         widget.title.icon = guildImgIcon;
@@ -121,7 +131,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           })
         );
         void tensorBoards.add(widget);
-        shell.add(widget, 'main');
+        // A tab restored with the page stays where the layout puts it: added in the
+        // front for a moment, it would be shown and so start TensorBoard.
+        shell.add(widget, 'main', { activate: !restoring });
         return widget;
       }
     });

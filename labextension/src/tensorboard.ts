@@ -64,10 +64,14 @@ export function followLabTheme(storage: Storage = window.localStorage): string {
 
 export class TensorBoardView extends Panel {
   /** `changeRuns`: what "change" does (the sidebar's run list, where the runs
-   * TensorBoard shows are picked); without it there is no "change". */
+   * TensorBoard shows are picked); without it there is no "change". `restored`:
+   * when the page's saved layout is in place (the app's `restored`): until then
+   * a tab may be shown for a moment while the layout is rebuilt, and starts
+   * nothing. */
   constructor(
     readonly model: GuildImgModel,
-    changeRuns?: () => void
+    changeRuns?: () => void,
+    restored: Promise<unknown> = Promise.resolve()
   ) {
     super();
     this.id = 'guildimg-tensorboard';
@@ -87,6 +91,10 @@ export class TensorBoardView extends Panel {
     model.selectionChanged.connect(() => this._renderSelection(), this);
     this._render(model.tensorBoard);
     this._renderSelection();
+    void restored.then(() => {
+      this._layoutRestored = true;
+      this._startIfShown();
+    });
     // Lab's theme changed: TensorBoard's page loads again in the new one.
     this._themeObserver.observe(document.body, {
       attributes: true,
@@ -141,7 +149,7 @@ export class TensorBoardView extends Panel {
   /** The first time the tab is visible, TensorBoard is started (a tab restored
    * behind another one waits until it is picked). */
   private _startIfShown(): void {
-    if (this._shownOnce || !this.isVisible) {
+    if (this._shownOnce || !this._layoutRestored || !this.isVisible) {
       return;
     }
     this._shownOnce = true;
@@ -243,9 +251,11 @@ export class TensorBoardView extends Panel {
   }
 
   /** Whether the tab was shown once (and so asked TensorBoard to start), a
-   * start of its own is in progress, and the theme TensorBoard's page has. */
+   * start of its own is in progress, the page's saved layout is in place, and
+   * the theme TensorBoard's page has. */
   private _shownOnce = false;
   private _starting = false;
+  private _layoutRestored = false;
   private _light = labThemeIsLight();
   private _themeObserver = new MutationObserver(() => this._onThemeChanged());
   private _frame = new IFrame({

@@ -9,6 +9,7 @@ Screenshots, light and dark, go to test-output/first-*.png."""
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -350,4 +351,75 @@ def test_tensorboard_loads_without_404_in_labs_theme(server: Lab, chromium: Brow
     screenshot(page, "first-tensorboard-dark")
     set_theme(page, LIGHT)
     assert log_404s(server, start) == []
+    assert chromium.errors == []
+
+
+def put_workspace(lab: Lab, data: dict[str, Any]) -> None:
+    """Save JupyterLab's default workspace as a page would have left it."""
+    body = {"data": data, "metadata": {"id": "default"}}
+    request = urllib.request.Request(
+        f"{lab.url}/lab/api/workspaces/default",
+        method="PUT",
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+        data=json.dumps(body).encode(),
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def test_a_restored_tensorboard_tab_starts_nothing_until_shown(
+    server: Lab, chromium: Browser, home: Path
+) -> None:
+    """A page reloaded with a TensorBoard tab behind an image tab: TensorBoard is not
+    started by the restore, only once its tab is shown."""
+    from playwright.sync_api import expect
+
+    write_run(home, op="train", label="restored", files={"a.png": png()})
+    wait_for(lambda: "restored" in runs_by_label(server), 60, "the run to be listed")
+    run_id = runs_by_label(server)["restored"]["id"]
+    call(server, "DELETE", "tensorboard")
+    assert server.api("status")["tensorboard"]["status"] == "stopped"
+
+    page = chromium.page
+    page.goto("about:blank")  # no open page saves its own layout over the one below
+    image_key, tensorboard_key = (
+        f"guildimg-image:{run_id}:a.png",
+        "guildimg-tensorboard:tensorboard",
+    )
+    put_workspace(
+        server,
+        {
+            "layout-restorer:data": {
+                "main": {
+                    "dock": {
+                        "type": "tab-area",
+                        "currentIndex": 0,
+                        "widgets": [image_key, tensorboard_key],
+                    },
+                    "current": image_key,
+                },
+                "left": {"collapsed": True, "visible": True, "widgets": []},
+            },
+            image_key: {"data": {"runId": run_id, "path": "a.png"}},
+            tensorboard_key: {"data": {}},
+        },
+    )
+    page.goto(server.page_url("/lab"))
+    expect(page.locator(".guildimg-viewer-path")).to_have_text("a.png", timeout=60_000)
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="TensorBoard")
+    expect(tab).to_have_count(1, timeout=30_000)
+    # Restored in the background: it waits, and says it will start when shown.
+    expect(page.locator(TB_VIEW)).to_be_hidden()
+    page.wait_for_timeout(3000)  # a start would have been asked for by now
+    assert server.api("status")["tensorboard"]["status"] == "stopped"
+    screenshot(page, "first-restored-tensorboard-behind")
+
+    tab.click()
+    expect(page.locator(TB_VIEW)).to_be_visible()
+    wait_for(
+        lambda: server.api("status")["tensorboard"]["status"] in ("starting", "ready"),
+        30,
+        "TensorBoard to be started by its shown tab",
+    )
+    expect(page.locator(TB_VIEW)).to_have_attribute("data-status", "ready", timeout=120_000)
     assert chromium.errors == []
