@@ -4,7 +4,8 @@ sidebar (add a folder and its runs appear, remove it and they go, a bad path sho
 the server's refusal), run rows that read cleanly (differing flags, whole label on
 hover, a filter placeholder that fits, multi-select), the selected row readable in
 the dark theme (computed colours, WCAG AA), TensorBoard's page loaded without a 404
-and in Lab's theme, and a restored TensorBoard tab that starts nothing until shown.
+and in Lab's theme, a restored TensorBoard tab that starts nothing until shown, and
+the demo's live run moving the image tab's revision slider.
 Screenshots, light and dark, go to test-output/first-*.png."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from jupyter_guildimg.guild.demo import LIVE_LABEL, start_live_run
 from jupyter_guildimg.guild.project import write_run
 
 from browser import REPO, Browser, Lab, jupyter, screenshot
@@ -422,4 +424,45 @@ def test_a_restored_tensorboard_tab_starts_nothing_until_shown(
         "TensorBoard to be started by its shown tab",
     )
     expect(page.locator(TB_VIEW)).to_have_attribute("data-status", "ready", timeout=120_000)
+    assert chromium.errors == []
+
+
+def test_the_demos_live_run_moves_the_revision_slider(
+    server: Lab, chromium: Browser, home: Path
+) -> None:
+    """The demo's live run rewrites its sample grid every epoch: its image tab's slider
+    gains a revision each epoch and, left at the newest, follows it."""
+    from playwright.sync_api import expect
+
+    live = start_live_run(str(home), epochs=8, epoch_seconds=1.5)
+    try:
+        wait_for(lambda: LIVE_LABEL in runs_by_label(server), 60, "the live run to be listed")
+        run_id = runs_by_label(server)[LIVE_LABEL]["id"]
+        page = chromium.page
+        open_lab(page, server)
+        page.evaluate(
+            "args => window.jupyterapp.commands.execute('guildimg:open-image', args)",
+            {"runId": run_id, "path": "samples.png"},
+        )
+        viewer = page.locator(
+            ".guildimg-viewer", has=page.locator(".guildimg-viewer-path", has_text="samples.png")
+        )
+        slider = viewer.locator(".guildimg-viewer-slider")
+        expect(slider).to_be_visible(timeout=60_000)
+
+        def newest() -> int:
+            return int(slider.get_attribute("max") or 0)
+
+        first = newest()
+        wait_for(lambda: newest() >= first + 2, 60, "two more revisions on the slider")
+        # Left at the newest, the slider follows: it is at the end, and says so.
+        wait_for(lambda: slider.input_value() == str(newest()), 10, "the slider at the newest")
+        meta = viewer.locator(".guildimg-viewer-meta")
+        expect(meta).to_contain_text(re.compile(r"revision (\d+) of \1 "))
+        screenshot(page, "first-live-run-light")
+        set_theme(page, DARK)
+        screenshot(page, "first-live-run-dark")
+        set_theme(page, LIGHT)
+    finally:
+        live.terminate()
     assert chromium.errors == []
