@@ -89,6 +89,32 @@ def test_a_targeted_pass_reads_only_the_runs_it_is_given(home, logdir):
     ]
 
 
+def test_a_targeted_pass_leaves_the_other_runs_and_still_renames_and_reorders(home, logdir):
+    a, b, c = _runs(home, 3)  # started in that order: listed c, b, a
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    before = {view.run.dir: view for view in monitor.views}
+    Path(a, "new.png").write_bytes(png(colour="blue"))
+
+    report = monitor.run_pass(only={a})
+
+    assert [view.run.dir for view in monitor.views] == [c, b, a]
+    assert _images(monitor, a) == {"a.png", "new.png"} and report.images == 4
+    # The others' snapshots are the very ones the last pass made: nothing redone.
+    assert all(view is before[view.run.dir] for view in monitor.views[:2])
+
+    # A new label is a new log dir name, the history moved along.
+    Path(a, ".guild", "attrs", "label").write_text("relabelled\n")
+    report = monitor.run_pass(only={a})
+    assert os.path.basename(run_logdir(logdir, a)).endswith(" relabelled")
+    assert report.runs_changed and _images(monitor, a) == {"a.png", "new.png"}
+    # A new start time moves the run to its place in the newest-first order.
+    Path(a, ".guild", "attrs", "started").write_text(f"{2_000 * 10**6}\n")
+    monitor.run_pass(only={a})
+    assert [view.run.dir for view in monitor.views] == [a, c, b]
+    monitor.close()
+
+
 def test_a_run_is_removed_by_a_targeted_pass_only_once_its_dir_is_gone(home, logdir):
     a, b = _runs(home, 2)
     monitor = RunsMonitor(logdir, combine_sources([home]))
