@@ -31,11 +31,13 @@ feed and the in-kernel backend report this number.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 
 from .. import rest
 from . import layout
@@ -63,6 +65,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Threads that make new runs' log dirs during a first index: creating files waits on
+# the disk with the GIL released, so a few overlap it (more only add contention).
+_INDEX_THREADS = 4
 
 #: Seconds between passes, for every caller that does not choose (the server
 #: extension's ``interval``, the in-kernel backend, the command line).
@@ -270,13 +276,30 @@ class RunsMonitor:
         if full:
             self.index.start(len(runs), sum(run.dir not in self._logs for run in runs))
         batching = full and self.index.batching
-        for run in sorted(runs, key=newest_first_key, reverse=True) if batching else runs:
-            if run.dir in kept_dirs:  # not seen this pass: left as it was
-                report.images += self._logs[run.dir].summaries.image_count
-            else:
-                self._update(run, names[run.dir], report)
-            if full and self.index.synced():
-                self._publish(runs, names, report)
+        ordered = sorted(runs, key=newest_first_key, reverse=True) if batching else runs
+        # Many new runs (a first index): their log dirs are made by a few threads at
+        # once, in order; each is taken here, in this thread, once made and synced.
+        new = [run for run in ordered if run.dir not in self._logs] if batching else []
+        with contextlib.ExitStack() as stack:
+            made: Iterator[RunLog] = iter(())
+            if new:
+                pool = concurrent.futures.ThreadPoolExecutor(
+                    _INDEX_THREADS, thread_name_prefix="guildimg-index"
+                )
+                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+                made = pool.map(lambda run: self._new_log(run, names[run.dir], report), new)
+            new_dirs = {run.dir for run in new}
+            for run in ordered:
+                if run.dir in kept_dirs:  # not seen this pass: left as it was
+                    report.images += self._logs[run.dir].summaries.image_count
+                elif run.dir in new_dirs:
+                    run_log = self._logs[run.dir] = next(made)
+                    report.runs_added.append(names[run.dir])
+                    report.images += run_log.summaries.image_count
+                else:
+                    self._update(run, names[run.dir], report)
+                if full and self.index.synced():
+                    self._publish(runs, names, report)
         report.runs = len(runs)
         self.views = tuple(self._logs[run.dir].view(names[run.dir]) for run in runs)
         self._names = names
@@ -310,26 +333,34 @@ class RunsMonitor:
         self.views = tuple(views)
         return True
 
+    def _new_log(self, run: Run, name: str, report: PassReport) -> RunLog:
+        """A new run's log, made and synced (an index thread may call this: it
+        touches nothing shared but ``report``'s lists and the problems)."""
+        run_log = RunLog(
+            run,
+            os.path.join(self.logdir, name),
+            self.max_images_per_run,
+            self.max_revisions_per_image,
+            self.max_image_bytes,
+            revision_steps=self.revision_steps,
+        )
+        self._sync(run, name, run_log, report)
+        return run_log
+
     def _update(self, run: Run, name: str, report: PassReport) -> None:
         """Bring one run listed by the pass up to date (made if new)."""
         run_log = self._logs.get(run.dir)
         if run_log is None:
-            log_dir = os.path.join(self.logdir, name)
-            run_log = RunLog(
-                run,
-                log_dir,
-                self.max_images_per_run,
-                self.max_revisions_per_image,
-                self.max_image_bytes,
-                revision_steps=self.revision_steps,
-            )
-            self._logs[run.dir] = run_log
+            run_log = self._logs[run.dir] = self._new_log(run, name, report)
             report.runs_added.append(name)
-        elif run_log.run != run:
+            report.images += run_log.summaries.image_count
+            return
+        if run_log.run != run:
             report.runs_changed.append(name)
             self.targets.changed(run.dir)
-        if self._sync(run, name, run_log, report) and name not in report.runs_added:
+        if self._sync(run, name, run_log, report):
             self.targets.changed(run.dir)
+        report.images += run_log.summaries.image_count
 
     def _publish(self, runs: list[Run], names: Mapping[str, str], report: PassReport) -> None:
         """Publish a batch of a full pass: the views of the runs known or synced so
@@ -361,7 +392,6 @@ class RunsMonitor:
         except Exception as e:
             log.warning("Run %r: pass failed", name, exc_info=True)
             problem("", f"pass failed: {type(e).__name__}: {e}")
-        report.images += run_log.summaries.image_count
         return written > 0
 
     def _acceptable(self, run: Run, report: PassReport) -> bool:

@@ -23,7 +23,7 @@ from jupyter_guildimg.engine.runs import (
 )
 from jupyter_guildimg.guild.project import write_run
 
-from helpers import png, run_logdir, wait_for
+from helpers import png, run_logdir, summaries, wait_for
 
 # Bounded waits for events: generous, never asserted as times.
 EVENT_WAIT = 20.0
@@ -392,6 +392,35 @@ def test_a_first_pass_over_many_runs_lists_the_newest_first_in_batches(home, log
     assert [view.run.dir for view in monitor.views] == newest
     assert monitor.status()["index"] == {"indexed": 600, "found": 600, "done": True}
     assert monitor.passes == 1
+
+
+def test_a_first_index_made_by_several_threads_captures_every_run_in_order(home, logdir):
+    runs = [
+        write_run(
+            home.path,
+            op="train",
+            started=1_000 + i,
+            files={"a.png": png(), "s/b.png": png(colour="blue")},
+        )
+        for i in range(150)
+    ]
+    broken_file = Path(runs[70], "broken.png")
+    broken_file.write_bytes(b"not an image")
+    os.utime(broken_file, (time.time() - 3600,) * 2)  # not one being written
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+
+    report = monitor.run_pass()
+
+    newest = runs[::-1]
+    assert [view.run.dir for view in monitor.views] == newest
+    assert report.runs_added == [os.path.basename(run_logdir(logdir, d)) for d in newest]
+    assert report.images == 300 and len(report.written) == 300
+    assert all(set(view.images) == {"a.png", "s/b.png"} for view in monitor.views)
+    assert all(len(summaries(logdir, d)) == 2 for d in runs)
+    (broken,) = [p for p in report.problems if p.path == "broken.png"]
+    assert broken.run == os.path.basename(run_logdir(logdir, runs[70]))
+    assert monitor.run_pass().written == []  # nothing left to do
+    monitor.close()
 
 
 def test_a_full_pass_meeting_many_new_runs_keeps_the_known_ones_listed(home, logdir):
