@@ -12,7 +12,9 @@ A finished run that has gone quiet is not watched; the monitor's rare reconcilin
 pass covers it. Roots whose events cannot be trusted are not watched at all but
 reported by :meth:`RunsWatcher.polled`, with the reason in
 :meth:`RunsWatcher.sources`: network and FUSE mounts (:mod:`.fstype`), a watch
-limit reached (``ENOSPC``), a forced setting, watchfiles missing.
+limit reached (``ENOSPC``), a forced setting, watchfiles missing. What is watched
+and why a root is polled are decided in :mod:`.watchplan`; this module holds the
+watches (one watchfiles watch a thread) and reports on them.
 """
 
 from __future__ import annotations
@@ -20,20 +22,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..rest import SourceWatch
-from .fstype import (
-    filesystem_type,
-    inotify_limit_reached,
-    is_watch_limit,
-    max_user_watches,
-    read_mountinfo,
-    untrusted_reason,
-)
+from .fstype import inotify_limit_reached
+from .watchplan import CLOSED, MISSING, Identity, count_dirs, failure_reason, identity, plan_watch
 
 try:
     import watchfiles
@@ -49,55 +44,12 @@ _WALK_CAP = 200_000
 # A path that vanished between the check and the watch: retry this many times.
 _RETRIES = 5
 
-FORCED = "polling forced by the setting"
-NOT_INSTALLED = "watchfiles is not installed"
-MISSING = "does not exist yet"
-OBJECT_STORE = "object storage: no file-system events"
-
-
-def _identity(path: str) -> tuple[str, int, int] | None:
-    """``path`` with its inode, so that a directory deleted and re-created counts as
-    a change (its old watch went with the old inode); None if it is not a directory."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (path, st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
-
-
-def _holds_guild_runs(root: str) -> bool:
-    # A Guild home's runs/ holds <id>/.guild/: look at a few entries, not all of them.
-    try:
-        with os.scandir(root) as entries:
-            for n, entry in enumerate(entries):
-                if n >= 50:
-                    break
-                if os.path.isdir(os.path.join(entry.path, ".guild")):
-                    return True
-    except OSError:
-        return False
-    return False
-
-
-def _under(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip(os.sep) + os.sep)
-
-
-def _count_dirs(path: str, cap: int) -> int:
-    count = 0
-    for _dirpath, dirnames, _files in os.walk(path):
-        count += 1
-        if count >= cap:
-            break
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(_dirpath, d))]
-    return count
-
 
 class _Group:
     """One watchfiles watch over a set of paths, in its own daemon thread, until
     its stop event is set."""
 
-    def __init__(self, key: frozenset[tuple[str, int, int]], recursive: bool) -> None:
+    def __init__(self, key: frozenset[Identity], recursive: bool) -> None:
         self.key = key
         self.paths = sorted(path for path, _dev, _ino in key)
         self.path_set = frozenset(self.paths)
@@ -149,10 +101,10 @@ class RunsWatcher:
         self._static: dict[str, str] = {}
         # root -> whether its active runs are watched in the recursive group
         self._has_runs: dict[str, bool] = {}
-        self._guild_roots: set[str] = set()  # roots known to be Guild runs dirs
+        self._guild_roots: frozenset[str] = frozenset()  # roots known to be Guild runs dirs
         self._groups: dict[bool, _Group | None] = {False: None, True: None}
         self._started: list[_Group] = []  # every group whose thread may still run
-        self._dir_counts: dict[tuple[str, int, int], int] = {}
+        self._dir_counts: dict[Identity, int] = {}
         self._logged: set[str] = set()
 
     # -- what is watched -------------------------------------------------------
@@ -163,69 +115,31 @@ class RunsWatcher:
         directories is unchanged (same paths, same inodes) keeps its watch."""
         if self._closed:
             return
-        # An object-store source's root is a URL: no events there, it is polled.
-        roots = [r if "://" in r else os.path.abspath(r) for r in dict.fromkeys(roots)]
-        static: dict[str, str] = {}
-        flat: set[tuple[str, int, int]] = set()
-        deep: set[tuple[str, int, int]] = set()
-        events_roots: list[tuple[str, bool]] = []  # (root, recursive)
-        # One read of the mount table per call (None where there is none: not Linux).
-        mounts = (read_mountinfo() or []) if not self.force_polling and watchfiles else []
-        for root in roots:
-            if "://" in root:
-                static[root] = OBJECT_STORE
-                continue
-            identity = _identity(root)
-            if self.force_polling:
-                static[root] = FORCED
-            elif watchfiles is None:
-                static[root] = NOT_INSTALLED
-            elif identity is None:
-                static[root] = MISSING
-            else:
-                static[root] = untrusted_reason(filesystem_type(root, mounts))
-            if static[root] or identity is None:
-                continue
-            if root not in self._guild_roots and _holds_guild_runs(root):
-                self._guild_roots.add(root)
-            recursive = root not in self._guild_roots
-            (deep if recursive else flat).add(identity)
-            events_roots.append((root, recursive))
-        has_runs = dict.fromkeys(roots, False)
-        for run in dict.fromkeys(os.path.abspath(r) for r in active_runs):
-            owners = [(r, rec) for r, rec in events_roots if _under(run, r)]
-            if owners:
-                root, recursive = max(owners, key=lambda owner: len(owner[0]))
-                if recursive:
-                    continue  # its root's watch covers it
-                identity = _identity(run)
-                if identity is not None:
-                    deep.add(identity)
-                    has_runs[root] = True
-                continue
-            if any(_under(run, r) for r in roots):
-                continue  # under a polled root: polled with it
-            if not untrusted_reason(filesystem_type(run, mounts)):
-                identity = _identity(run)
-                if identity is not None:
-                    deep.add(identity)
+        plan = plan_watch(
+            roots,
+            active_runs,
+            force_polling=self.force_polling,
+            installed=watchfiles is not None,
+            guild_roots=self._guild_roots,
+        )
+        self._guild_roots = plan.guild_roots
         with self._lock:
             if self._closed:
                 return
-            self._static = static
-            self._has_runs = has_runs
-            self._replace(False, frozenset(flat))
+            self._static = plan.static
+            self._has_runs = plan.has_runs
+            self._replace(False, plan.flat)
             # Runs newly watched are reported once their watch is in place: what they
             # wrote between the monitor's pass and the watch would be missed otherwise.
             current = self._groups[True]
             known = current.key if current is not None and not current.failed else frozenset()
-            added = frozenset(path for path, _dev, _ino in deep - known)
-            self._replace(True, frozenset(deep), added)
+            added = frozenset(path for path, _dev, _ino in plan.deep - known)
+            self._replace(True, plan.deep, added)
 
     def _replace(
         self,
         recursive: bool,
-        key: frozenset[tuple[str, int, int]],
+        key: frozenset[Identity],
         announce: frozenset[str] = frozenset(),
     ) -> None:
         """Starts a group for ``key`` unless the current one watches just that (and
@@ -258,7 +172,7 @@ class RunsWatcher:
             if self._closed or not runs or (current is not None and current.failed):
                 return  # a failed group is retried on the next watch() with a new set
             kept = {i for i in (current.key if current else ()) if i[0] not in runs}
-            added = {i for i in map(_identity, runs) if i is not None}
+            added = {i for i in map(identity, runs) if i is not None}
             for path, _dev, _ino in added:
                 self._has_runs[os.path.dirname(path)] = True
             self._replace(True, frozenset(kept | added), frozenset(p for p, _d, _i in added))
@@ -361,10 +275,7 @@ class RunsWatcher:
                 return
 
     def _fail(self, group: _Group, error: Exception) -> None:
-        if is_watch_limit(error):
-            reason = f"watch limit reached (max_user_watches={max_user_watches()})"
-        else:
-            reason = f"watch failed: {error}"
+        reason = failure_reason(error)
         with self._lock:
             group.failed = reason
             first = reason not in self._logged
@@ -376,15 +287,15 @@ class RunsWatcher:
         # inotify holds one watch per directory of a recursive watch: count them
         # once per set (reusing counts of paths already counted), capped.
         total = 0
-        for identity in sorted(group.key):
+        for key in sorted(group.key):
             if group.stop.is_set():
                 return
             with self._lock:
-                count = self._dir_counts.get(identity)
+                count = self._dir_counts.get(key)
             if count is None:
-                count = _count_dirs(identity[0], _WALK_CAP)
+                count = count_dirs(key[0], _WALK_CAP)
             with self._lock:
-                self._dir_counts[identity] = count
+                self._dir_counts[key] = count
             total += count
             if total >= _WALK_CAP:
                 break
@@ -439,7 +350,7 @@ class RunsWatcher:
             groups = self._started
             self._started = []
             self._groups = {False: None, True: None}
-            self._static = {root: "the watcher is closed" for root in self._static}
+            self._static = {root: CLOSED for root in self._static}
         for group in groups:
             group.stop.set()
         for group in groups:

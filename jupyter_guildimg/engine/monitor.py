@@ -22,6 +22,7 @@ generation up, pass listeners called with the report so far): the newest runs ar
 listed within seconds on any home, the others once indexed (not listed before,
 never reported removed). Which runs are gone is decided once per full pass, from
 its listing. ``status()["index"]`` says how far it is (see :mod:`.targets`).
+What a pass does in the log dir, once it has its runs, is :mod:`.logsync`'s.
 
 ``generation`` is the one change counter: it goes up after every pass that changed
 something, and :meth:`RunsMonitor.wait_for_change` waits for it. The server's change
@@ -31,20 +32,18 @@ feed and the in-kernel backend report this number.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from .. import rest
 from . import layout
 from .layout import END_FILE, HPARAMS_FILE, LogDirLockedError, logdir_in_use
-from .naming import assign_names, default_run_name, safe_name
-from .runlog import ChangeCount, PassReport, Problem, RunLog, RunView
-from .runrecord import Run, RunSource, newest_first_key, sources_of
+from .logsync import LogdirPass, RunLogs
+from .runlog import ChangeCount, PassReport, Problem, RunView
+from .runrecord import Run, RunSource, sources_of
 from .scheduler import DEFAULT_MAX_POLL_SHARE, PassScheduler, Watcher, monitor_status
 from .targets import IndexProgress, LogdirOverlap, RunTargets
 
@@ -65,10 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Threads that make new runs' log dirs during a first index: creating files waits on
-# the disk with the GIL released, so a few overlap it (more only add contention).
-_INDEX_THREADS = 4
 
 #: Seconds between passes, for every caller that does not choose (the server
 #: extension's ``interval``, the in-kernel backend, the command line).
@@ -160,7 +155,7 @@ class RunsMonitor:
         self.revision_steps = revision_steps
         self._list_runs = list_runs_cb
         self._run_name_cb = run_name_cb
-        self._logs: dict[str, RunLog] = {}  # by run dir
+        self._runlogs = RunLogs()  # each run's log, the views, names and places
         self._overlap = LogdirOverlap(self.logdir)  # runs refused for overlapping it
         self._logdir_lock = layout.LogDirLock(self.logdir)
         self._logdir_error: str | None = None  # why the last pass could not lock the log dir
@@ -173,11 +168,6 @@ class RunsMonitor:
         self.problems: collections.deque[Problem] = collections.deque(maxlen=200)
         self.last_report: PassReport | None = None
         self.passes = 0
-        self.views: tuple[RunView, ...] = ()  # replaced whole after every pass
-        # The last whole pass's names and order (run dir → log dir name, → place in
-        # ``views``), which a targeted pass that changes neither reuses.
-        self._names: dict[str, str] = {}
-        self._positions: dict[str, int] = {}
         self._listeners: list[Callable[[PassReport], None]] = []
 
     def add_listener(self, callback: Callable[[PassReport], None]) -> None:
@@ -231,13 +221,21 @@ class RunsMonitor:
     def _pass(
         self, report: PassReport, only: Collection[str] | None, sources: list[RunSource] | None
     ) -> None:
+        work = LogdirPass(
+            self._runlogs, self, report, self._run_name_cb, lambda: self._published(report)
+        )
         known = self.known_runs()
 
         def accept(run: Run) -> bool:
-            return self._acceptable(run, report)
+            # Runs overlapping the log dir are refused (see .targets.LogdirOverlap);
+            # each refusal is reported once.
+            accepted, refusal = self._overlap.check(run)
+            if refusal:
+                work.problem(run.id, "", refusal)
+            return accepted
 
         def problem(path: str, message: str) -> None:
-            self._problem(report, "", path, message)
+            work.problem("", path, message)
 
         if only is None or sources is None:
             listing = self.targets.listing(self._list_runs, known, accept, problem)
@@ -250,163 +248,22 @@ class RunsMonitor:
         if self._overlap.logdir_inside:
             return
         self.acquire_logdir()
-        if only is not None and sources is not None and self._update_in_place(runs, kept, report):
-            return
-        self._positions = {}  # until this pass has made the views again
-        # Newest first, always: a targeted pass reads its runs in no particular order,
-        # and may have read every known run (then none is kept).
-        runs = sorted([*runs, *kept], key=newest_first_key, reverse=True)
-        names = assign_names(runs, self._run_name_cb)
-        current = {run.dir for run in runs}
-        for run_dir in [d for d in self._logs if d not in current]:
-            report.runs_removed.append(os.path.basename(self._logs.pop(run_dir).log_dir))
-            self.targets.forget(run_dir)
-        for run in runs:  # renamed runs (a new label) keep their log dir's contents
-            run_log = self._logs.get(run.dir)
-            target = os.path.join(self.logdir, names[run.dir])
-            if run_log is not None and run_log.log_dir != target:
-                layout.safe_remove(target)
-                run_log.move_to(target)
-        wanted = set(names.values())
-        for name in os.listdir(self.logdir):
-            if name not in wanted:
-                layout.safe_remove(os.path.join(self.logdir, name))
-        kept_dirs = {run.dir for run in kept}
         full = only is None or sources is None
-        if full:
-            self.index.start(len(runs), sum(run.dir not in self._logs for run in runs))
-        batching = full and self.index.batching
-        ordered = sorted(runs, key=newest_first_key, reverse=True) if batching else runs
-        # Many new runs (a first index): their log dirs are made by a few threads at
-        # once, in order; each is taken here, in this thread, once made and synced.
-        new = [run for run in ordered if run.dir not in self._logs] if batching else []
-        with contextlib.ExitStack() as stack:
-            made: Iterator[RunLog] = iter(())
-            if new:
-                pool = concurrent.futures.ThreadPoolExecutor(
-                    _INDEX_THREADS, thread_name_prefix="guildimg-index"
-                )
-                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-                made = pool.map(lambda run: self._new_log(run, names[run.dir], report), new)
-            new_dirs = {run.dir for run in new}
-            for run in ordered:
-                if run.dir in kept_dirs:  # not seen this pass: left as it was
-                    report.images += self._logs[run.dir].summaries.image_count
-                elif run.dir in new_dirs:
-                    run_log = self._logs[run.dir] = next(made)
-                    report.runs_added.append(names[run.dir])
-                    report.images += run_log.summaries.image_count
-                else:
-                    self._update(run, names[run.dir], report)
-                if full and self.index.synced():
-                    self._publish(runs, names, report)
-        report.runs = len(runs)
-        self.views = tuple(self._logs[run.dir].view(names[run.dir]) for run in runs)
-        self._names = names
-        self._positions = {run.dir: i for i, run in enumerate(runs)}
-
-    def _update_in_place(self, read: list[Run], kept: list[Run], report: PassReport) -> bool:
-        """A targeted pass whose runs are all known, keep their names and their places
-        in the newest-first order: just those runs are synced and their views replaced,
-        with no work for each other run (at 10,000 runs, naming and ordering them all
-        again cost more than the image that changed). False, having done nothing, when
-        the pass must go the whole way: a run new, gone, renamed or moved."""
-        if len(read) + len(kept) != len(self._logs) or len(self._positions) != len(self.views):
-            return False
-        name_of = self._run_name_cb or default_run_name
-        for run in read:
-            run_log = self._logs.get(run.dir)
-            if run_log is None or run.dir not in self._positions:
-                return False
-            old = run_log.run
-            if newest_first_key(run) != newest_first_key(old):
-                return False
-            if run is not old and safe_name(name_of(run)) != safe_name(name_of(old)):
-                return False
-        views = list(self.views)
-        for run in read:
-            name = self._names[run.dir]
-            self._update(run, name, report)
-            views[self._positions[run.dir]] = self._logs[run.dir].view(name)
-        report.runs = len(views)
-        report.images = sum(run_log.summaries.image_count for run_log in self._logs.values())
-        self.views = tuple(views)
-        return True
-
-    def _new_log(self, run: Run, name: str, report: PassReport) -> RunLog:
-        """A new run's log, made and synced (an index thread may call this: it
-        touches nothing shared but ``report``'s lists and the problems)."""
-        run_log = RunLog(
-            run,
-            os.path.join(self.logdir, name),
-            self.max_images_per_run,
-            self.max_revisions_per_image,
-            self.max_image_bytes,
-            revision_steps=self.revision_steps,
-        )
-        self._sync(run, name, run_log, report)
-        return run_log
-
-    def _update(self, run: Run, name: str, report: PassReport) -> None:
-        """Bring one run listed by the pass up to date (made if new)."""
-        run_log = self._logs.get(run.dir)
-        if run_log is None:
-            run_log = self._logs[run.dir] = self._new_log(run, name, report)
-            report.runs_added.append(name)
-            report.images += run_log.summaries.image_count
+        if not full and work.update_in_place(runs, kept):
             return
-        if run_log.run != run:
-            report.runs_changed.append(name)
-            self.targets.changed(run.dir)
-        if self._sync(run, name, run_log, report):
-            self.targets.changed(run.dir)
-        report.images += run_log.summaries.image_count
+        work.update_all(runs, kept, full=full)
 
-    def _publish(self, runs: list[Run], names: Mapping[str, str], report: PassReport) -> None:
-        """Publish a batch of a full pass: the views of the runs known or synced so
-        far (the others are not listed yet), the generation up, the listeners told."""
-        self.views = tuple(
-            self._logs[run.dir].view(names[run.dir]) for run in runs if run.dir in self._logs
-        )
-        report.runs = len(self.views)
+    def _published(self, report: PassReport) -> None:
+        """A full pass published a batch (see :class:`.logsync.LogdirPass`): the
+        generation up, the listeners told."""
         self._count.bump()
         self._call_listeners(report)
 
-    def _sync(self, run: Run, name: str, run_log: RunLog, report: PassReport) -> bool:
-        """Bring ``run_log`` up to date; whether it wrote something."""
-        written = 0
-
-        def problem(path: str, message: str) -> None:
-            self._problem(report, name, path, message)
-
-        try:
-            paths = run_log.sync(run, problem, images=self.log_images, hparams=self.log_hparams)
-            for path in paths:
-                report.written.append((name, path))
-            written = len(paths)
-        except FileNotFoundError:
-            if os.path.isdir(run.dir):
-                log.warning("Run %r: a file vanished during the pass", name, exc_info=True)
-            else:
-                log.info("Run %r vanished during the pass", name)
-        except Exception as e:
-            log.warning("Run %r: pass failed", name, exc_info=True)
-            problem("", f"pass failed: {type(e).__name__}: {e}")
-        return written > 0
-
-    def _acceptable(self, run: Run, report: PassReport) -> bool:
-        """Whether the monitor takes ``run`` (see :class:`.targets.LogdirOverlap`);
-        each refusal is reported once."""
-        accepted, refusal = self._overlap.check(run)
-        if refusal:
-            self._problem(report, run.id, "", refusal)
-        return accepted
-
-    def _problem(self, report: PassReport, run: str, path: str, message: str) -> None:
-        log.warning("Problem: run %r, path %r: %r", run, path, message)
-        item = Problem(time.time(), run, path, message)
-        self.problems.append(item)
-        report.problems.append(item)
+    @property
+    def views(self) -> tuple[RunView, ...]:
+        """The runs' views, newest first: replaced whole after every pass (and after
+        each batch a full pass publishes)."""
+        return self._runlogs.views
 
     @property
     def generation(self) -> int:
@@ -455,7 +312,7 @@ class RunsMonitor:
 
     def known_runs(self) -> Mapping[str, Run]:
         """The runs known now, by dir (a snapshot)."""
-        return {run_dir: run_log.run for run_dir, run_log in list(self._logs.items())}
+        return self._runlogs.known_runs()
 
     def close(self, timeout: float | None = 5.0) -> None:
         """:meth:`stop` for good: the log dir is let go and never taken (nor made)
