@@ -11,7 +11,6 @@ is needed: the wheel and the sdist carry the built extension and need no Node.js
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -58,7 +57,6 @@ def build(
         and build_dir
         and _newer(Path(build_dir) / "package.json", [Path(source_dir), styles])
     ):
-        _place_install_json(Path(path))
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -67,13 +65,6 @@ def build(
     installed = package / "node_modules" / ".package-lock.json"
     if not _newer(installed, [package / "package-lock.json", package / "package.json"]):
         subprocess.check_call([npm, "ci", "--no-audit", "--no-fund"], cwd=package)
+    # The build script also places install.json (how the extension was installed)
+    # into the built extension, the one folder the wheel installs.
     subprocess.check_call([npm, "run", build_cmd], cwd=package)
-    _place_install_json(package)
-
-
-def _place_install_json(package: Path) -> None:
-    """Put ``install.json`` (how the extension was installed) into the built extension,
-    the one folder the wheel installs: some builds write their own there, some none."""
-    meta = json.loads((package / "package.json").read_text())
-    output = package / meta["jupyterlab"]["outputDir"]
-    shutil.copyfile(package / "install.json", output / "install.json")
