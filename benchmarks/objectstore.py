@@ -36,6 +36,7 @@ from PIL import Image
 
 from jupyter_guildimg.engine.monitor import RunsMonitor
 from jupyter_guildimg.engine.objectstore import ObjectStoreOptions, ObjectStoreSource
+from jupyter_guildimg.engine.runs import GuildHome
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedFS, count_requests
@@ -76,7 +77,7 @@ def upload(weed: SeaweedFS, runs: int, per_run: int) -> dict[str, bytes]:
 
 def cold(root: Path, options: ObjectStoreOptions) -> tuple[float, float, ObjectStoreSource]:
     """(seconds of the listing and fetches, seconds of the whole first pass, source)."""
-    source = ObjectStoreSource(f"s3://{BUCKET}/home", "guild", options)
+    source = ObjectStoreSource(f"s3://{BUCKET}/home", "guild", options, guild_home=GuildHome)
     monitor = RunsMonitor(str(root / "logdir"), source.list_runs, revision_steps=True)
     began = time.perf_counter()
     source.poll()  # the listing and the fetches
@@ -162,7 +163,10 @@ def main() -> None:
 
         # Latency with the default intervals, the monitor's own thread.
         live = ObjectStoreSource(
-            f"s3://{BUCKET}/home", "guild", ObjectStoreOptions(cache_dir=str(tmp / "live"))
+            f"s3://{BUCKET}/home",
+            "guild",
+            ObjectStoreOptions(cache_dir=str(tmp / "live")),
+            guild_home=GuildHome,
         )
         monitor = RunsMonitor(str(tmp / "live-logdir"), live.list_runs, revision_steps=True)
         monitor.run_pass()

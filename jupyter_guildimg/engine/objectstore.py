@@ -27,6 +27,7 @@ import re
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,9 +115,15 @@ class ObjectStoreSource(RunSource):
     when the protocol's fsspec package is missing (naming the extra to install)."""
 
     def __init__(
-        self, url: str, kind: str | None = None, options: ObjectStoreOptions | None = None
+        self,
+        url: str,
+        kind: str | None,
+        options: ObjectStoreOptions | None,
+        *,
+        guild_home: Callable[[str], RunSource],
     ) -> None:
         self.path = normalize_url(url)
+        self._guild_home = guild_home  # a local Guild home over a tree (runs.GuildHome)
         self.options = options or ObjectStoreOptions()
         self.protocol = self.path.split("://", 1)[0]
         self.endpoint_url = self.options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "")
@@ -194,7 +201,7 @@ class ObjectStoreSource(RunSource):
         """The local source over the mirror (once the kind is known)."""
         if self._local is None:
             tree = self.cache.tree
-            self._local = RunsDir(tree) if self.cache.kind == "dir" else _guild_home(tree)
+            self._local = RunsDir(tree) if self.cache.kind == "dir" else self._guild_home(tree)
         return self._local
 
     # -- listing ------------------------------------------------------------
@@ -375,12 +382,6 @@ def _lister(ref: weakref.ref[ObjectStoreSource]) -> None:
         del source  # not held while waiting: a dropped source ends the thread
         wake.wait(min(max(wait, 0.05), 1.0))
         wake.clear()
-
-
-def _guild_home(tree: str) -> RunSource:
-    from .runs import GuildHome  # runs imports this module
-
-    return GuildHome(tree)
 
 
 def _holds_guild_runs(listing: dict[str, Any]) -> bool:

@@ -282,7 +282,7 @@ def open_source(
     """
     kind, full = parse_source(os.fspath(path), root)
     if is_object_url(full):
-        return ObjectStoreSource(full, kind, object_options)
+        return ObjectStoreSource(full, kind, object_options, guild_home=GuildHome)
     if kind is not None:
         return GuildHome(full) if kind == "guild" else RunsDir(full)
     if not os.path.isdir(full):
