@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from jupyter_guildimg import __version__
 from jupyter_guildimg.cli import RunFilter, _parser
 from jupyter_guildimg.engine.monitor import DEFAULT_INTERVAL, RunsMonitor
 from jupyter_guildimg.engine.runs import Run
+from jupyter_guildimg.guild.project import write_run
 
 from helpers import jpeg, png, wait_for
 
@@ -487,3 +490,45 @@ def test_tensorboard_shows_only_the_runs_the_filters_keep(tmp_path, env, runs):
         code = process.wait(30)
         process.stdout.close()
     assert code == 0
+
+
+@pytest.mark.tensorboard
+def test_tensorboard_says_once_that_it_may_not_open_enough_files(tmp_path, env):
+    """Under a hard limit of 512 open files, runs needing more event files than that:
+    the terminal is told once, with the fix, as the server's TensorBoard tab is."""
+    home = tmp_path / "guild-home"
+    for number in range(6):  # 540 event files (a run summarizes at most 100 images)
+        files = {f"{number}/{i:03}.png": png() for i in range(90)}
+        write_run(home, op="train", label=f"run {number}", files=files)
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+
+    process = subprocess.Popen(
+        [*COMMAND, "tensorboard", str(home)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=low_limit,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+
+    def warnings() -> list[str]:
+        return [line for line in list(lines) if "TensorBoard needs about" in line]
+
+    try:
+        wait_for(warnings, 120, "the open-files warning")
+        time.sleep(5)  # two more looks at TensorBoard's warnings
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        reader.join(10)
+        process.stderr.close()
+    assert process.returncode == 0
+    (warning,) = warnings()  # said once
+    assert warning.startswith("guildimg: warning: TensorBoard needs about")
+    assert "may open only 512" in warning and "ulimit -Hn" in warning

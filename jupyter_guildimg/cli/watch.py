@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import signal
 import sys
@@ -113,10 +114,22 @@ def tensorboard_command(args: argparse.Namespace) -> int:
         print(f"TensorBoard {tensorboard.url} watching {', '.join(s.path for s in sources)}")
         selection = view.selection()
         kept = "runs" if only is None else "runs the filters keep"
-        print(f"It shows {selection['shown']} of {selection['total']} {kept} (Ctrl+C stops it).")
+        print(
+            f"It shows {selection['shown']} of {selection['total']} {kept} (Ctrl+C stops it).",
+            flush=True,
+        )
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, stop.wait)
-        return 0
+        said: set[str] = set()
+        while True:
+            # TensorBoard's warnings (too many files to open, unreadable files) are
+            # said once each: the server shows them on the TensorBoard tab.
+            for warning in tensorboard.state()["warnings"]:
+                key = _COUNT.sub("", warning)
+                if key not in said:
+                    said.add(key)
+                    print(f"guildimg: warning: {warning}", file=sys.stderr, flush=True)
+            if await loop.run_in_executor(None, stop.wait, _WARNINGS_EVERY):
+                return 0
 
     try:
         return asyncio.run(_stopping(tensorboard, run()))
@@ -126,6 +139,12 @@ def tensorboard_command(args: argparse.Namespace) -> int:
         processes.remove_tree_soon(view_dir)  # its links only, never followed
         if args.logdir is None:
             processes.remove_tree_soon(logdir)  # renamed away now, deleted in the background
+
+
+#: Seconds between looks at TensorBoard's warnings.
+_WARNINGS_EVERY = 2.0
+#: The count a repeated TensorBoard warning ends with: " (1,650 times)".
+_COUNT = re.compile(r" \([\d,]+ times\)$")
 
 
 def _locked_monitor(
