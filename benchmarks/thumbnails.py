@@ -8,8 +8,9 @@ executor does):
 - one: one ``thumb=128``;
 - six: six different widths at once (64, 128, 160, 192, 256, 512).
 
-Each is done twice: ``old``, a copy of the catalog's former ``_scale`` (full decode,
-a copy of it, then ``thumbnail``, with no cap and no limit on concurrent decodes),
+Each is done twice: ``old``, a copy of the catalog's first way of scaling (full
+decode, a copy of it, then ``thumbnail``, with no cap and no limit on concurrent
+decodes),
 and ``new``, :meth:`Catalog.thumbnail` as it is now. The table gives, in MiB, the
 child's RSS before, its peak growth during the thumbnails (VmHWM, reset first),
 what it kept after, and what it kept after glibc's ``malloc_trim(0)``; ``refused``
@@ -34,9 +35,10 @@ from typing import Any
 
 from PIL import Image
 
-from jupyter_guildimg.engine.catalog import Catalog, ThumbnailError
+from jupyter_guildimg.engine.catalog import Catalog
 from jupyter_guildimg.engine.monitor import RunsMonitor
 from jupyter_guildimg.engine.runs import GuildHome
+from jupyter_guildimg.engine.thumbnails import ThumbnailError
 from jupyter_guildimg.guild.project import write_run
 
 SIZE = 9000

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 
 from .. import rest
 from ..engine import processes
-from ..engine.catalog import THUMB_MAX, THUMB_MIN, Catalog, NotFoundError, ThumbnailError
+from ..engine.catalog import Catalog, NotFoundError
 from ..engine.fswatch import RunsWatcher
 from ..engine.layout import SourceError, logdir_in_use, logdir_overlap
 from ..engine.monitor import PassReport, RunsMonitor
@@ -28,6 +28,7 @@ from ..engine.runs import (
 )
 from ..engine.sourceinfo import sources_body
 from ..engine.tbprocess import TensorBoardProcess
+from ..engine.thumbnails import THUMB_MAX, THUMB_MIN, ThumbnailError
 from ..engine.view import SelectionError, TensorBoardView, temp_view_dir
 from .backend import START_TIMEOUT, Backend, BackendError, check_source
 

@@ -29,9 +29,10 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from .. import rest
-from ..engine.catalog import THUMB_MAX, THUMB_MIN, NotFoundError, ThumbnailError
+from ..engine.catalog import NotFoundError
 from ..engine.layout import SourceError
 from ..engine.sourceinfo import sources_body
+from ..engine.thumbnails import THUMB_MAX, THUMB_MIN, ThumbnailError
 from ..engine.view import SelectionError
 from .proxy import AUTH_RESOURCE
 

@@ -19,19 +19,16 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from jupyter_guildimg.engine.catalog import (
+from jupyter_guildimg.engine.catalog import AmbiguousRunError, Catalog, NotFoundError, run_matches
+from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.runs import GuildHome, RunsDir, combine_sources
+from jupyter_guildimg.engine.thumbnails import (
     THUMB_MAX,
     THUMB_MIN,
     THUMB_WIDTHS,
-    AmbiguousRunError,
-    Catalog,
-    NotFoundError,
     ThumbnailError,
-    run_matches,
     thumb_width,
 )
-from jupyter_guildimg.engine.monitor import RunsMonitor
-from jupyter_guildimg.engine.runs import GuildHome, RunsDir, combine_sources
 from jupyter_guildimg.guild.project import write_run
 
 from helpers import age, jpeg, png, wait_for
