@@ -50,12 +50,34 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(module: str, path: Path) -> set[str]:
-    """Package-relative names of the package modules ``module`` imports."""
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports only a type checker runs."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _nodes(tree: ast.AST, runtime: bool) -> list[ast.AST]:
+    """Every node of ``tree``; with ``runtime``, none under ``if TYPE_CHECKING:``."""
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        if not (runtime and _is_type_checking(node)):
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _imports(module: str, path: Path, runtime: bool = False) -> set[str]:
+    """Package-relative names of the package modules ``module`` imports (anywhere in
+    it, in functions too; with ``runtime``, not those only a type checker imports)."""
     parts = module.split(".") if module else []
     package = parts if path.name == "__init__.py" else parts[:-1]
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _nodes(ast.parse(path.read_text()), runtime):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - node.level + 1]
@@ -86,6 +108,32 @@ def test_each_module_imports_only_its_own_layer_and_the_ones_below(module):
     layer = _layer(module)
     wrong = sorted(t for t in _imports(module, path) if _layer(t) not in ALLOWED[layer])
     assert not wrong, f"{module} ({layer or 'top'}) imports {wrong}"
+
+
+def test_no_module_imports_itself_round_a_cycle():
+    """No import cycle, not even one hidden in a function (which works only because
+    of the order modules happen to load in): the layers are a one-way street."""
+    modules = _modules()
+    graph = {m: _imports(m, path, runtime=True) & set(modules) - {m} for m, path in modules.items()}
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+
+    def walk(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            # A package importing its own submodules is how packages are made.
+            if target.startswith(module + ".") or module.startswith(target + "."):
+                continue
+            if state.get(target) == 1:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                walk(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module, [module])
+    assert cycles == []
 
 
 def test_the_engine_loads_no_jupyter_tornado_or_widgets():

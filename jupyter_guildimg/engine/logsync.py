@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: Threads that make new runs' log dirs during a first index: creating files waits on
 #: the disk with the GIL released, so a few overlap it (more only add contention).
-INDEX_THREADS = 4
+INDEX_THREADS = 2
 
 
 class PassConfig(Protocol):

@@ -25,7 +25,7 @@ from .. import rest
 from .backend import Backend, BackendError
 from .client import shared_backend
 from .difference import PIXELATED_CLASS, DifferenceView, Side
-from .imageview import COMPARE_WIDTH, Quiet, descendants, image_format, local_time
+from .parts import COMPARE_WIDTH, Quiet, descendants, image_format, local_time
 from .revisions import Shown, by_number, nearest_in_time, numbered, parse_cell_key
 
 __all__ = ["ALIGNMENTS", "ImageComparison", "compare"]

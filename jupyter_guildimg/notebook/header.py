@@ -10,7 +10,7 @@ import ipywidgets as widgets
 
 from .. import rest
 from ..engine.tbprocess import status_summary
-from .imageview import local_time
+from .parts import local_time
 
 __all__ = ["PanelHeader", "indexing_text", "sources_text"]
 

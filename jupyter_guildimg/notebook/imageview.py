@@ -9,70 +9,27 @@ image's newest revision changes.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import logging
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ipywidgets as widgets
 
 from .. import rest
 from .backend import Backend, BackendError
+from .compare import ImageComparison
+from .parts import COMPARE_WIDTH, Quiet, descendants, image_format, local_time
 from .revisions import number_of
 
-if TYPE_CHECKING:
-    from .compare import ImageComparison
-
-__all__ = ["COMPARE_WIDTH", "THUMBS_PER_RUN", "THUMB_WIDTH", "ImagesView", "Quiet", "descendants"]
+__all__ = ["THUMBS_PER_RUN", "THUMB_WIDTH", "ImagesView"]
 
 log = logging.getLogger(__name__)
 
 THUMBS_PER_RUN = 48  # thumbnails fetched per run until "more" is clicked
 THUMB_WIDTH = 160
-COMPARE_WIDTH = 512
-_MAGIC = ((b"\x89PNG", "png"), (b"\xff\xd8", "jpeg"), (b"GIF8", "gif"), (b"BM", "bmp"))
-
-
-def image_format(data: bytes) -> str:
-    """The ipywidgets Image ``format`` of these bytes (the monitor serves four)."""
-    return next((name for magic, name in _MAGIC if data.startswith(magic)), "png")
-
-
-def local_time(seconds: float | None, fmt: str) -> str:
-    return "" if seconds is None else time.strftime(fmt, time.localtime(seconds))
-
-
-def descendants(widget: widgets.Widget) -> list[widgets.Widget]:
-    """Every widget inside ``widget`` (not itself), deepest first."""
-    found: list[widgets.Widget] = []
-    for child in getattr(widget, "children", ()):
-        found.extend(descendants(child))
-        found.append(child)
-    return found
-
-
-class Quiet:
-    """Marks, per thread, that this code and not the user is changing a widget's
-    value, so the widget's observer can tell the two apart."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        self._local.on = True
-        try:
-            yield
-        finally:
-            self._local.on = False
-
-    @property
-    def active(self) -> bool:
-        return getattr(self._local, "on", False)
 
 
 @dataclass(eq=False)
@@ -185,8 +142,6 @@ class ImagesView:
         """Show an :class:`~.compare.ImageComparison` of ``path`` in the runs ``keys``
         (``KEY@N`` pins revision N) above the thumbnails, in place of one open before;
         ``revision``: the number its slider starts at. ValueError as it raises."""
-        from .compare import ImageComparison  # it builds on this module's helpers
-
         with self._lock:
             comparison = ImageComparison(
                 self.backend,

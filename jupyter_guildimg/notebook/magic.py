@@ -78,9 +78,28 @@ def _print_status(backend: Backend, status: rest.Status) -> None:
     if tensorboard.get("pid"):
         line += f" (pid {tensorboard['pid']}, port {tensorboard['port']})"
     print(line)
-    if tensorboard["status"] == "failed" and tensorboard["reason"]:
-        print("  " + tensorboard["reason"].replace("\n", "\n  "))
+    _print_tensorboard(tensorboard, _selection_line(backend))
     print(f"Backend: {backend.description}")
+
+
+def _selection_line(backend: Backend) -> str:
+    """Which runs TensorBoard shows, or why that is not known: the status is printed
+    even when this second request fails."""
+    try:
+        return _describe_selection(backend.selection())
+    except BackendError as e:
+        log.debug("No selection for the status", exc_info=True)
+        return f"Which runs it shows is not known: {e}"
+
+
+def _print_tensorboard(state: rest.TensorBoardState, selection: str) -> None:
+    """TensorBoard's failure reason (indented), the selection line and its warnings:
+    what ``status`` and ``tensorboard`` print after its summary."""
+    if state["status"] == "failed" and state["reason"]:
+        print("  " + state["reason"].replace("\n", "\n  "))
+    print(selection)
+    for warning in state.get("warnings", []):
+        print(f"  warning: {warning}")
 
 
 @magics_class
@@ -250,11 +269,7 @@ class GuildImgMagics(Magics):
             selection = backend.selection()
         state = backend.start_tensorboard()
         print(state["summary"])
-        if state["status"] == "failed" and state["reason"]:
-            print("  " + state["reason"].replace("\n", "\n  "))
-        print(_describe_selection(selection))
-        for warning in state.get("warnings", []):
-            print(f"  warning: {warning}")
+        _print_tensorboard(state, _describe_selection(selection))
 
 
 def _compare_problem(args: Any) -> str | None:

@@ -1,5 +1,5 @@
 """The panel's run list: a filter box, one page of runs in a multi-select, a pager, and
-the "in TensorBoard" controls for the selected runs.
+the "in TensorBoard" controls for the selected runs and for the runs the filter keeps.
 
 It keeps the runs as the backend last listed them, those the filter's text matches (the
 backend filters: ``runs(q=...)``), which runs are selected, and the page shown. A
@@ -17,16 +17,17 @@ from typing import Any
 import ipywidgets as widgets
 
 from .. import rest
-from .imageview import Quiet, local_time
+from .parts import Quiet, local_time
 from .tensorboardtab import selection_line
 
 __all__ = ["PAGE_SIZE", "TB_ACTIONS", "RunList", "run_label"]
 
 PAGE_SIZE = 200  # runs per page of the list
 
-TB_ACTIONS = ("add", "only", "auto")
+TB_ACTIONS = ("add", "only", "filtered", "auto")
 """What the "in TensorBoard" buttons ask for: the selected runs added to those TensorBoard
-shows, only the selected runs, or back to the policy."""
+shows, only the selected runs, the runs the filter keeps (:meth:`RunList.filtered`) added
+to them, or back to the policy."""
 
 
 _MIN_ROWS = 5  # the list's least height in rows, so a few runs still look like a list
@@ -102,10 +103,12 @@ class RunList:
         self.tb_label.add_class("guildimg-tb-selection")
         self.show_in_tb = self._tb_button("Show in TensorBoard", "add", "the selected runs too")
         self.only_these = self._tb_button("Only these", "only", "only the selected runs")
-        self.auto_tb = self._tb_button("Auto", "auto", "the runs its policy picks")
-        tb_box = widgets.VBox(
-            [self.tb_label, widgets.HBox([self.show_in_tb, self.only_these, self.auto_tb])]
+        self.add_filtered = self._tb_button(
+            "Add filtered runs", "filtered", "the runs the filter lists too"
         )
+        self.auto_tb = self._tb_button("Auto", "auto", "the runs its policy picks")
+        buttons = [self.show_in_tb, self.only_these, self.add_filtered, self.auto_tb]
+        tb_box = widgets.VBox([self.tb_label, widgets.HBox(buttons)])
         self.box = widgets.VBox([self.filter_text, self.runs_select, self.details, pager, tb_box])
         self.box.layout.width = "40%"
 
@@ -120,6 +123,11 @@ class RunList:
     def filter(self) -> str:
         """The filter's text, for the backend's ``q`` ("" shows every run)."""
         return str(self.filter_text.value).strip()
+
+    def filtered(self) -> list[str]:
+        """The ids of the runs the filter keeps, newest first, on every page (none
+        without filter text: "Add filtered runs" is not "every run")."""
+        return [run["id"] for run in self.matching] if self.filter else []
 
     def update(self, runs: list[rest.Run], matching: list[rest.Run] | None = None) -> None:
         """Take a fresh listing (``matching``: what the filter keeps of it; None: all).
@@ -175,6 +183,7 @@ class RunList:
 
     def _sync_buttons(self) -> None:
         self.show_in_tb.disabled = self.only_these.disabled = not self.selected
+        self.add_filtered.disabled = not self.filter
         by_id = {run["id"]: run for run in self.runs}
         self.details.value = _details([by_id[i] for i in self.selected if i in by_id])
 

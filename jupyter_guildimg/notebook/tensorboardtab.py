@@ -94,19 +94,23 @@ class TensorBoardTab:
             self.warnings_html.value = shown
         self.warnings_html.layout.display = None if warnings else "none"
 
-    def change(self, action: str, selected: Sequence[str]) -> rest.Selection:
-        """Ask the backend to show ``selected`` (run ids) too (``"add"``), only those
-        (``"only"``), or the runs its policy picks (``"auto"``); the new selection."""
+    def change(self, action: str, runs: Sequence[str], order: Sequence[str] = ()) -> rest.Selection:
+        """Ask the backend to show ``runs`` (run ids: the selected ones, or for
+        ``"filtered"`` those the filter keeps) too (``"add"``, ``"filtered"``), only
+        those (``"only"``), or the runs its policy picks (``"auto"``); the new
+        selection. A union is put in ``order`` (the run list's ids, newest first; runs
+        not in it last), as the JupyterLab sidebar puts it."""
         if action == "auto":
             return self.backend.set_selection("auto")
         if action == "only":
-            return self.backend.set_selection("runs", runs=list(selected))
-        if action != "add":
+            return self.backend.set_selection("runs", runs=list(runs))
+        if action not in ("add", "filtered"):
             raise ValueError(f"no such action: {action!r}")
         shown = self.backend.selection()["runs"]
-        return self.backend.set_selection(
-            "runs", runs=shown + [run for run in selected if run not in shown]
-        )
+        union = shown + [run for run in runs if run not in shown]
+        rank = {run: i for i, run in enumerate(order)}
+        union.sort(key=lambda run: rank.get(run, len(rank)))  # stable: unknown keep theirs
+        return self.backend.set_selection("runs", runs=union)
 
     @property
     def wanted(self) -> bool:

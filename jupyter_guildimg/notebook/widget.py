@@ -24,13 +24,8 @@ import ipywidgets as widgets
 from .. import rest
 from .client import Backend, BackendError, shared_backend
 from .header import PanelHeader
-from .imageview import (
-    COMPARE_WIDTH,
-    THUMB_WIDTH,
-    THUMBS_PER_RUN,
-    ImagesView,
-    descendants,
-)
+from .imageview import THUMB_WIDTH, THUMBS_PER_RUN, ImagesView
+from .parts import COMPARE_WIDTH, descendants
 from .runlist import PAGE_SIZE, RunList
 from .tensorboardtab import TensorBoardTab
 
@@ -287,9 +282,15 @@ class GuildImgPanel(widgets.VBox):
 
     def _on_tb_action(self, action: str) -> None:
         """An "in TensorBoard" button: change the runs TensorBoard shows, then show the
-        runs (their ``[TB]``) and the TensorBoard tab's line again."""
+        runs (their ``[TB]``) and the TensorBoard tab's line again. "Add filtered runs"
+        acts on the runs the filter keeps, the others on the selected runs."""
+        run_list = self.run_list
+        runs = run_list.filtered() if action == "filtered" else run_list.selected
+        if action == "filtered" and not run_list.filter:
+            return  # no filter: the button is off, and "every run" is not what it means
         try:
-            self.tensorboard.change(action, self.run_list.selected)
+            order = [run["id"] for run in run_list.runs]
+            self.tensorboard.change(action, runs, order)
         except BackendError as e:
             self._show_error(e)
             return

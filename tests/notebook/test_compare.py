@@ -27,7 +27,7 @@ import jupyter_guildimg
 from jupyter_guildimg.guild.project import write_run
 from jupyter_guildimg.notebook.client import LocalBackend, shared_backend
 from jupyter_guildimg.notebook.compare import ImageComparison
-from jupyter_guildimg.notebook.imageview import local_time
+from jupyter_guildimg.notebook.parts import local_time
 from jupyter_guildimg.notebook.revisions import nearest_in_time, number_of, parse_cell_key
 from jupyter_guildimg.notebook.widget import GuildImgPanel
 

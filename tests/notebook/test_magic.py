@@ -111,6 +111,34 @@ def test_status_prints_the_monitor_and_tensorboard(shell, capsys, guild_home):
     assert lines[-1] == "Backend: in this kernel (no server extension reachable)"
 
 
+def test_status_prints_which_runs_tensorboard_shows_and_its_warnings(shell, capsys, guild_home):
+    write_run(guild_home, op="train", files={"a.png": png()})
+    backend = shared_backend()
+    backend.refresh()
+    tensorboard = backend.tensorboard
+    # More event files than TensorBoard may open: the server's open-files warning.
+    tensorboard.files_needed = lambda: tensorboard.file_limit + 1
+    (warning,) = backend.status()["tensorboard"]["warnings"]
+    shell.run_line_magic("guildimg", "status")
+    lines = output_lines(capsys)
+    at = lines.index("TensorBoard is not running")
+    assert lines[at + 1 : at + 3] == [
+        "It shows 1 of 1 run: every run up to 200, else the 200 newest and the running ones.",
+        f"  warning: {warning}",
+    ]
+    assert warning.startswith("TensorBoard needs about ")
+
+    backend.set_selection("runs", runs=[])
+    tensorboard.files_needed = lambda: 0
+    shell.run_line_magic("guildimg", "status")
+    lines = output_lines(capsys)
+    at = lines.index("TensorBoard is not running")
+    assert lines[at + 1 :] == [
+        "It shows 0 of 1 run: the runs chosen.",
+        "Backend: in this kernel (no server extension reachable)",
+    ]
+
+
 def test_refresh_prints_what_the_pass_wrote(shell, capsys, guild_home):
     backend = shared_backend()
     backend.monitor.stop()  # so this pass, not the monitor's own, finds the run

@@ -283,6 +283,45 @@ def test_the_in_tensorboard_buttons_change_the_backends_selection(make_panel, lo
     assert runs.show_in_tb.disabled and runs.only_these.disabled
 
 
+def test_add_filtered_runs_adds_every_run_the_filter_keeps(make_panel, local, guild_home):
+    start = time.time() - 100
+    first, second, third, fourth = (
+        run_id(write_run(guild_home, op=op, started=start + i, files={"a.png": png()}))
+        for i, op in enumerate(("train", "eval", "train", "eval"))
+    )
+    local.refresh()
+    panel = make_panel()
+    runs = panel.run_list
+    assert runs.add_filtered.disabled  # no filter: it would not mean "every run"
+    assert runs.add_filtered.description == "Add filtered runs"
+
+    panel.select([second])
+    runs.only_these.click()
+    assert local.selection()["runs"] == [second]
+    runs.filter_text.value = "train"
+    assert not runs.add_filtered.disabled
+    runs.add_filtered.click()
+    # The union with the runs shown, as the sidebar puts it: mode "runs", newest first.
+    selection = local.selection()
+    assert selection["mode"] == "runs" and selection["runs"] == [third, second, first]
+    assert "<b>3 of 4 runs</b> (chosen runs)" in panel.tensorboard.selection_html.value
+    assert runs.selected == [second]  # the selection is not what was added
+    marked = {value for label, value in runs.runs_select.options if label.endswith("[TB]")}
+    assert marked == {first, third}  # the filtered runs, now in TensorBoard
+
+    runs.filter_text.value = "eval"
+    runs.add_filtered.click()
+    assert local.selection()["runs"] == [fourth, third, second, first]
+
+    runs.auto_tb.click()
+    runs.filter_text.value = "nothing like it"
+    runs.add_filtered.click()  # keeps none: the runs the policy shows become chosen
+    selection = local.selection()
+    assert selection["mode"] == "runs" and selection["shown"] == 4
+    runs.filter_text.value = ""
+    assert runs.add_filtered.disabled
+
+
 def test_the_tensorboard_tab_says_how_many_runs_and_warns(make_panel, local):
     panel = make_panel()
     tab = panel.tensorboard
