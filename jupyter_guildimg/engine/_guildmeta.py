@@ -30,7 +30,7 @@ def read_attr(attrs_dir: str, name: str) -> Any:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, UnicodeDecodeError):
-        log.warning("Cannot read run attribute %s in %s", name, attrs_dir, exc_info=True)
+        log.warning("Cannot read run attribute %r in %r", name, attrs_dir, exc_info=True)
         return None
     # Most attributes are plain integers; skip the YAML parser for them.
     stripped = text.strip()
@@ -39,7 +39,7 @@ def read_attr(attrs_dir: str, name: str) -> Any:
     try:
         return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError:
-        log.warning("Run attribute %s in %s is not valid YAML", name, attrs_dir, exc_info=True)
+        log.warning("Run attribute %r in %r is not valid YAML", name, attrs_dir, exc_info=True)
         return None
 
 
@@ -106,7 +106,7 @@ def read_sourcecode(guild_dir: str) -> frozenset[str]:
     except FileNotFoundError:
         return frozenset()
     except (OSError, UnicodeDecodeError):
-        log.warning("Cannot read run manifest in %s", guild_dir, exc_info=True)
+        log.warning("Cannot read run manifest in %r", guild_dir, exc_info=True)
         return frozenset()
     paths = []
     for line in lines:

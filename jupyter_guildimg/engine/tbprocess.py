@@ -262,7 +262,7 @@ class TensorBoardProcess:
                 waiter.set_result(result)
 
     def _give_up(self, result: StartResult) -> None:
-        log.warning("TensorBoard failed: %s", result.message)
+        log.warning("TensorBoard failed: %r", result.message)
         self.status, self.reason = "failed", result.message
         self._settle(result)
 
@@ -289,7 +289,7 @@ class TensorBoardProcess:
                     await self._reap(child)
                     how = processes.describe_exit(child.exited.result())
                     last = f"TensorBoard {how}. {self._tail()}"
-                    log.warning("TensorBoard pid %s crashed: %s", child.pid, last)
+                    log.warning("TensorBoard pid %s crashed: %r", child.pid, last)
                 elif not launched:
                     self._give_up(result)
                     return
@@ -384,7 +384,7 @@ class TensorBoardProcess:
                 return
             if child.secret:
                 line = line.replace(child.secret, _MASK)
-            log.debug("tensorboard[%s]: %s", child.pid, line)
+            log.debug("tensorboard[%s]: %r", child.pid, line)
             self._stderr.append(line)
             self._warnings.feed(line)
 
