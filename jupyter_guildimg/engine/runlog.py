@@ -10,8 +10,8 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
+from .. import rest
 from .hparams import session_end_events, session_start_events
 from .layout import END_FILE, HPARAMS_FILE, IMAGES_DIR
 from .mirror import RunMirror
@@ -100,7 +100,7 @@ class PassReport:
     def changed(self) -> bool:
         return bool(self.written or self.runs_added or self.runs_removed or self.runs_changed)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> rest.RefreshReport:
         """The report as the REST API's ``POST refresh`` answers it."""
         return {
             "duration": round(self.duration, 4),

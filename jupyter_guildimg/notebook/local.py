@@ -208,7 +208,7 @@ class LocalBackend(Backend):
 
     def refresh(self) -> rest.RefreshReport:
         self._check_open()
-        return cast(rest.RefreshReport, self.monitor.run_pass().to_json())
+        return self.monitor.run_pass().to_json()
 
     def sources(self) -> rest.Sources:
         self._check_open()
