@@ -10,7 +10,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 /**
- * The REST contract, mirrored from `jupyter_guildimg/rest.py` (where it is
+ * The REST contract, mirrored from `jupyter_guildimg/rest/` (where it is
  * defined and documented): the routes, and every JSON body as an interface
  * `IX` for the TypedDict `X` there, field for field.
  * `tests/server/test_contract.py` fails when the two differ.

@@ -1,100 +1,14 @@
-"""The REST contract between the server extension and its clients, defined once.
-
-Everything a client and the server must agree on lives here, and only here:
-
-- where the API is: :data:`API_PREFIX` and :data:`TENSORBOARD_PREFIX` (under the
-  server's ``base_url``), each route relative to the API prefix (:data:`STATUS`,
-  :data:`RUNS`, :func:`run_url` …), the query parameters and body keys;
-- the environment the server exports to the kernels it starts (:data:`ENV_URL`,
-  :data:`ENV_SERVER_PID`, :data:`ENV_SERVER_INFO`) and the one a user may set
-  (:data:`ENV_TOKEN`);
-- every JSON body, as a TypedDict: what a ``GET`` answers, what ``POST refresh``
-  reports, the error body.
-
-``labextension/src/api.ts`` mirrors the bodies field for field: each TypedDict ``X``
-here is the interface ``IX`` there (JupyterLab's naming rule), and
-``tests/server/test_contract.py`` fails when the two differ, or when the server's
-real answers do not match these types. This module imports no framework: the engine,
-the server and the kernel side all import it.
-
-Routes (``<base_url>guildimg/api/`` + …)::
-
-    GET    status                       Status
-    GET    runs?image=P&q=TEXT          RunsList   (newest first; q: see below)
-    GET    runs/<key>                   Run        (key: see below)
-    GET    runs/<key>/images            RunImages
-    GET    runs/<key>/images/<path>?rev=N&thumb=W   the image's bytes
-    POST   refresh                      RefreshReport
-    GET    tensorboard                  TensorBoardState
-    POST   tensorboard                  TensorBoardState: starts TensorBoard unless it is
-                                        ready or starting, and answers once it is ready
-                                        or failed; the body {"restart": true} stops it
-                                        first (an explicit restart)
-    DELETE tensorboard                  TensorBoardState
-    GET    sources                      Sources
-    POST   sources  {"path": P}         Sources
-    DELETE sources?path=P               Sources
-    GET    changes?since=G&timeout=S    Changes    (a long poll)
-    GET    selection                    Selection  (the runs TensorBoard shows)
-    PUT    selection  SelectionChange   Selection: {"mode": "auto"} (the server's
-                                        policy), {"mode": "runs", "runs": [keys]}
-                                        or {"mode": "filter", "filter": TEXT}
-
-Every error is :class:`Error` (``{"message": ...}``, and jupyter_server's ``reason``).
-
-**Which run a key names** (``runs/<key>``, the panel's ``run=`` and ``%guildimg --run``
-alike, all through :meth:`jupyter_guildimg.engine.catalog.Catalog.find`): the run whose
-:attr:`Run.id <Run>` is ``key``; else the run whose ``run_id`` is ``key``; else the one
-run whose ``run_id`` starts with ``key``, when ``key`` has at least
-:data:`MIN_PREFIX` characters. Several candidates at any step: 404 naming them.
-
-**Which runs ``q`` keeps** (``GET runs?q=``): ``q`` is split into words at white
-space; a run is kept when every word occurs, ignoring case, in at least one of its
-:data:`FILTER_FIELDS`. An empty ``q`` keeps every run.
-
-**Which runs TensorBoard shows** (:class:`Selection`; the rule is
-:class:`jupyter_guildimg.engine.view.Selection`'s): in mode ``auto`` every run while
-there are at most ``limit`` (the server's ``tensorboard_max_runs``; 0: no limit), else
-the ``limit`` newest and every running run; in mode ``runs`` the runs named (each key
-as ``runs/<key>`` takes it; one that names no run is a 400, and a run that is gone
-later is simply not shown); in mode ``filter`` the runs ``GET runs?q=<filter>`` keeps,
-now and as runs come and go. The catalog and every client keep covering every run:
-:attr:`Run.in_tensorboard <Run>` says which ones TensorBoard shows.
-"""
+"""Every JSON body of the REST API, as a TypedDict (``labextension/src/api.ts``
+declares each ``X`` as ``IX``), and :data:`BODIES`, all of them for the contract
+test. Part of :mod:`jupyter_guildimg.rest`, whose docstring is the contract; import
+that package, not this module."""
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Literal, TypedDict
 
 __all__ = [
-    "API_PREFIX",
     "BODIES",
-    "CHANGES",
-    "ENV_SERVER_INFO",
-    "ENV_SERVER_PID",
-    "ENV_TOKEN",
-    "ENV_URL",
-    "FILTER_FIELDS",
-    "MIN_PREFIX",
-    "PARAM_IMAGE",
-    "PARAM_PATH",
-    "PARAM_Q",
-    "PARAM_RESTART",
-    "PARAM_REV",
-    "PARAM_SINCE",
-    "PARAM_THUMB",
-    "PARAM_TIMEOUT",
-    "REFRESH",
-    "RUN",
-    "RUNS",
-    "RUN_IMAGE",
-    "RUN_IMAGES",
-    "SELECTION",
-    "SOURCES",
-    "STATUS",
-    "TENSORBOARD",
-    "TENSORBOARD_PREFIX",
     "Changes",
     "Error",
     "Image",
@@ -122,79 +36,7 @@ __all__ = [
     "TensorBoardStatus",
     "WatchStatus",
     "Written",
-    "run_image_url",
-    "run_images_url",
-    "run_url",
 ]
-
-# -- where ---------------------------------------------------------------------------
-
-API_PREFIX = "guildimg/api"
-"""The REST API, under the server's ``base_url``."""
-TENSORBOARD_PREFIX = "guildimg/tensorboard"
-"""TensorBoard's pages through the server's proxy, under the server's ``base_url``."""
-
-# Routes, relative to API_PREFIX. The templates' ``{key}`` is a run key (one URL
-# segment, percent-encoded), ``{path}`` an image path (its slashes kept).
-STATUS = "status"
-RUNS = "runs"
-RUN = "runs/{key}"
-RUN_IMAGES = "runs/{key}/images"
-RUN_IMAGE = "runs/{key}/images/{path}"
-REFRESH = "refresh"
-TENSORBOARD = "tensorboard"
-SOURCES = "sources"
-CHANGES = "changes"
-SELECTION = "selection"
-
-# Query parameters and body keys.
-PARAM_IMAGE = "image"  # GET runs: only runs that captured this image path
-PARAM_Q = "q"  # GET runs: the filter text
-PARAM_REV = "rev"  # GET runs/<key>/images/<path>: a revision (default: the newest)
-PARAM_THUMB = "thumb"  # GET runs/<key>/images/<path>: a thumbnail this wide
-PARAM_SINCE = "since"  # GET changes: the last generation the client saw
-PARAM_TIMEOUT = "timeout"  # GET changes: seconds to wait at most
-PARAM_PATH = "path"  # POST sources (a body key) and DELETE sources (a query parameter)
-PARAM_RESTART = "restart"  # POST tensorboard: a body key; true restarts a running one
-
-MIN_PREFIX = 2
-"""The fewest characters of a run id that name a run by prefix."""
-
-FILTER_FIELDS = ("run_id", "short_id", "name", "operation", "label", "status")
-"""The :class:`Run` fields ``GET runs?q=`` looks in: what a user sees, not the URL key
-``id`` (for a plain run a digest, whose hex digits would match words by chance)."""
-
-
-def run_url(key: str) -> str:
-    """The route of one run (relative to :data:`API_PREFIX`)."""
-    return RUN.format(key=_segment(key))
-
-
-def run_images_url(key: str) -> str:
-    """The route of a run's images listing (relative to :data:`API_PREFIX`)."""
-    return RUN_IMAGES.format(key=_segment(key))
-
-
-def run_image_url(key: str, path: str) -> str:
-    """The route of one image's bytes (relative to :data:`API_PREFIX`)."""
-    return RUN_IMAGE.format(key=_segment(key), path=urllib.parse.quote(path))
-
-
-def _segment(text: str) -> str:
-    return urllib.parse.quote(text, safe="")
-
-
-# -- the environment -------------------------------------------------------------------
-
-ENV_URL = "JUPYTER_GUILDIMG_URL"
-"""Exported by the server to its kernels: its URL, ``base_url`` included."""
-ENV_SERVER_PID = "JUPYTER_GUILDIMG_SERVER_PID"
-"""Exported by the server to its kernels: its process id (whose runtime file holds the token)."""
-ENV_SERVER_INFO = "JUPYTER_GUILDIMG_SERVER_INFO"
-"""Exported by the server to its kernels: the path of its runtime file (0600)."""
-ENV_TOKEN = "JUPYTER_GUILDIMG_TOKEN"
-"""Never exported (every process the server starts would inherit it); read by a kernel
-when a user sets it by hand."""
 
 # -- the bodies ------------------------------------------------------------------------
 
