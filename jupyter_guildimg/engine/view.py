@@ -301,13 +301,26 @@ class TensorBoardView:
 
     def _selection_json(self) -> rest.Selection:
         selection = self._selection
+        shown, total, limit = len(self._shown), self._total, selection.limit
+        if selection.mode == "filter":
+            rule = f"filter {selection.filter!r}"
+        elif selection.mode == "runs":
+            rule = "chosen runs"
+        elif not limit:
+            rule = "auto: every run"
+        elif total > limit:
+            rule = f"auto: the {limit:,} newest and every running run"
+        else:
+            rule = f"auto: every run while there are at most {limit:,}"
         return {
             "mode": selection.mode,
             "runs": [run_key(view.run) for view in self._shown],
             "filter": selection.filter,
-            "shown": len(self._shown),
-            "total": self._total,
-            "limit": selection.limit,
+            "shown": shown,
+            "total": total,
+            "limit": limit,
+            "summary": f"{shown:,} of {total:,} run{'' if total == 1 else 's'}",
+            "rule": rule,
         }
 
     def set_selection(

@@ -294,17 +294,8 @@ def _unquote(text: str) -> str:
 
 
 def _describe_selection(selection: rest.Selection) -> str:
-    """One line: how many runs TensorBoard shows, and by which rule."""
-    total = selection["total"]
-    shown = f"It shows {selection['shown']} of {total} run{'' if total == 1 else 's'}"
-    mode, limit = selection["mode"], selection["limit"]
-    if mode == "runs":
-        return f"{shown}: the runs chosen."
-    if mode == "filter":
-        return f"{shown}: those matching {selection['filter']!r}."
-    if not limit:
-        return f"{shown}: every run."
-    return f"{shown}: every run up to {limit}, else the {limit} newest and the running ones."
+    """One line: how many runs TensorBoard shows, and by which rule (the server's words)."""
+    return f"It shows {selection['summary']} ({selection['rule']})."
 
 
 def last_panel() -> GuildImgPanel | None:

@@ -19,33 +19,15 @@ from .. import rest
 from ..engine.tbprocess import status_summary
 from .backend import Backend, BackendError
 
-__all__ = ["TensorBoardTab", "selection_count", "selection_line", "selection_rule"]
+__all__ = ["TensorBoardTab", "selection_line"]
 
 _HOW_TO_CHANGE = "the buttons under the run list"
 
 
-def selection_count(selection: rest.Selection) -> str:
-    """``12 of 10,000 runs``: how many runs TensorBoard shows."""
-    noun = "run" if selection["total"] == 1 else "runs"
-    return f"{selection['shown']:,} of {selection['total']:,} {noun}"
-
-
-def selection_rule(selection: rest.Selection) -> str:
-    """Which rule chose them: ``auto: the 200 newest and every running run``, ``filter
-    'lr=0.1'`` or ``chosen runs``."""
-    limit = selection["limit"]
-    if selection["mode"] == "auto":
-        if selection["total"] > limit:
-            return f"auto: the {limit:,} newest and every running run"
-        return f"auto: every run while there are at most {limit:,}"
-    if selection["mode"] == "filter":
-        return f"filter {selection['filter']!r}"
-    return "chosen runs"
-
-
 def selection_line(selection: rest.Selection) -> str:
-    """``12 of 10,000 runs (auto: the 200 newest and every running run)``."""
-    return f"{selection_count(selection)} ({selection_rule(selection)})"
+    """``12 of 10,000 runs (auto: the 200 newest and every running run)``: the
+    server's words for how many runs TensorBoard shows, and by which rule."""
+    return f"{selection['summary']} ({selection['rule']})"
 
 
 class TensorBoardTab:
@@ -84,7 +66,7 @@ class TensorBoardTab:
         if isinstance(selection, str):
             value = f"Which runs TensorBoard shows is not known: {html.escape(selection)}"
         else:
-            count, rule = (html.escape(f(selection)) for f in (selection_count, selection_rule))
+            count, rule = html.escape(selection["summary"]), html.escape(selection["rule"])
             value = f"TensorBoard shows <b>{count}</b> ({rule}) · change: {_HOW_TO_CHANGE}"
         if self.selection_html.value != value:
             self.selection_html.value = value

@@ -274,7 +274,9 @@ class Selection(TypedDict):
     """``GET``/``PUT selection``: the runs TensorBoard shows, ``runs`` (their keys,
     newest first: ``shown`` of the ``total`` runs), and the rule that chose them:
     ``mode``, ``filter`` (mode ``filter``; else "") and ``limit`` (mode ``auto``'s
-    number of runs; 0: no limit)."""
+    number of runs; 0: no limit). ``summary`` and ``rule`` say it in words for every
+    client to show as they are: "12 of 10,000 runs", "auto: the 200 newest and every
+    running run"."""
 
     mode: SelectionMode
     runs: list[str]
@@ -282,6 +284,8 @@ class Selection(TypedDict):
     shown: int
     total: int
     limit: int
+    summary: str
+    rule: str
 
 
 class _SelectionMode(TypedDict):

@@ -172,6 +172,8 @@ export interface ISelection {
   shown: number;
   total: number;
   limit: number;
+  summary: string;
+  rule: string;
 }
 
 /** `PUT selection`'s body: back to the policy, these runs, or a filter. */

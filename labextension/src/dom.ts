@@ -73,22 +73,12 @@ export function formatCount(count: number): string {
   return count.toLocaleString('en-US');
 }
 
-/** "12 of 10,000 runs": how many runs TensorBoard shows. */
+/** "12 of 10,000 runs": how many runs TensorBoard shows, in the server's words. */
 export function selectionCount(selection: ISelection): string {
-  const noun = selection.total === 1 ? 'run' : 'runs';
-  return `${formatCount(selection.shown)} of ${formatCount(selection.total)} ${noun}`;
+  return selection.summary;
 }
 
-/** Which rule chose them, in a few words. */
+/** Which rule chose them, in a few words (the server's, as for the count). */
 export function selectionRule(selection: ISelection): string {
-  switch (selection.mode) {
-    case 'auto':
-      return selection.total > selection.limit
-        ? `auto: the ${formatCount(selection.limit)} newest and every running run`
-        : `auto: every run while there are at most ${formatCount(selection.limit)}`;
-    case 'filter':
-      return `filter "${selection.filter}"`;
-    default:
-      return 'chosen runs';
-  }
+  return selection.rule;
 }

@@ -73,6 +73,8 @@ def test_every_run_is_shown_while_there_are_at_most_the_limit(guild_home, monito
         "shown": 3,
         "total": 3,
         "limit": 3,
+        "summary": "3 of 3 runs",
+        "rule": "auto: every run while there are at most 3",
     }
     assert view.shown() == {key(d) for d in runs}
 

@@ -123,7 +123,7 @@ def test_status_prints_which_runs_tensorboard_shows_and_its_warnings(shell, caps
     lines = output_lines(capsys)
     at = lines.index("TensorBoard is not running")
     assert lines[at + 1 : at + 3] == [
-        "It shows 1 of 1 run: every run up to 200, else the 200 newest and the running ones.",
+        "It shows 1 of 1 run (auto: every run while there are at most 200).",
         f"  warning: {warning}",
     ]
     assert warning.startswith("TensorBoard needs about ")
@@ -134,7 +134,7 @@ def test_status_prints_which_runs_tensorboard_shows_and_its_warnings(shell, caps
     lines = output_lines(capsys)
     at = lines.index("TensorBoard is not running")
     assert lines[at + 1 :] == [
-        "It shows 0 of 1 run: the runs chosen.",
+        "It shows 0 of 1 run (chosen runs).",
         "Backend: in this kernel (no server extension reachable)",
     ]
 
@@ -232,20 +232,18 @@ async def test_tensorboard_shows_the_runs_asked_for(
 
     await loop.run_in_executor(None, run, f"tensorboard --runs {Path(old).name[:6]}")
     lines = capsys.readouterr().out.splitlines()  # stderr has the server's log
-    assert lines[:2] == ["TensorBoard is ready", "It shows 1 of 2 runs: the runs chosen."]
+    assert lines[:2] == ["TensorBoard is ready", "It shows 1 of 2 runs (chosen runs)."]
     assert guildimg.view.shown() == {Path(old).name}
     assert guildimg.tensorboard.status == "ready"
 
     await loop.run_in_executor(None, run, "tensorboard --filter 'eval new'")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "It shows 1 of 2 runs: those matching 'eval new'."
+    assert lines[1] == "It shows 1 of 2 runs (filter 'eval new')."
     assert guildimg.view.shown() == {Path(new).name}
 
     await loop.run_in_executor(None, run, "tensorboard --auto")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == (
-        "It shows 2 of 2 runs: every run up to 200, else the 200 newest and the running ones."
-    )
+    assert lines[1] == ("It shows 2 of 2 runs (auto: every run while there are at most 200).")
     await loop.run_in_executor(None, run, "tensorboard --runs nope")
     assert "guildimg: no run 'nope' (HTTP 400)" in capsys.readouterr().err
     await loop.run_in_executor(None, run, "stop")

@@ -330,7 +330,11 @@ def test_the_tensorboard_tab_says_how_many_runs_and_warns(make_panel, local):
     assert tab.warnings_html.layout.display == "none"
     # The count with thousands grouped, the rule that chose them, and the server's
     # warnings in its words, each marked, above TensorBoard's page.
-    big = {**selection, "mode": "auto", "shown": 201, "total": 10_000, "limit": 200}
+    big = {
+        **selection,
+        "summary": "201 of 10,000 runs",
+        "rule": "auto: the 200 newest and every running run",
+    }
     warning = (
         "TensorBoard needs about 4,000 open files for the 201 runs shown but may open only 1,024"
     )
@@ -341,9 +345,9 @@ def test_the_tensorboard_tab_says_how_many_runs_and_warns(make_panel, local):
     assert tab.warnings_html.layout.display is None
     assert tab.warnings_html.value == f"<p>⚠ {warning}</p><p>⚠ a &lt;b&gt;second&lt;/b&gt;</p>"
     assert tab.box.children == (tab.selection_html, tab.warnings_html, tab.frame)
-    filtered = {**selection, "mode": "filter", "filter": "lr=0.1", "shown": 1, "total": 1}
-    tab.show_selection(filtered, state)
-    assert "<b>1 of 1 run</b> (filter &#x27;lr=0.1&#x27;)" in tab.selection_html.value
+    # The backend's own words for a filter, escaped.
+    tab.show_selection(local.set_selection("filter", filter="lr=0.1"), state)
+    assert "<b>0 of 0 runs</b> (filter &#x27;lr=0.1&#x27;)" in tab.selection_html.value
     assert tab.warnings_html.layout.display == "none"
 
 

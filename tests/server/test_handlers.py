@@ -551,6 +551,8 @@ async def test_the_selection_is_read_and_changed_live(jp_fetch, guildimg, guild_
         "shown": 2,
         "total": 2,
         "limit": 200,
+        "summary": "2 of 2 runs",
+        "rule": "auto: every run while there are at most 200",
     }
     runs = (await get_json(jp_fetch, "runs"))["runs"]
     assert [run["in_tensorboard"] for run in runs] == [True, True]
