@@ -3,8 +3,11 @@ captured, and the TensorBoard process. No Jupyter, tornado or ipywidgets here
 (``tests/test_architecture.py`` checks it), so the command line, the server extension
 and a kernel all build on it alike.
 
-Data flows one way: sources (:mod:`.runs`) → the monitor (:mod:`.monitor`, with
-:mod:`.mirror`, :mod:`.summaries`, :mod:`.hparams`, :mod:`.naming`) → the log dir
-(:mod:`.layout`, :mod:`.tfevent`) → TensorBoard (:mod:`.tbprocess`) and the
-catalog (:mod:`.catalog`) that the REST API and the panel read.
+Data flows one way: sources (:mod:`.runs`, :mod:`.runsdir`, :mod:`.objectstore`)
+→ the monitor (:mod:`.monitor`; :mod:`.targets` and :mod:`.scheduler` decide what a
+pass reads and when, fed by :mod:`.fswatch` and :mod:`.watchplan`; :mod:`.logsync`
+writes, with :mod:`.mirror`, :mod:`.summaries`, :mod:`.hparams`, :mod:`.naming`) →
+the log dir (:mod:`.layout`, :mod:`.tfevent`) → TensorBoard (:mod:`.tbprocess`,
+reading the :mod:`.view` of the runs chosen) and the catalog (:mod:`.catalog`,
+:mod:`.thumbnails`) that the REST API and the panel read.
 """

@@ -1,6 +1,8 @@
 """The kernel side: the REST client of the server extension or, without one, a
 monitor in the kernel (:mod:`.client`, :mod:`.backend`, :mod:`.local`), the
-ipywidgets panel (:mod:`.widget`, :mod:`.imageview`), the comparison of one image
+ipywidgets panel (:mod:`.widget`, made of :mod:`.header`, :mod:`.runlist`,
+:mod:`.imageview` and :mod:`.tensorboardtab`, with :mod:`.parts` shared), the
+comparison of one image
 across runs or revisions (:mod:`.compare`, :mod:`.difference`, :mod:`.revisions`)
 and ``%guildimg`` (:mod:`.magic`).
 
