@@ -10,7 +10,10 @@ port and log file, over the same home:
 - A: Jupyter without the extension (``jpserver_extensions = {"jupyter_guildimg":
   False}``), the baseline;
 - B: the extension with its defaults (file-system events);
-- C: the extension with ``force_polling = True`` (interval 1 s).
+- C: the extension with ``force_polling = True`` (interval 1 s);
+- D: the extension with file-system events and ``index_process = False``: the first
+  index made in the server's own threads, not in a child process (``--servers``
+  picks which to start, A always among them).
 
 For each it measures, from the moment the process is started:
 
@@ -32,6 +35,7 @@ judge. Other load on the machine shows in the figures: compare ratios.
     python benchmarks/server_idle.py                          # 10,000 runs × 5
     python benchmarks/server_idle.py --runs 200 --images 20
     python benchmarks/server_idle.py --runs 300 --idle-seconds 5 --tmp /var/tmp
+    python benchmarks/server_idle.py --servers ABD
 """
 
 from __future__ import annotations
@@ -439,6 +443,13 @@ SERVERS = (
         'c.ServerApp.jpserver_extensions = {"jupyter_guildimg": True}\n'
         "c.GuildImgApp.force_polling = True\nc.GuildImgApp.interval = 1.0\n",
     ),
+    (
+        "D",
+        "events, no child",
+        True,
+        'c.ServerApp.jpserver_extensions = {"jupyter_guildimg": True}\n'
+        "c.GuildImgApp.index_process = False\n",
+    ),
 )
 
 
@@ -464,7 +475,13 @@ def _ratio(value: float | None, base: float | None) -> str:
 Row = tuple[str, Callable[[Figures], str], str, bool]  # label, cell, target, extension only
 
 
-def report(args: argparse.Namespace, cp: float, build: float, results: dict[str, Figures]) -> None:
+def report(
+    args: argparse.Namespace,
+    cp: float,
+    build: float,
+    results: dict[str, Figures],
+    servers: list[tuple[str, str, bool, str]],
+) -> None:
     a = results["A"]
     contents_idx = _p95(a.contents_indexing) if a.contents_indexing else None
     contents_idle = _p95(a.contents_idle) if a.contents_idle else None
@@ -508,14 +525,14 @@ def report(args: argparse.Namespace, cp: float, build: float, results: dict[str,
         f"{args.idle_seconds:g} s; {args.samples} image samples per server; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end"
     )
-    headers = [f"{key}: {name}" for key, name, _extension, _config in SERVERS]
+    headers = [f"{key}: {name}" for key, name, _extension, _config in servers]
     width = max(len(row[0]) for row in rows) + 2
     col = max(22, *(len(h) + 2 for h in headers))
     print(f"{'':{width}}" + "".join(f"{h:>{col}}" for h in headers) + "   target")
     for label, cell, target, extension_only in rows:
         cells = [
             "—" if extension_only and not extension else cell(results[key])
-            for key, _name, extension, _config in SERVERS
+            for key, _name, extension, _config in servers
         ]
         print(f"{label:{width}}" + "".join(f"{c:>{col}}" for c in cells) + f"   {target}")
 
@@ -541,7 +558,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10, help="images written per server")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--tmp", default=None, help="where the temporary tree goes")
+    parser.add_argument(
+        "--servers", default="ABCD", help="which servers to start, in order (A is added)"
+    )
     args = parser.parse_args()
+    known = {key for key, *_rest in SERVERS}
+    if not set(args.servers) <= known:
+        parser.error(f"--servers takes letters of {''.join(sorted(known))}")
+    chosen = [server for server in SERVERS if server[0] in set(args.servers) | {"A"}]
     if args.runs < 1 or args.images < 1 or args.samples < 1:
         parser.error("--runs, --images and --samples must be at least 1")
     # A SIGTERM (from `timeout`, say) unwinds through the finally below, so the
@@ -557,12 +581,12 @@ def main() -> None:
         print(f"built in {build:.1f} s; cp -r ...", file=sys.stderr)
         cp = time_cp(home.path, root)
         results: dict[str, Figures] = {}
-        for key, name, extension, config in SERVERS:
+        for key, name, extension, config in chosen:
             print(f"server {key} ({name}) ...", file=sys.stderr)
             server = Server(root, key, home.path, config)
             servers.append(server)
             results[key] = measure(server, extension, home, args)
-        report(args, cp, build, results)
+        report(args, cp, build, results, chosen)
     finally:
         for server in servers:
             server.stop()

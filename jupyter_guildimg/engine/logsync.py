@@ -26,18 +26,25 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
 
 from . import layout
+from .indexchild import (
+    INDEX_THREADS,
+    IndexChild,
+    IndexedRun,
+    IndexSettings,
+    make_run_log,
+)
 from .naming import assign_names, default_run_name, safe_name
-from .runlog import PassReport, Problem, RunLog, RunView
+from .runlog import PassReport, Problem, RunLog, RunView, sync_run
 from .runrecord import Run, newest_first_key
-from .targets import IndexProgress, RunTargets
+from .targets import FIRST_BATCH, IndexProgress, RunTargets
 
+# INDEX_THREADS lives in .indexchild; importable from here too.
 __all__ = ["INDEX_THREADS", "LogdirPass", "PassConfig", "RunLogs"]
 
 log = logging.getLogger(__name__)
 
-#: Threads that make new runs' log dirs during a first index: creating files waits on
-#: the disk with the GIL released, so a few overlap it (more only add contention).
-INDEX_THREADS = 2
+#: Seconds between looks, during a routine full pass, for runs changed meanwhile.
+URGENT_CHECK = 0.02
 
 
 class PassConfig(Protocol):
@@ -52,9 +59,13 @@ class PassConfig(Protocol):
     max_revisions_per_image: int | None
     max_image_bytes: int | None
     revision_steps: bool
+    index_process: bool
     targets: RunTargets
     index: IndexProgress
     problems: collections.deque[Problem]
+
+    @property
+    def closed(self) -> bool: ...
 
 
 class RunLogs:
@@ -89,12 +100,14 @@ class LogdirPass:
         report: PassReport,
         run_name_cb: Callable[[Run], str] | None,
         publish: Callable[[], None],
+        urgent: Callable[[], list[Run]] | None = None,
     ) -> None:
         self.runs = runs
         self.config = config
         self.report = report
         self._run_name_cb = run_name_cb
         self._publish_cb = publish
+        self._urgent = urgent
 
     def problem(self, run: str, path: str, message: str) -> None:
         """Report a problem, in the report and the monitor's ``problems``: ``run`` is
@@ -109,7 +122,7 @@ class LogdirPass:
         the ``read`` ones synced (``kept``: known runs left as they were). A ``full``
         pass (one that listed every run) indexes many new runs in batches."""
         config, report, state = self.config, self.report, self.runs
-        state.positions = {}  # until this pass has made the views again
+        places, state.positions = state.positions, {}  # until this pass made the views
         # Newest first, always: a targeted pass reads its runs in no particular order,
         # and may have read every known run (then none is kept).
         runs = sorted([*read, *kept], key=newest_first_key, reverse=True)
@@ -133,27 +146,32 @@ class LogdirPass:
             config.index.start(len(runs), sum(run.dir not in state.logs for run in runs))
         batching = full and config.index.batching
         ordered = sorted(runs, key=newest_first_key, reverse=True) if batching else runs
-        # Many new runs (a first index): their log dirs are made by a few threads at
-        # once, in order; each is taken here, in this thread, once made and synced.
+        # Many new runs (a first index): their log dirs are made elsewhere (a child
+        # process, else a few threads), in order; each is taken here, in this
+        # thread, once made and synced.
         new = [run for run in ordered if run.dir not in state.logs] if batching else []
+        # Runs that changed while a routine full pass goes through the others are
+        # synced and listed at once (run dir -> the run as read then), not after it.
+        urgent = full and not batching and self._same_places(runs, names, places)
+        fresh: dict[str, Run] = {}
+        check_at = time.monotonic() + URGENT_CHECK
         with contextlib.ExitStack() as stack:
-            made: Iterator[RunLog] = iter(())
-            if new:
-                pool = concurrent.futures.ThreadPoolExecutor(
-                    INDEX_THREADS, thread_name_prefix="guildimg-index"
-                )
-                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-                made = pool.map(lambda run: self._new_log(run, names[run.dir]), new)
+            made = self._made(new, names, stack) if new else iter(())
             new_dirs = {run.dir for run in new}
             for run in ordered:
+                if urgent and time.monotonic() >= check_at:
+                    fresh.update(self._sync_urgent(names, places))
+                    check_at = time.monotonic() + URGENT_CHECK
+                if new and config.closed:  # nothing more to be written in its log dir
+                    raise RuntimeError("the monitor was closed during its index")
                 if run.dir in kept_dirs:  # not seen this pass: left as it was
                     report.images += state.logs[run.dir].summaries.image_count
                 elif run.dir in new_dirs:
-                    run_log = state.logs[run.dir] = next(made)
+                    run_log = state.logs[run.dir] = self._take(next(made), names[run.dir])
                     report.runs_added.append(names[run.dir])
                     report.images += run_log.summaries.image_count
                 else:
-                    self._update(run, names[run.dir])
+                    self._update(fresh.get(run.dir, run), names[run.dir])
                 if full and config.index.synced():
                     self._publish(runs, names)
         report.runs = len(runs)
@@ -170,16 +188,8 @@ class LogdirPass:
         state = self.runs
         if len(read) + len(kept) != len(state.logs) or len(state.positions) != len(state.views):
             return False
-        name_of = self._run_name_cb or default_run_name
-        for run in read:
-            run_log = state.logs.get(run.dir)
-            if run_log is None or run.dir not in state.positions:
-                return False
-            old = run_log.run
-            if newest_first_key(run) != newest_first_key(old):
-                return False
-            if run is not old and safe_name(name_of(run)) != safe_name(name_of(old)):
-                return False
+        if not all(self._keeps_place(run, state.positions) for run in read):
+            return False
         views = list(state.views)
         for run in read:
             name = state.names[run.dir]
@@ -190,27 +200,125 @@ class LogdirPass:
         state.views = tuple(views)
         return True
 
-    def _new_log(self, run: Run, name: str) -> RunLog:
-        """A new run's log, made and synced (an index thread may call this: it
-        touches nothing shared but the report's lists and the problems)."""
+    def _keeps_place(self, run: Run, places: Mapping[str, int]) -> bool:
+        """Whether ``run`` is known, and keeps its name and its place in the views."""
+        run_log = self.runs.logs.get(run.dir)
+        if run_log is None or run.dir not in places:
+            return False
+        old = run_log.run
+        if newest_first_key(run) != newest_first_key(old):
+            return False
+        name_of = self._run_name_cb or default_run_name
+        return run is old or safe_name(name_of(run)) == safe_name(name_of(old))
+
+    def _same_places(
+        self, runs: list[Run], names: Mapping[str, str], places: Mapping[str, int]
+    ) -> bool:
+        """Whether a full pass leaves every run where the views have it (a routine
+        pass: nothing new, gone, renamed or moved), so runs can be listed anew in
+        place during it; only when someone wants that (``urgent``)."""
+        state = self.runs
+        if self._urgent is None or names != state.names or len(state.views) != len(runs):
+            return False
+        return len(places) == len(runs) and all(
+            places.get(run.dir) == i for i, run in enumerate(runs)
+        )
+
+    def _sync_urgent(self, names: Mapping[str, str], places: Mapping[str, int]) -> dict[str, Run]:
+        """Sync the runs that changed since the pass began (``urgent()``) and keep their
+        places, and list them at once (views replaced, ``publish()``); the others wait
+        for the pass that follows. Returns the runs synced, by dir, as read."""
+        assert self._urgent is not None
+        state = self.runs
+        synced: dict[str, Run] = {}
+        for run in self._urgent():
+            if self._keeps_place(run, places):
+                self._update(run, names[run.dir])
+                synced[run.dir] = run
+        if synced:
+            views = list(state.views)
+            for run_dir in synced:
+                views[places[run_dir]] = state.logs[run_dir].view(names[run_dir])
+            state.views = tuple(views)
+            self._publish_cb()
+        return synced
+
+    def _settings(self) -> IndexSettings:
         config = self.config
-        run_log = RunLog(
-            run,
-            os.path.join(config.logdir, name),
+        return IndexSettings(
             config.max_images_per_run,
             config.max_revisions_per_image,
             config.max_image_bytes,
-            revision_steps=config.revision_steps,
+            config.revision_steps,
+            config.log_images,
+            config.log_hparams,
         )
-        self._sync(run, name, run_log)
-        return run_log
+
+    def _new_log(self, run: Run, name: str) -> IndexedRun:
+        """A new run's log, made and synced (an index thread may call this: it
+        touches nothing shared)."""
+        log_dir = os.path.join(self.config.logdir, name)
+        return make_run_log(run, log_dir, name, self._settings())
+
+    def _take(self, made: IndexedRun, name: str) -> RunLog:
+        """A new run's log made elsewhere, its writes and problems in the report."""
+        for path in made.written:
+            self.report.written.append((name, path))
+        for path, message in made.problems:
+            self.problem(name, path, message)
+        return made.run_log
+
+    def _made(
+        self, new: list[Run], names: Mapping[str, str], stack: contextlib.ExitStack
+    ) -> Iterator[IndexedRun]:
+        """The logs of ``new`` runs, made in order: the first batch by threads here
+        while an index child starts (when the monitor wants one), the rest by the
+        child; by threads here if it cannot start or fails (it is ended first, and
+        what it left half made is picked up as after a restart)."""
+        pool = concurrent.futures.ThreadPoolExecutor(
+            INDEX_THREADS, thread_name_prefix="guildimg-index"
+        )
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+
+        def here(runs: list[Run]) -> Iterator[IndexedRun]:
+            return pool.map(lambda run: self._new_log(run, names[run.dir]), runs)
+
+        head, tail = (
+            (new[:FIRST_BATCH], new[FIRST_BATCH:]) if self.config.index_process else (new, [])
+        )
+        child = None
+        if tail:
+            started = IndexChild.start(self._settings())
+            child = started.child
+            if child is None:
+                self._index_failed(started.message)
+            else:
+                stack.callback(child.close)
+                log.info("Indexing %d runs in a child process (pid %d)", len(tail), child.pid)
+        yield from here(head if child is not None else new)
+        if child is None:
+            return
+        done = 0
+        jobs = [
+            (run, os.path.join(self.config.logdir, names[run.dir]), names[run.dir]) for run in tail
+        ]
+        try:
+            for made in child.index(jobs):
+                done += 1
+                yield made
+        except ChildProcessError as e:
+            self._index_failed(str(e))
+            yield from here(tail[done:])
+
+    def _index_failed(self, message: str) -> None:
+        self.problem("", "", f"{message}; indexing in the server process instead")
 
     def _update(self, run: Run, name: str) -> None:
         """Bring one run listed by the pass up to date (made if new)."""
         report, logs, targets = self.report, self.runs.logs, self.config.targets
         run_log = logs.get(run.dir)
         if run_log is None:
-            run_log = logs[run.dir] = self._new_log(run, name)
+            run_log = logs[run.dir] = self._take(self._new_log(run, name), name)
             report.runs_added.append(name)
             report.images += run_log.summaries.image_count
             return
@@ -233,24 +341,14 @@ class LogdirPass:
 
     def _sync(self, run: Run, name: str, run_log: RunLog) -> bool:
         """Bring ``run_log`` up to date; whether it wrote something."""
-        written = 0
 
         def problem(path: str, message: str) -> None:
             self.problem(name, path, message)
 
-        try:
-            paths = run_log.sync(
-                run, problem, images=self.config.log_images, hparams=self.config.log_hparams
-            )
-            for path in paths:
-                self.report.written.append((name, path))
-            written = len(paths)
-        except FileNotFoundError:
-            if os.path.isdir(run.dir):
-                log.warning("Run %r: a file vanished during the pass", name, exc_info=True)
-            else:
-                log.info("Run %r vanished during the pass", name)
-        except Exception as e:
-            log.warning("Run %r: pass failed", name, exc_info=True)
-            problem("", f"pass failed: {type(e).__name__}: {e}")
-        return written > 0
+        config = self.config
+        paths = sync_run(
+            run_log, run, name, problem, images=config.log_images, hparams=config.log_hparams
+        )
+        for path in paths:
+            self.report.written.append((name, path))
+        return bool(paths)

@@ -117,6 +117,11 @@ class RunsMonitor:
     any other callable they are full passes. While full passes poll (no watcher, or
     a root polled), they are at least ``interval`` apart and take at most
     ``max_poll_share`` of a core (see :mod:`.scheduler`).
+
+    ``index_process=True`` (the server extension's choice) has a child process make
+    the log dirs of an index of many new runs (see :mod:`.indexchild`), so the
+    owner's other threads keep the interpreter lock; the monitor indexes in its own
+    threads if the child cannot start or fails (reported in :attr:`problems`).
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class RunsMonitor:
         watcher: Watcher | None = None,
         reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL,
         max_poll_share: float = DEFAULT_MAX_POLL_SHARE,
+        index_process: bool = False,
     ) -> None:
         interval = DEFAULT_INTERVAL if interval is None else float(interval)
         if interval < MIN_INTERVAL:
@@ -153,6 +159,7 @@ class RunsMonitor:
         self.max_image_bytes = max_image_bytes or None
         self.stall_after = stall_after
         self.revision_steps = revision_steps
+        self.index_process = index_process
         self._list_runs = list_runs_cb
         self._run_name_cb = run_name_cb
         self._runlogs = RunLogs()  # each run's log, the views, names and places
@@ -189,7 +196,11 @@ class RunsMonitor:
         """One pass now (Guild's name for it); see :meth:`run_pass`."""
         self.run_pass()
 
-    def run_pass(self, only: Collection[str] | None = None) -> PassReport:
+    def run_pass(
+        self,
+        only: Collection[str] | None = None,
+        urgent: Callable[[], Collection[str]] | None = None,
+    ) -> PassReport:
         """One pass now, returning what it did. Passes never overlap: a call made
         while the thread is in a pass waits for it. Raises
         :class:`LogDirLockedError` if another monitor holds the log dir.
@@ -197,14 +208,19 @@ class RunsMonitor:
         With ``only`` (absolute run dirs), a targeted pass: just those runs are read
         again through their source (new ones included); the others are left as they
         were, and a run is removed only when its dir is really gone. Without sources
-        to read them through (a plain ``list_runs_cb``), it is a full pass."""
+        to read them through (a plain ``list_runs_cb``), it is a full pass.
+
+        ``urgent()`` (the scheduler's; for a full pass) says which run dirs changed
+        since the pass began: a routine full pass (no run new, gone, renamed or moved)
+        reads those again, syncs and lists them at once (the generation goes up, the
+        pass listeners are called), instead of after the rest."""
         with self._lock:
             started = time.monotonic()
             self._pass_started = (started, time.time())
             report = PassReport()
-            sources = None if only is None else self.sources()
+            sources = None if only is None and urgent is None else self.sources()
             try:
-                self._pass(report, only, sources)
+                self._pass(report, only, sources, urgent)
             finally:
                 self._pass_started = None
                 if only is None or sources is None:  # a full pass, even one that failed
@@ -219,10 +235,25 @@ class RunsMonitor:
         return report
 
     def _pass(
-        self, report: PassReport, only: Collection[str] | None, sources: list[RunSource] | None
+        self,
+        report: PassReport,
+        only: Collection[str] | None,
+        sources: list[RunSource] | None,
+        urgent: Callable[[], Collection[str]] | None = None,
     ) -> None:
+        def urgent_runs() -> list[Run]:
+            run_dirs = urgent() if urgent is not None else ()
+            if not run_dirs or sources is None:
+                return []
+            return self.targets.targeted(run_dirs, sources, known, accept, problem)[0]
+
         work = LogdirPass(
-            self._runlogs, self, report, self._run_name_cb, lambda: self._published(report)
+            self._runlogs,
+            self,
+            report,
+            self._run_name_cb,
+            lambda: self._published(report),
+            urgent_runs if urgent is not None and sources is not None else None,
         )
         known = self.known_runs()
 
@@ -333,6 +364,11 @@ class RunsMonitor:
             self._logdir_error = str(e)
             raise
         self._logdir_error = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: no pass will write again."""
+        return self._count.closed
 
     @property
     def running(self) -> bool:

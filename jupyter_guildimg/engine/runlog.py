@@ -28,6 +28,7 @@ __all__ = [
     "Problem",
     "RunLog",
     "RunView",
+    "sync_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -210,3 +211,31 @@ class RunLog:
         if not self.wrote_end and run.status in FINAL_STATUSES:
             write_event_file(os.path.join(self.log_dir, END_FILE), session_end_events(run))
             self.wrote_end = True
+
+
+def sync_run(
+    run_log: RunLog,
+    run: Run,
+    name: str,
+    problem: Callable[[str, str], None],
+    *,
+    images: bool,
+    hparams: bool,
+) -> list[str]:
+    """Bring ``run_log`` up to date with ``run`` (named ``name`` in logs); returns the
+    image paths written. Never raises for the run's own faults: a run that vanished
+    during the sync is logged, any other failure is logged and reported to
+    ``problem(path, message)`` (``path`` "": the run as a whole), and the monitor
+    goes on with its other runs. The same in the server process and in an index
+    child (:mod:`.indexchild`)."""
+    try:
+        return run_log.sync(run, problem, images=images, hparams=hparams)
+    except FileNotFoundError:
+        if os.path.isdir(run.dir):
+            log.warning("Run %r: a file vanished during the pass", name, exc_info=True)
+        else:
+            log.info("Run %r vanished during the pass", name)
+    except Exception as e:
+        log.warning("Run %r: pass failed", name, exc_info=True)
+        problem("", f"pass failed: {type(e).__name__}: {e}")
+    return []

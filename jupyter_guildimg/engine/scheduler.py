@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import rest
@@ -84,6 +84,7 @@ class PassScheduler:
         self.reconcile_interval = float(reconcile_interval)
         self._wake = threading.Condition()
         self._queued: set[str] = set()  # changed paths, for the next targeted pass
+        self._handed: set[str] = set()  # of those, the ones a full pass was told of
         self._full_wanted = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,7 +172,7 @@ class PassScheduler:
                     lambda: bool(self._queued) or self._full_wanted or self._stop.is_set(),
                     max(0.0, due - time.monotonic()),
                 )
-                paths, self._queued = self._queued, set()
+                paths, self._queued, self._handed = self._queued, set(), set()
                 now = time.monotonic()
                 full = self._full_wanted or now >= full_at
                 self._full_wanted = False
@@ -189,18 +190,31 @@ class PassScheduler:
                 if run_dirs or settled:
                     self._run((run_dirs or set()) | settled)
             if full:
-                report = self._run(None)
+                report = self._run(None, self.take_urgent)
                 if report is not None and not monitor.index.batched:
                     self.poll_cost = report.duration
             self.update_watch()  # first: the watcher knows which roots it polls after it
             if full:
                 full_at = time.monotonic() + self.full_interval()
 
-    def _run(self, only: Collection[str] | None) -> PassReport | None:
+    def take_urgent(self) -> set[str]:
+        """For the full pass in progress: the run dirs of paths changed since it began
+        (each path told once). They stay queued: the targeted pass after it reads them
+        once more, and settles them (a full pass only lists them sooner)."""
+        with self._wake:
+            paths = self._queued - self._handed
+            self._handed |= paths
+        if not paths:
+            return set()
+        return self.run_dirs_for(paths) or set()
+
+    def _run(
+        self, only: Collection[str] | None, urgent: Callable[[], set[str]] | None = None
+    ) -> PassReport | None:
         """One pass; its report, ``None`` if it failed."""
         monitor = self.monitor
         try:
-            return monitor.run_pass(only=only)
+            return monitor.run_pass(only=only, urgent=urgent)
         except LogDirLockedError as e:
             # Capture stays off while another monitor holds the log dir; it
             # starts by itself once that one lets go. Said once, not every pass.

@@ -97,6 +97,13 @@ class GuildImgApp(ExtensionApp):
         poll_interval). From 0.01 to 1.""",
     ).tag(config=True)
 
+    index_process = Bool(
+        True,
+        help="""Make the log dirs of many new runs (the first index of a large home) in a
+        child process, at a lower priority, so Jupyter's own requests stay quick while
+        it runs. False, or if the child cannot start: in the server's own threads.""",
+    ).tag(config=True)
+
     log_images = Bool(True, help="Write image summaries for run images.").tag(config=True)
 
     log_hparams = Bool(True, help="Write HParams sessions from Guild run flags.").tag(config=True)

@@ -101,6 +101,7 @@ class Runtime:
             max_revisions_per_image=settings.max_revisions_per_image or None,
             max_image_bytes=settings.max_image_bytes or None,
             revision_steps=True,  # every revision on TensorBoard's step slider, dated
+            index_process=settings.index_process,
         )
         # The view follows each pass before the change feed wakes clients, so what they
         # read then (in_tensorboard) is already the pass's.

@@ -544,3 +544,77 @@ def test_an_indexing_pass_that_goes_on_syncing_is_not_stalled(home, logdir):
         release.set()
         thread.join(EVENT_WAIT)
     assert len(monitor.views) == len(runs)
+
+
+# -- runs that change during a full pass ------------------------------------------
+
+
+def _urgent_once(run_dirs: set[str]):
+    """An ``urgent`` callback that reports ``run_dirs`` on its first call only."""
+    calls: list[set[str]] = []
+
+    def urgent() -> set[str]:
+        calls.append(set() if calls else set(run_dirs))
+        return calls[-1]
+
+    return urgent, calls
+
+
+def _listed_during_pass(monitor: RunsMonitor, run_dir: str) -> list[set[str]]:
+    """What a pass listener sees of ``run_dir``'s images while a pass is running."""
+    seen: list[set[str]] = []
+    passes = monitor.passes
+    monitor.add_listener(
+        lambda _report: seen.append(_images(monitor, run_dir)) if monitor.passes == passes else None
+    )
+    return seen
+
+
+def test_a_run_changed_during_a_routine_full_pass_is_listed_before_it_ends(
+    home, logdir, monkeypatch
+):
+    monkeypatch.setattr("jupyter_guildimg.engine.logsync.URGENT_CHECK", 0.0)  # look at once
+    runs = _runs(home, 12)
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    changed = runs[3]  # late in the newest-first order the pass follows
+    Path(changed, "new.png").write_bytes(png(colour="blue"))
+    urgent, calls = _urgent_once({changed})
+    seen = _listed_during_pass(monitor, changed)
+    generation = monitor.generation
+
+    report = monitor.run_pass(urgent=urgent)
+
+    assert seen == [{"a.png", "new.png"}], "listed while the pass was still running"
+    assert len(calls) > 1 and monitor.generation == generation + 2  # then the pass's own
+    assert [path for _run, path in report.written] == ["new.png"]  # written once
+    assert [view.run.dir for view in monitor.views] == runs[::-1]
+    assert monitor.run_pass(only={changed}).written == []
+    monitor.close()
+
+
+def test_a_run_that_moves_during_a_full_pass_waits_for_the_pass_after(home, logdir, monkeypatch):
+    monkeypatch.setattr("jupyter_guildimg.engine.logsync.URGENT_CHECK", 0.0)
+    runs = _runs(home, 4)
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    moved = runs[0]
+    told: list[int] = []
+
+    def urgent() -> set[str]:
+        # Restarted while the pass runs, after its listing: the newest run now.
+        if told:
+            return set()
+        told.append(1)
+        Path(moved, ".guild", "attrs", "started").write_text(f"{5_000 * 10**6}\n")
+        return {moved}
+
+    seen = _listed_during_pass(monitor, moved)
+
+    monitor.run_pass(urgent=urgent)
+
+    assert told and seen == []  # its place changed: not listed in the middle of the pass
+    assert [view.run.dir for view in monitor.views] == runs[::-1]  # the pass's own listing
+    monitor.run_pass(only={moved})  # what the scheduler runs next, the paths still queued
+    assert [view.run.dir for view in monitor.views] == runs[:1] + runs[:0:-1]
+    monitor.close()

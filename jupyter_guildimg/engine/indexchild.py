@@ -1,0 +1,259 @@
+"""A first index made in a child process, so the server's own threads keep the GIL.
+
+Making a new run's part of the log dir (symlinks, one event file per image, hparams)
+costs about 2 ms of CPU a run, most of it in Python around the system calls; at
+10,000 runs the monitor's index threads held the interpreter lock often enough to
+triple the latency of Jupyter's own requests. An :class:`IndexChild` is a
+``python -c`` running :func:`child_main` process that makes those log dirs
+for the monitor and hands each run's :class:`~.runlog.RunLog` back, pickled, in the
+order asked. The monitor keeps owning everything: the log dir and its lock, what is
+listed, every problem (the child reports them; the monitor files them).
+
+The protocol is pickles over the child's stdin and stdout (a private pipe between
+two processes of one user and one installation): first :class:`IndexSettings`, then
+``(run, log_dir, name)`` for each run, then ``None``; back, one :class:`IndexedRun`
+a run, in the same order. The child runs at a lower priority (``nice``) so the server
+wins the CPU when both want it, gets the minimal environment TensorBoard gets (no
+token), and exits at once when the monitor closes its end: its next write fails.
+Whatever it leaves half made is picked up like a log dir after a restart.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from .processes import child_environment, describe_exit
+from .runlog import RunLog, sync_run
+from .runrecord import Run
+
+__all__ = [
+    "INDEX_NICENESS",
+    "INDEX_THREADS",
+    "IndexChild",
+    "IndexSettings",
+    "IndexStart",
+    "IndexedRun",
+    "child_main",
+    "make_run_log",
+]
+
+log = logging.getLogger(__name__)
+
+#: Threads that make new runs' log dirs at once (in the child or in the server):
+#: creating files waits on the disk with the GIL released, so a few overlap it
+#: (more only add contention).
+INDEX_THREADS = 2
+#: How much nicer than the server the child runs: the server's requests come first.
+INDEX_NICENESS = 5
+_STDERR_KEPT = 20  # the child's last stderr lines, for the message when it fails
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What a new run's log is made with (a monitor's settings of these names)."""
+
+    max_images: int | None
+    max_revisions: int | None
+    max_image_bytes: int | None
+    revision_steps: bool
+    images: bool
+    hparams: bool
+
+
+@dataclass
+class IndexedRun:
+    """A new run's log, made and synced: ``written``, the image paths summarized;
+    ``problems``, ``(path, message)`` for the monitor to report under the run's name."""
+
+    run_log: RunLog
+    written: list[str]
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def make_run_log(run: Run, log_dir: str, name: str, settings: IndexSettings) -> IndexedRun:
+    """Make and sync the log of a run never seen (at ``log_dir``, named ``name``)."""
+    run_log = RunLog(
+        run,
+        log_dir,
+        settings.max_images,
+        settings.max_revisions,
+        settings.max_image_bytes,
+        revision_steps=settings.revision_steps,
+    )
+    problems: list[tuple[str, str]] = []
+
+    def problem(path: str, message: str) -> None:
+        problems.append((path, message))
+
+    written = sync_run(
+        run_log, run, name, problem, images=settings.images, hparams=settings.hparams
+    )
+    return IndexedRun(run_log, written, problems)
+
+
+@dataclass(frozen=True)
+class IndexStart:
+    """How starting an index child went: ``child`` when it started, else ``None`` and
+    ``message`` says why (the monitor then indexes in its own process)."""
+
+    child: IndexChild | None
+    message: str = ""
+
+
+class IndexChild:
+    """The child process, from :meth:`start` to :meth:`close`. One monitor thread
+    uses it: :meth:`index` once, then :meth:`close` (idempotent, from any thread)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], settings: IndexSettings) -> None:
+        self._process = process
+        self._settings = settings
+        self._stderr: list[str] = []
+        self._stderr_lock = threading.Lock()
+        self._reader = threading.Thread(
+            target=self._read_stderr, name="guildimg-index-stderr", daemon=True
+        )
+        self._reader.start()
+
+    @classmethod
+    def start(cls, settings: IndexSettings) -> IndexStart:
+        """Start a child; never raises for a child that cannot start."""
+        # Not ``-m``: run as __main__, what it pickles back would name classes the
+        # monitor cannot import.
+        # Nicer first, before the imports take their share of the CPU.
+        code = f"import os; os.nice({INDEX_NICENESS}); import {__name__} as m; m.child_main()"
+        command = [sys.executable, "-c", code]
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_environment(tempfile.gettempdir()),
+                close_fds=True,
+            )
+        except OSError as e:
+            log.warning("Cannot start the index child process", exc_info=True)
+            return IndexStart(None, f"cannot start {sys.executable!r}: {e.strerror or e}")
+        return IndexStart(cls(process, settings))
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def index(self, jobs: Sequence[tuple[Run, str, str]]) -> Iterator[IndexedRun]:
+        """Each job's ``(run, log_dir, name)`` made by the child, in order. Raises
+        :class:`ChildProcessError` (the child's exit and last stderr lines) if the
+        child fails before the last one: the caller goes on without it."""
+        assert self._process.stdin is not None and self._process.stdout is not None
+        writer = threading.Thread(
+            target=self._send,
+            args=(self._process.stdin, list(jobs)),
+            name="guildimg-index-send",
+            daemon=True,
+        )
+        writer.start()
+        stdout = self._process.stdout
+        for _job in jobs:
+            try:
+                result = pickle.load(stdout)
+            except (EOFError, OSError, pickle.UnpicklingError, ValueError) as e:
+                raise ChildProcessError(self._failure(e)) from e
+            if not isinstance(result, IndexedRun):
+                raise ChildProcessError(self._failure(TypeError(type(result).__name__)))
+            yield result
+
+    def _send(self, stdin: IO[bytes], jobs: list[tuple[Run, str, str]]) -> None:
+        try:
+            with stdin:
+                pickle.dump(self._settings, stdin, _PROTOCOL)
+                for job in jobs:
+                    pickle.dump(job, stdin, _PROTOCOL)
+                pickle.dump(None, stdin, _PROTOCOL)
+        except (BrokenPipeError, ValueError):
+            pass  # the child is gone, or closed: index() says so
+        except OSError:
+            log.warning("Cannot send runs to the index child", exc_info=True)
+
+    def _read_stderr(self) -> None:
+        assert self._process.stderr is not None
+        with self._process.stderr as stderr:
+            for raw in stderr:
+                line = raw.decode(errors="replace").rstrip()
+                if not line:
+                    continue
+                with self._stderr_lock:
+                    self._stderr = [*self._stderr[-(_STDERR_KEPT - 1) :], line]
+                log.info("index child: %s", line)
+
+    def _failure(self, error: Exception) -> str:
+        self.close()
+        self._reader.join(2.0)
+        with self._stderr_lock:
+            tail = "\n".join(self._stderr)
+        code = self._process.returncode
+        how = describe_exit(code) if code is not None else f"stopped answering ({error!r})"
+        return f"the index child process {how}" + (f": {tail}" if tail else "")
+
+    def close(self) -> None:
+        """End the child now and reap it."""
+        with contextlib.suppress(OSError):
+            self._process.kill()
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(5.0)
+
+
+# -- the child -----------------------------------------------------------------
+
+
+def _jobs(stdin: IO[bytes]) -> Iterator[tuple[Run, str, str]]:
+    while (job := pickle.load(stdin)) is not None:
+        yield job
+
+
+def _main() -> int:
+    """The child: settings and jobs from stdin, one :class:`IndexedRun` a job on
+    stdout, in order. Exits 0 when done, or at once when the monitor is gone."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    settings: IndexSettings = pickle.load(stdin)
+    jobs = list(_jobs(stdin))
+
+    def make(job: tuple[Run, str, str]) -> IndexedRun:
+        run, log_dir, name = job
+        return make_run_log(run, log_dir, name, settings)
+
+    pool = concurrent.futures.ThreadPoolExecutor(INDEX_THREADS)
+    try:
+        for result in pool.map(make, jobs):
+            pickle.dump(result, stdout, _PROTOCOL)
+            stdout.flush()
+    except BrokenPipeError:
+        return 0  # the monitor is gone, or no longer wants the rest
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return 0
+
+
+def child_main() -> None:
+    """The child's entry point; exits the process."""
+    code = _main()
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    # At once: no waiting for index threads whose work is no longer wanted.
+    os._exit(code)

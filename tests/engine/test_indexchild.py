@@ -1,0 +1,228 @@
+"""The first index made in a child process (``index_process=True``): the same log
+dir as the monitor makes itself, every problem reported, nothing lost when the
+child fails, no secret handed to it, and no child left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
+from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+from jupyter_guildimg.engine.targets import FIRST_BATCH
+from jupyter_guildimg.engine.tfevent import read_events
+from jupyter_guildimg.guild.project import write_run
+
+from helpers import png, process_running, run_logdir, wait_for
+
+WAIT = 60.0
+# More than one batch: the first FIRST_BATCH runs are made in the monitor's own
+# threads while the child starts, the rest (the oldest) by the child. Enough for the
+# child to fill its pipe and wait, alive, while a test holds the monitor's pass.
+RUNS = FIRST_BATCH + 60
+
+
+def _runs(home: GuildHome) -> list[str]:
+    runs = [
+        write_run(
+            home.path,
+            op="train",
+            started=1_000 + i,
+            files={"a.png": png(), "s/b.png": png(colour="blue")},
+        )
+        for i in range(RUNS)
+    ]
+    for run in runs:  # not runs being written: nothing waits for a racy window
+        for image in ("a.png", "s/b.png"):
+            os.utime(Path(run, image), (time.time() - 3600,) * 2)
+    return runs
+
+
+def _children() -> set[int]:
+    """This process's live child processes running the index child."""
+    found = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            text = Path(f"/proc/{os.getpid()}/task/{task}/children").read_text()
+        except FileNotFoundError:
+            continue
+        for pid in map(int, text.split()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"indexchild" in cmdline:
+                found.add(pid)
+    return found
+
+
+def _event_files(logdir: str, run_dir: str) -> dict[str, list[tuple]]:
+    """Each summary file's image events (tag, step, wall time, the image's bytes):
+    what TensorBoard reads. The file's version record is dated when it was written."""
+    images = Path(run_logdir(logdir, run_dir), ".images")
+    return {
+        p.name: [
+            (v.tag, e.step, e.wall_time, v.image.encoded_image_string)
+            for e in read_events(str(p))
+            for v in e.summary.value
+        ]
+        for p in sorted(images.iterdir())
+    }
+
+
+def _hold_first_batch(monitor: RunsMonitor) -> tuple[threading.Event, threading.Event]:
+    """Hold the pass at its first published batch (the child is running by then)
+    until ``release`` is set; ``held`` is set once there."""
+    held, release = threading.Event(), threading.Event()
+
+    def listener(_report: PassReport) -> None:
+        if not held.is_set():
+            held.set()
+            release.wait(WAIT)
+
+    monitor.add_listener(listener)
+    return held, release
+
+
+def test_a_child_makes_the_same_log_dir_the_monitor_makes_itself(home, tmp_path):
+    runs = _runs(home)
+    broken = Path(runs[10], "broken.png")  # an old run: made by the child
+    broken.write_bytes(b"not an image")
+    os.utime(broken, (time.time() - 3600,) * 2)
+    here, child = str(tmp_path / "here"), str(tmp_path / "child")
+    by_threads = RunsMonitor(here, combine_sources([home]), revision_steps=True)
+    by_child = RunsMonitor(
+        child, combine_sources([GuildHome(home.path)]), revision_steps=True, index_process=True
+    )
+    held, release = _hold_first_batch(by_child)
+    pass_in_thread = threading.Thread(target=by_child.run_pass)
+    pass_in_thread.start()
+    try:
+        assert held.wait(WAIT), "no batch was published"
+        (pid,) = wait_for(_children, WAIT, "the index child")
+        assert pid != os.getpid()
+    finally:
+        release.set()
+        pass_in_thread.join(WAIT)
+    expected = by_threads.run_pass()
+    report = by_child.last_report
+    assert report is not None
+
+    assert [v.run.dir for v in by_child.views] == [v.run.dir for v in by_threads.views]
+    assert [(v.name, dict(v.images)) for v in by_child.views] == [
+        (v.name, dict(v.images)) for v in by_threads.views
+    ]
+    assert sorted(report.written) == sorted(expected.written)
+    assert report.runs_added == expected.runs_added and report.images == 2 * RUNS
+    for run in runs:
+        assert _event_files(child, run) == _event_files(here, run)
+    (problem,) = [p for p in report.problems if p.path == "broken.png"]
+    assert problem.run == os.path.basename(run_logdir(child, runs[10]))
+    assert len(report.problems) == len(expected.problems) == 1
+    assert not process_running(pid), "the child outlived its index"
+    assert by_child.run_pass().written == []  # its runs are the monitor's now
+    by_threads.close()
+    by_child.close()
+
+
+def test_a_child_killed_mid_index_loses_nothing(home, logdir):
+    runs = _runs(home)
+    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
+    held, release = _hold_first_batch(monitor)
+    pass_in_thread = threading.Thread(target=monitor.run_pass)
+    pass_in_thread.start()
+    try:
+        assert held.wait(WAIT), "no batch was published"
+        (pid,) = wait_for(_children, WAIT, "the index child")
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        release.set()
+        pass_in_thread.join(WAIT)
+
+    assert [v.run.dir for v in monitor.views] == runs[::-1]
+    assert all(set(v.images) == {"a.png", "s/b.png"} for v in monitor.views)
+    (problem,) = monitor.problems
+    assert problem.message.startswith("the index child process was killed by SIGKILL")
+    assert problem.message.endswith("indexing in the server process instead")
+    # What the child left half made was taken up, not written twice.
+    assert all(len(_event_files(logdir, run)) == 2 for run in runs)
+    assert monitor.run_pass().written == []
+    monitor.close()
+
+
+def test_a_child_that_cannot_start_leaves_the_index_to_the_monitor(home, logdir, monkeypatch):
+    runs = _runs(home)
+    monkeypatch.setattr(sys, "executable", str(Path(logdir).parent / "no-python-here"))
+    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
+
+    report = monitor.run_pass()
+
+    assert [v.run.dir for v in monitor.views] == runs[::-1]
+    assert len(report.written) == 2 * RUNS
+    (problem,) = report.problems
+    assert "no-python-here" in problem.message
+    assert problem.message.endswith("indexing in the server process instead")
+    monitor.close()
+
+
+def test_the_child_gets_no_secret_of_the_server(home, logdir, monkeypatch):
+    _runs(home)
+    monkeypatch.setenv("JUPYTER_TOKEN", "token-of-the-server")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "key-of-the-server")
+    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
+    held, release = _hold_first_batch(monitor)
+    pass_in_thread = threading.Thread(target=monitor.run_pass)
+    pass_in_thread.start()
+    try:
+        assert held.wait(WAIT), "no batch was published"
+        (pid,) = wait_for(_children, WAIT, "the index child")
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    finally:
+        release.set()
+        pass_in_thread.join(WAIT)
+    assert b"of-the-server" not in environ and b"PATH=" in environ
+    niceness = int(stat.rsplit(")", 1)[1].split()[16])
+    assert niceness > os.nice(0), "the child should yield the CPU to the server"
+    monitor.close()
+
+
+def test_closing_the_monitor_mid_index_ends_the_child(home, logdir):
+    _runs(home)
+    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
+    held, release = _hold_first_batch(monitor)
+    failures: list[BaseException] = []
+
+    def run_pass() -> None:
+        try:
+            monitor.run_pass()
+        except RuntimeError as e:
+            failures.append(e)
+
+    pass_in_thread = threading.Thread(target=run_pass)
+    pass_in_thread.start()
+    try:
+        assert held.wait(WAIT), "no batch was published"
+        (pid,) = wait_for(_children, WAIT, "the index child")
+        monitor.close(timeout=0)
+    finally:
+        release.set()
+        pass_in_thread.join(WAIT)
+    assert [str(e) for e in failures] == ["the monitor was closed during its index"]
+    assert not process_running(pid), "the child outlived its closed monitor"
+    assert len(monitor.views) == FIRST_BATCH  # the batch published before the close
+
+
+def test_few_new_runs_are_never_sent_to_a_child(home, logdir):
+    runs = [write_run(home.path, op="train", started=1_000 + i) for i in range(5)]
+    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
+    seen: list[set[int]] = []
+    monitor.add_listener(lambda _report: seen.append(_children()))
+    monitor.run_pass()
+    assert [v.run.dir for v in monitor.views] == runs[::-1]
+    assert seen == [set()]
+    monitor.close()
