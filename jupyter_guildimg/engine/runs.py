@@ -160,6 +160,24 @@ class GuildHome(RunSource):
         self._cache = cache
         return newest_first(listing)
 
+    def start_times(self) -> dict[str, float]:
+        """Each ``runs/<id>`` and its ``started`` (else ``initialized``) attribute; a
+        dir without either, or that cannot be read, is left out."""
+        try:
+            with os.scandir(self.runs_dir) as scan:
+                dirs = [e.path for e in scan if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return {}
+        found: dict[str, float] = {}
+        for run_dir in dirs:
+            attrs = os.path.join(run_dir, ".guild", "attrs")
+            started = micros_to_seconds(read_attr(attrs, "started"))
+            if started is None:
+                started = micros_to_seconds(read_attr(attrs, "initialized"))
+            if started is not None:
+                found[run_dir] = started
+        return found
+
     @property
     def watch_root(self) -> str:
         """``<home>/runs``: new runs appear directly in it."""

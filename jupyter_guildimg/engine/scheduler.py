@@ -29,6 +29,7 @@ from .. import rest
 from .layout import LogDirLockedError
 from .racy import RACY_NS
 from .runlog import PassReport, Problem
+from .targets import FIRST_BATCH
 
 if TYPE_CHECKING:
     from .monitor import RunsMonitor
@@ -160,6 +161,7 @@ class PassScheduler:
         # ``monitor`` keeps the monitor alive while its thread runs.
         full_at = time.monotonic()  # the first pass is a full one
         self.update_watch()
+        self._newest_first(monitor)
         # Runs a targeted pass read while their files were "racy" (written within the
         # file system's clock tick), read once more when that window has passed: a
         # write that landed in it (a run's attrs as it is being made) is not left to
@@ -196,6 +198,24 @@ class PassScheduler:
             self.update_watch()  # first: the watcher knows which roots it polls after it
             if full:
                 full_at = time.monotonic() + self.full_interval()
+
+    def _newest_first(self, monitor: RunsMonitor) -> None:
+        """Before the first full pass over a large home: the newest runs, as the
+        sources' start times name them, read and listed by a targeted pass. They show
+        within a second or two, before the full listing has read every run."""
+        sources = monitor.sources()
+        if not sources or monitor.known_runs():
+            return
+        started: dict[str, float] = {}
+        for source in sources:
+            try:
+                started.update(source.start_times() or {})
+            except Exception:
+                log.warning("Cannot read the start times of %r", source, exc_info=True)
+        if len(started) <= FIRST_BATCH:  # the full pass lists them all at once anyway
+            return
+        newest = sorted(started, key=started.__getitem__, reverse=True)[:FIRST_BATCH]
+        self._run(set(newest))
 
     def take_urgent(self) -> set[str]:
         """For the full pass in progress: the run dirs of paths changed since it began

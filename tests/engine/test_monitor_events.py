@@ -21,6 +21,7 @@ from jupyter_guildimg.engine.runs import (
     RunsDir,
     combine_sources,
 )
+from jupyter_guildimg.engine.targets import FIRST_BATCH
 from jupyter_guildimg.guild.project import write_run
 
 from helpers import png, run_logdir, summaries, wait_for
@@ -462,6 +463,50 @@ def test_before_its_first_pass_a_started_monitor_is_indexing(home, logdir):
     try:
         wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
         assert monitor.status()["index"] == {"indexed": 1, "found": 1, "done": True}
+    finally:
+        monitor.close()
+
+
+class GatedSources(CombinedSources):
+    """Our own test source: a combined callback whose full listing waits for
+    ``gate`` (a slow disk, reading every run of a large home)."""
+
+    def __init__(self, sources: list[GuildHome]) -> None:
+        super().__init__(sources)
+        self.gate = threading.Event()
+
+    def __call__(self) -> RunList:
+        self.gate.wait(EVENT_WAIT)
+        return super().__call__()
+
+
+def test_a_large_home_lists_its_newest_runs_before_its_full_listing(home, logdir):
+    runs = [write_run(home.path, op="train", started=1_000 + i) for i in range(FIRST_BATCH + 20)]
+    sources = GatedSources([home])
+    monitor = RunsMonitor(logdir, sources)
+    monitor.start()
+    try:
+        wait_for(lambda: monitor.views, EVENT_WAIT, "the newest runs")
+        assert [view.run.dir for view in monitor.views] == runs[::-1][:FIRST_BATCH]
+        assert not monitor.status()["index"]["done"]
+        sources.gate.set()
+        wait_for(lambda: monitor.status()["index"]["done"], EVENT_WAIT, "the first index")
+        assert [view.run.dir for view in monitor.views] == runs[::-1]
+    finally:
+        sources.gate.set()
+        monitor.close()
+
+
+def test_a_small_home_is_listed_by_the_full_pass_alone(home, logdir):
+    _runs(home, 3)
+    sources = GatedSources([home])
+    sources.gate.set()
+    monitor = RunsMonitor(logdir, sources)
+    monitor.start()
+    try:
+        wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+        assert monitor.passes == 1 and len(monitor.views) == 3
+        assert monitor.status()["index"] == {"indexed": 3, "found": 3, "done": True}
     finally:
         monitor.close()
 
