@@ -102,6 +102,9 @@ class Runtime:
             max_image_bytes=settings.max_image_bytes or None,
             revision_steps=True,  # every revision on TensorBoard's step slider, dated
             index_process=settings.index_process,
+            # The server's process: its long-lived objects after a large index are
+            # the monitor's and Jupyter's own.
+            freeze_after_index=True,
         )
         # The view follows each pass before the change feed wakes clients, so what they
         # read then (in_tensorboard) is already the pass's.

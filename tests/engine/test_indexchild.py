@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -208,13 +209,14 @@ def test_closing_the_monitor_mid_index_ends_the_child(home, logdir):
     try:
         assert held.wait(WAIT), "no batch was published"
         (pid,) = wait_for(_children, WAIT, "the index child")
+        published = monitor.views
         monitor.close(timeout=0)
     finally:
         release.set()
         pass_in_thread.join(WAIT)
     assert [str(e) for e in failures] == ["the monitor was closed during its index"]
     assert not process_running(pid), "the child outlived its closed monitor"
-    assert len(monitor.views) == FIRST_BATCH  # the batch published before the close
+    assert monitor.views == published and 0 < len(published) < RUNS
 
 
 def test_few_new_runs_are_never_sent_to_a_child(home, logdir):
@@ -226,3 +228,35 @@ def test_few_new_runs_are_never_sent_to_a_child(home, logdir):
     assert [v.run.dir for v in monitor.views] == runs[::-1]
     assert seen == [set()]
     monitor.close()
+
+
+_FREEZE_SCRIPT = """
+import gc, sys
+from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+
+monitor = RunsMonitor(sys.argv[2], combine_sources([GuildHome(sys.argv[1])]),
+                      freeze_after_index=True)
+monitor.run_pass()
+after_index = gc.get_freeze_count()
+monitor.run_pass()  # a routine full pass: nothing frozen again
+print(len(monitor.views), after_index, gc.get_freeze_count())
+monitor.close()
+"""
+
+
+def test_after_a_large_index_the_long_lived_objects_leave_garbage_collection(home, logdir):
+    # In a process of its own, as the server's: freezing is for the whole process.
+    runs = _runs(home)
+    done = subprocess.run(
+        [sys.executable, "-c", _FREEZE_SCRIPT, home.path, logdir],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+    )
+    listed, after_index, after_routine = map(int, done.stdout.split())
+    assert listed == len(runs)
+    # Every run's log (a RunLog, its mirror, summaries, images…) is among them.
+    assert after_index > 10 * len(runs)
+    assert after_routine <= after_index  # freed ones leave it; none were added
