@@ -141,9 +141,10 @@ class RunsMonitor:
 
     ``freeze_after_index=True`` (the server extension's choice, in a process of its
     own) moves every object of the process to the garbage collector's permanent
-    generation once a full pass has indexed many new runs: the monitor's state of
-    10,000 runs is some 550,000 objects that live as long as it does, and each full
-    collection walked them all (0.3 s, stalling every thread), now and then, forever.
+    generation once a full pass has indexed many new runs, and after each batch it
+    publishes: the monitor's state of 10,000 runs is some 550,000 objects that live as
+    long as it does, and each full collection walked them all (0.3 s, stalling every
+    thread), now and then, forever.
     """
 
     def __init__(
@@ -314,6 +315,10 @@ class RunsMonitor:
     def _published(self, report: PassReport) -> None:
         """A full pass published a batch (see :class:`.logsync.LogdirPass`): the
         generation up, the listeners told."""
+        if self.freeze_after_index and self.index.batching:
+            # The runs indexed so far stay: full collections of a heap growing by a
+            # few hundred thousand objects would walk them again and again.
+            gc.freeze()
         self._count.bump()
         self._call_listeners(report)
 

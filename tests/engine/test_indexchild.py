@@ -237,10 +237,12 @@ from jupyter_guildimg.engine.runs import GuildHome, combine_sources
 
 monitor = RunsMonitor(sys.argv[2], combine_sources([GuildHome(sys.argv[1])]),
                       freeze_after_index=True)
+at_publish = []
+monitor.add_listener(lambda report: at_publish.append(gc.get_freeze_count()))
 monitor.run_pass()
 after_index = gc.get_freeze_count()
 monitor.run_pass()  # a routine full pass: nothing frozen again
-print(len(monitor.views), after_index, gc.get_freeze_count())
+print(len(monitor.views), at_publish[0], after_index, gc.get_freeze_count())
 monitor.close()
 """
 
@@ -255,8 +257,10 @@ def test_after_a_large_index_the_long_lived_objects_leave_garbage_collection(hom
         timeout=WAIT,
         check=True,
     )
-    listed, after_index, after_routine = map(int, done.stdout.split())
+    listed, first_batch, after_index, after_routine = map(int, done.stdout.split())
     assert listed == len(runs)
+    # Frozen from the first batch published on, while the index grows the heap.
+    assert 0 < first_batch < after_index
     # Every run's log (a RunLog, its mirror, summaries, images…) is among them.
     assert after_index > 10 * len(runs)
     assert after_routine <= after_index  # freed ones leave it; none were added

@@ -663,3 +663,18 @@ def test_a_run_that_moves_during_a_full_pass_waits_for_the_pass_after(home, logd
     monitor.run_pass(only={moved})  # what the scheduler runs next, the paths still queued
     assert [view.run.dir for view in monitor.views] == runs[:1] + runs[:0:-1]
     monitor.close()
+
+
+def test_a_full_pass_is_told_of_each_change_once_and_the_change_stays_queued(home, logdir):
+    a, b = _runs(home, 2)
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    scheduler = monitor._scheduler  # what a full pass in the thread asks
+    monitor.notify_changed([os.path.join(a, "x.png")])
+    assert scheduler.take_urgent() == {a}
+    assert scheduler.take_urgent() == set()  # told once
+    monitor.notify_changed([os.path.join(b, "y.png"), os.path.join(a, "x.png")])
+    assert scheduler.take_urgent() == {b}
+    # Still queued for the targeted pass that follows (it settles them too).
+    assert scheduler.run_dirs_for(scheduler._queued) == {a, b}
+    monitor.close()

@@ -36,6 +36,7 @@ from jupyter_guildimg.engine.runs import (
     parse_source,
     read_guild_run,
 )
+from jupyter_guildimg.guild.project import write_run
 
 from helpers import RESOURCES
 
@@ -911,3 +912,24 @@ def test_a_source_without_read_run_reads_one_run_through_its_listing(fixture_hom
     (run, *_) = Listing().list_runs()
     assert Listing().read_run(run.dir) == run
     assert Listing().locate(run.dir) is None  # cannot tell: new runs wait for a full pass
+
+
+def test_a_first_listing_of_many_runs_reads_them_together_and_names_what_it_cannot(
+    tmp_path: Path,
+) -> None:
+    # Enough runs never read for the listing to read them in threads (a cold disk).
+    home = GuildHome(tmp_path / "home")
+    runs = [write_run(home.path, op="train", started=1_000 + i) for i in range(80)]
+    guild = Path(runs[40], ".guild")
+    os.rename(guild, guild.with_name("guild.away"))
+    loop(guild)
+    expected = runs[::-1]
+    expected.remove(runs[40])
+
+    listing = home.list_runs()
+
+    assert [run.dir for run in listing] == expected
+    assert [u.path for u in listing.unreadable] == [str(guild)]
+    started = home.start_times()
+    assert sorted(started, key=started.__getitem__) == [r for r in runs if r != runs[40]]
+    assert started[runs[0]] == 1_000
