@@ -134,17 +134,17 @@ class RunsMonitor:
     a root polled), they are at least ``interval`` apart and take at most
     ``max_poll_share`` of a core (see :mod:`.scheduler`).
 
-    ``index_process=True`` (the server extension's choice) has a child process make
+    ``index_process=True`` (the server extension's choice) has child processes make
     the log dirs of an index of many new runs (see :mod:`.indexchild`), so the
     owner's other threads keep the interpreter lock; the monitor indexes in its own
-    threads if the child cannot start or fails (reported in :attr:`problems`).
+    threads if no child can start or one fails (reported in :attr:`problems`).
 
     ``freeze_after_index=True`` (the server extension's choice, in a process of its
     own) moves every object of the process to the garbage collector's permanent
-    generation once a full pass has indexed many new runs, and after each batch it
-    publishes: the monitor's state of 10,000 runs is some 550,000 objects that live as
-    long as it does, and each full collection walked them all (0.3 s, stalling every
-    thread), now and then, forever.
+    generation once a full pass has indexed many new runs, and while it does, after
+    each batch it publishes and every few hundred runs: the monitor's state of 10,000
+    runs is some 550,000 objects that live as long as it does, and each full
+    collection walked them all (0.3 s, stalling every thread), now and then, forever.
     """
 
     def __init__(

@@ -99,9 +99,10 @@ class GuildImgApp(ExtensionApp):
 
     index_process = Bool(
         True,
-        help="""Make the log dirs of many new runs (the first index of a large home) in a
-        child process, at a lower priority, so Jupyter's own requests stay quick while
-        it runs. False, or if the child cannot start: in the server's own threads.""",
+        help="""Make the log dirs of many new runs (the first index of a large home) in
+        child processes (one for each 1,000 runs, at most 2 and no more than the CPUs),
+        at the lowest priority, so Jupyter's own requests stay quick while it runs.
+        False, or if no child can start: in the server's own threads.""",
     ).tag(config=True)
 
     log_images = Bool(True, help="Write image summaries for run images.").tag(config=True)

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from jupyter_guildimg.engine import indexchild
 from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
 from jupyter_guildimg.engine.runs import GuildHome, combine_sources
 from jupyter_guildimg.engine.targets import FIRST_BATCH
@@ -219,6 +220,61 @@ def test_closing_the_monitor_mid_index_ends_the_child(home, logdir):
     assert monitor.views == published and 0 < len(published) < RUNS
 
 
+def _two_children(monkeypatch) -> None:
+    """The child's runs (RUNS - FIRST_BATCH) dealt to two children, on any machine."""
+    monkeypatch.setattr(indexchild, "RUNS_PER_CHILD", (RUNS - FIRST_BATCH) // 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+
+
+def test_a_large_index_is_dealt_to_two_children_and_listed_in_order(home, logdir, monkeypatch):
+    runs = _runs(home)
+    _two_children(monkeypatch)
+    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
+    held, release = _hold_first_batch(monitor)
+    pass_in_thread = threading.Thread(target=monitor.run_pass)
+    pass_in_thread.start()
+    try:
+        assert held.wait(WAIT), "no batch was published"
+        pids = wait_for(lambda: len(found := _children()) == 2 and found, WAIT, "two children")
+    finally:
+        release.set()
+        pass_in_thread.join(WAIT)
+    report = monitor.last_report
+    assert report is not None and report.problems == []
+    assert [v.run.dir for v in monitor.views] == runs[::-1]
+    assert report.runs_added == [v.name for v in monitor.views]
+    assert all(set(v.images) == {"a.png", "s/b.png"} for v in monitor.views)
+    assert all(len(_event_files(logdir, run)) == 2 for run in runs)
+    assert not any(process_running(pid) for pid in pids), "a child outlived its index"
+    monitor.close()
+
+
+def test_one_of_two_children_killed_loses_nothing(home, logdir, monkeypatch):
+    runs = _runs(home)
+    _two_children(monkeypatch)
+    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
+    held, release = _hold_first_batch(monitor)
+    pass_in_thread = threading.Thread(target=monitor.run_pass)
+    pass_in_thread.start()
+    try:
+        assert held.wait(WAIT), "no batch was published"
+        pids = wait_for(lambda: len(found := _children()) == 2 and found, WAIT, "two children")
+        killed, other = sorted(pids)
+        os.kill(killed, signal.SIGKILL)
+    finally:
+        release.set()
+        pass_in_thread.join(WAIT)
+
+    assert [v.run.dir for v in monitor.views] == runs[::-1]
+    assert all(set(v.images) == {"a.png", "s/b.png"} for v in monitor.views)
+    (problem,) = monitor.problems
+    assert problem.message.startswith("the index child process was killed by SIGKILL")
+    assert all(len(_event_files(logdir, run)) == 2 for run in runs)
+    assert not process_running(other), "the other child was left running"
+    assert monitor.run_pass().written == []
+    monitor.close()
+
+
 def test_few_new_runs_are_never_sent_to_a_child(home, logdir):
     runs = [write_run(home.path, op="train", started=1_000 + i) for i in range(5)]
     monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
@@ -230,19 +286,26 @@ def test_few_new_runs_are_never_sent_to_a_child(home, logdir):
     monitor.close()
 
 
-_FREEZE_SCRIPT = """
+_FREEZE_EVERY = 16
+_FREEZE_SCRIPT = f"""
 import gc, sys
+from jupyter_guildimg.engine import logsync
 from jupyter_guildimg.engine.monitor import RunsMonitor
 from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+
+logsync.FREEZE_EVERY = {_FREEZE_EVERY}
+freezes = []
+freeze = gc.freeze
+gc.freeze = lambda: (freezes.append(1), freeze())
 
 monitor = RunsMonitor(sys.argv[2], combine_sources([GuildHome(sys.argv[1])]),
                       freeze_after_index=True)
 at_publish = []
 monitor.add_listener(lambda report: at_publish.append(gc.get_freeze_count()))
 monitor.run_pass()
-after_index = gc.get_freeze_count()
+after_index, frozen_during_index = gc.get_freeze_count(), len(freezes)
 monitor.run_pass()  # a routine full pass: nothing frozen again
-print(len(monitor.views), at_publish[0], after_index, gc.get_freeze_count())
+print(len(monitor.views), at_publish[0], after_index, gc.get_freeze_count(), frozen_during_index)
 monitor.close()
 """
 
@@ -257,8 +320,11 @@ def test_after_a_large_index_the_long_lived_objects_leave_garbage_collection(hom
         timeout=WAIT,
         check=True,
     )
-    listed, first_batch, after_index, after_routine = map(int, done.stdout.split())
+    listed, first_batch, after_index, after_routine, freezes = map(int, done.stdout.split())
     assert listed == len(runs)
+    # Not only at batches: every FREEZE_EVERY runs, so no full collection walks a
+    # whole batch's objects.
+    assert freezes >= len(runs) // _FREEZE_EVERY
     # Frozen from the first batch published on, while the index grows the heap.
     assert 0 < first_batch < after_index
     # Every run's log (a RunLog, its mirror, summaries, images…) is among them.
