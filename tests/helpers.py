@@ -47,7 +47,9 @@ def run_logdir(logdir: str, run_dir: str) -> str:
 
 
 def summaries(logdir: str, run_dir: str) -> list[str]:
-    if not os.path.isdir(logdir):
+    """The run's summary files; [] while its log dir is not made (yet)."""
+    short_id = os.path.basename(run_dir)[:8]
+    if not os.path.isdir(logdir) or not any(n.startswith(short_id) for n in os.listdir(logdir)):
         return []
     images = os.path.join(run_logdir(logdir, run_dir), ".images")
     return sorted(os.listdir(images)) if os.path.isdir(images) else []

@@ -434,7 +434,9 @@ def test_the_demos_live_run_moves_the_revision_slider(
     gains a revision each epoch and, left at the newest, follows it."""
     from playwright.sync_api import expect
 
-    live = start_live_run(str(home), epochs=8, epoch_seconds=1.5)
+    # Longer than the test can take (terminated below): on a loaded machine opening
+    # Lab took longer than 8 epochs, and a finished run gains no revision.
+    live = start_live_run(str(home), epochs=200, epoch_seconds=1.5)
     try:
         wait_for(lambda: LIVE_LABEL in runs_by_label(server), 60, "the live run to be listed")
         run_id = runs_by_label(server)[LIVE_LABEL]["id"]
