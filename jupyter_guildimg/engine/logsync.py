@@ -49,9 +49,10 @@ log = logging.getLogger(__name__)
 #: Seconds between looks, during a routine full pass, for runs changed meanwhile.
 URGENT_CHECK = 0.02
 #: While indexing with ``freeze_after_index``, the objects alive leave garbage
-#: collection after each this many new runs: the collector's full collections walk
-#: what was not frozen yet, and with a freeze only at each batch (up to 3,200 runs)
-#: they stalled every thread 50-100 ms, a few times a batch.
+#: collection at each batch published and after each this many new runs: the runs
+#: indexed so far stay, and the collector's full collections walk what was not
+#: frozen yet; with a freeze only at each batch (up to 3,200 runs) they stalled every
+#: thread 50-100 ms, a few times a batch.
 FREEZE_EVERY = 200
 
 
@@ -357,6 +358,8 @@ class LogdirPass:
             logs[run.dir].view(names[run.dir]) for run in runs if run.dir in logs
         )
         self.report.runs = len(self.runs.views)
+        if self.config.freeze_after_index:
+            gc.freeze()
         self._publish_cb()
 
     def _sync(self, run: Run, name: str, run_log: RunLog) -> bool:

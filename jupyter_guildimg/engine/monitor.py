@@ -315,10 +315,6 @@ class RunsMonitor:
     def _published(self, report: PassReport) -> None:
         """A full pass published a batch (see :class:`.logsync.LogdirPass`): the
         generation up, the listeners told."""
-        if self.freeze_after_index and self.index.batching:
-            # The runs indexed so far stay: full collections of a heap growing by a
-            # few hundred thousand objects would walk them again and again.
-            gc.freeze()
         self._count.bump()
         self._call_listeners(report)
 

@@ -220,15 +220,14 @@ def test_closing_the_monitor_mid_index_ends_the_child(home, logdir):
     assert monitor.views == published and 0 < len(published) < RUNS
 
 
-def _two_children(monkeypatch) -> None:
-    """The child's runs (RUNS - FIRST_BATCH) dealt to two children, on any machine."""
+def _index_by_two_children(
+    home: GuildHome, logdir: str, monkeypatch, kill_one: bool = False
+) -> tuple[RunsMonitor, list[int]]:
+    """A first index whose child runs (RUNS - FIRST_BATCH) are dealt to two children
+    on any machine; with ``kill_one``, the first child is killed mid-index. Returns
+    the monitor and the children's pids, the killed one first."""
     monkeypatch.setattr(indexchild, "RUNS_PER_CHILD", (RUNS - FIRST_BATCH) // 2)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-
-
-def test_a_large_index_is_dealt_to_two_children_and_listed_in_order(home, logdir, monkeypatch):
-    runs = _runs(home)
-    _two_children(monkeypatch)
     monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
     held, release = _hold_first_batch(monitor)
     pass_in_thread = threading.Thread(target=monitor.run_pass)
@@ -236,9 +235,17 @@ def test_a_large_index_is_dealt_to_two_children_and_listed_in_order(home, logdir
     try:
         assert held.wait(WAIT), "no batch was published"
         pids = wait_for(lambda: len(found := _children()) == 2 and found, WAIT, "two children")
+        if kill_one:
+            os.kill(min(pids), signal.SIGKILL)
     finally:
         release.set()
         pass_in_thread.join(WAIT)
+    return monitor, sorted(pids)
+
+
+def test_a_large_index_is_dealt_to_two_children_and_listed_in_order(home, logdir, monkeypatch):
+    runs = _runs(home)
+    monitor, pids = _index_by_two_children(home, logdir, monkeypatch)
     report = monitor.last_report
     assert report is not None and report.problems == []
     assert [v.run.dir for v in monitor.views] == runs[::-1]
@@ -251,20 +258,7 @@ def test_a_large_index_is_dealt_to_two_children_and_listed_in_order(home, logdir
 
 def test_one_of_two_children_killed_loses_nothing(home, logdir, monkeypatch):
     runs = _runs(home)
-    _two_children(monkeypatch)
-    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
-    held, release = _hold_first_batch(monitor)
-    pass_in_thread = threading.Thread(target=monitor.run_pass)
-    pass_in_thread.start()
-    try:
-        assert held.wait(WAIT), "no batch was published"
-        pids = wait_for(lambda: len(found := _children()) == 2 and found, WAIT, "two children")
-        killed, other = sorted(pids)
-        os.kill(killed, signal.SIGKILL)
-    finally:
-        release.set()
-        pass_in_thread.join(WAIT)
-
+    monitor, (_killed, other) = _index_by_two_children(home, logdir, monkeypatch, kill_one=True)
     assert [v.run.dir for v in monitor.views] == runs[::-1]
     assert all(set(v.images) == {"a.png", "s/b.png"} for v in monitor.views)
     (problem,) = monitor.problems
