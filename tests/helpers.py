@@ -10,6 +10,8 @@ import io
 import os
 import resource
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,6 +117,39 @@ def file_size_limit(limit: int) -> Iterator[None]:
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, handler)
+
+
+#: Exit status of a :func:`python_with_inotify_limits` child that could not set them.
+NO_LIMITS = 77
+
+_SET_LIMITS = """
+import sys
+for _name, _value in {limits!r}.items():
+    try:
+        with open("/proc/sys/user/max_inotify_" + _name, "w") as _f:
+            _f.write(str(_value))  # this namespace only: the machine's are untouched
+    except OSError:
+        sys.exit({status})
+"""
+
+
+def python_with_inotify_limits(
+    code: str, *args: str, timeout: float = 60, **limits: int
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a Python child inside a user namespace of its own whose inotify
+    limits (``watches=``, ``instances=``) are lowered for real. Skips the test where
+    user namespaces cannot be made (``unshare`` missing or forbidden)."""
+    import pytest
+
+    prelude = _SET_LIMITS.format(limits=limits, status=NO_LIMITS)
+    command = ["unshare", "--user", "--map-root-user", sys.executable, "-c", prelude + code]
+    try:
+        child = subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        pytest.skip("no unshare(1)")
+    if child.returncode == NO_LIMITS or "unshare failed" in child.stderr:
+        pytest.skip(f"cannot lower inotify limits in a user namespace: {child.stderr.strip()}")
+    return child
 
 
 class ReadOnlyAuthorizer(Authorizer):

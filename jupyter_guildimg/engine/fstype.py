@@ -22,7 +22,9 @@ __all__ = [
     "Mount",
     "filesystem_type",
     "inotify_limit_reached",
+    "is_out_of_instances",
     "is_watch_limit",
+    "max_user_instances",
     "max_user_watches",
     "mount_of",
     "parse_mountinfo",
@@ -177,20 +179,42 @@ def _libc() -> ctypes.CDLL | None:
 
 MAX_USER_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
 USER_NS_MAX_WATCHES = "/proc/sys/user/max_inotify_watches"
+MAX_USER_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+USER_NS_MAX_INSTANCES = "/proc/sys/user/max_inotify_instances"
 
 
-def max_user_watches() -> str:
-    """The inotify watch limit in force for this user, as text ("unknown" if unreadable)."""
+def _smallest_limit(*paths: str) -> str:
     # The limit in force is the smallest of the system's and this user namespace's
     # (a container may set a lower one in /proc/sys/user).
     values = []
-    for path in (MAX_USER_WATCHES, USER_NS_MAX_WATCHES):
+    for path in paths:
         try:
             with open(path) as f:
                 values.append(int(f.read().strip()))
         except (OSError, ValueError):
             continue
     return str(min(values)) if values else "unknown"
+
+
+def max_user_watches() -> str:
+    """The inotify watch limit in force for this user, as text ("unknown" if unreadable)."""
+    return _smallest_limit(MAX_USER_WATCHES, USER_NS_MAX_WATCHES)
+
+
+def max_user_instances() -> str:
+    """The inotify instance limit in force for this user, as text ("unknown" if
+    unreadable): every watching program (an editor, a browser) holds some."""
+    return _smallest_limit(MAX_USER_INSTANCES, USER_NS_MAX_INSTANCES)
+
+
+def is_out_of_instances(error: BaseException) -> bool:
+    """Whether ``error`` (from starting a watch) says no inotify instance could be
+    made: ``EMFILE``, the instance limit or (rarely) the descriptor limit."""
+    if isinstance(error, OSError) and error.errno == errno.EMFILE:
+        return True
+    # notify reports inotify_init1's EMFILE as text, which watchfiles raises as it is.
+    text = str(error).lower()
+    return "too many open files" in text or "os error 24" in text
 
 
 def is_watch_limit(error: BaseException) -> bool:

@@ -81,8 +81,9 @@ class RunsWatcher:
     Roots that do not exist are polled until they do (the next :meth:`watch`).
     A run dir created under a Guild home's ``runs/`` is watched at once (and
     reported again once its watch is in place), until a :meth:`watch` without it.
-    When the watch limit is reached, at the start or as watched trees grow, the
-    roots concerned turn to polling, logged once.
+    When the watch limit is reached, at the start or as watched trees grow, or no
+    inotify instance can be made, the roots concerned turn to polling, logged once,
+    and the paths of the failed watch are reported to ``on_change``.
     """
 
     def __init__(
@@ -282,6 +283,15 @@ class RunsWatcher:
             self._logged.add(reason)
         if first:
             log.warning("fswatch: %s; polling %s instead", reason, group.paths, exc_info=error)
+        if self._closed or group.stop.is_set():
+            return  # replaced or closed: the group that follows speaks for these paths
+        # Its paths are polled from now on, and what they wrote since the last pass
+        # made no event: reported as changed, so the owner looks now (and learns they
+        # are polled) rather than at its next reconciling pass.
+        try:
+            self._on_change(set(group.paths))
+        except Exception:
+            log.warning("fswatch: on_change failed", exc_info=True)
 
     def _estimate(self, group: _Group) -> None:
         # inotify holds one watch per directory of a recursive watch: count them

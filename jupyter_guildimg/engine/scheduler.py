@@ -198,6 +198,10 @@ class PassScheduler:
             self.update_watch()  # first: the watcher knows which roots it polls after it
             if full:
                 full_at = time.monotonic() + self.full_interval()
+            elif self.polling():
+                # A watch failed since the last full pass (a limit reached): its roots
+                # are polled from now on, not at the next reconciling pass.
+                full_at = min(full_at, time.monotonic() + self.poll_interval())
 
     def _newest_first(self, monitor: RunsMonitor) -> None:
         """Before the first full pass over a large home: the newest runs, as the

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 from .fstype import (
     filesystem_type,
+    is_out_of_instances,
     is_watch_limit,
+    max_user_instances,
     max_user_watches,
     read_mountinfo,
     untrusted_reason,
@@ -97,6 +99,11 @@ def failure_reason(error: Exception) -> str:
     """Why a watch that failed with ``error`` is polled instead."""
     if is_watch_limit(error):
         return f"watch limit reached (max_user_watches={max_user_watches()})"
+    if is_out_of_instances(error):
+        return (
+            "no inotify instance to spare "
+            f"(max_user_instances={max_user_instances()}, or too many open files)"
+        )
     return f"watch failed: {error}"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,8 @@ from jupyter_guildimg.engine.fstype import (
     untrusted_reason,
 )
 from jupyter_guildimg.engine.fswatch import RunsWatcher
+
+from helpers import python_with_inotify_limits
 
 WAIT = 10.0  # generous: events take milliseconds, a loaded machine more
 
@@ -245,12 +246,6 @@ LIMIT_CHILD = """
 import json, os, sys, time
 from jupyter_guildimg.engine.fswatch import RunsWatcher
 
-try:
-    with open("/proc/sys/user/max_inotify_watches", "w") as f:
-        f.write("10")  # this namespace only: the machine's limit is untouched
-except OSError:
-    sys.exit(77)
-
 def polled(watcher, root):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not watcher.polled([root]):
@@ -284,26 +279,7 @@ def test_a_watch_limit_reached_is_polled_and_said(tmp_path):
         (big / f"run{n}" / "images").mkdir(parents=True)
     growing = tmp_path / "growing"
     growing.mkdir()
-    try:
-        child = subprocess.run(
-            [
-                "unshare",
-                "--user",
-                "--map-root-user",
-                sys.executable,
-                "-c",
-                LIMIT_CHILD,
-                str(big),
-                str(growing),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except FileNotFoundError:
-        pytest.skip("no unshare(1)")
-    if child.returncode == 77 or "unshare failed" in child.stderr:
-        pytest.skip(f"cannot lower the limit in a user namespace: {child.stderr.strip()}")
+    child = python_with_inotify_limits(LIMIT_CHILD, str(big), str(growing), watches=10)
     assert child.returncode == 0, child.stderr
     out = json.loads(child.stdout)
     reason = "watch limit reached (max_user_watches=10)"

@@ -4,6 +4,7 @@ changed, their sources' ``read_run``, and the thread fed by a real RunsWatcher
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -24,7 +25,7 @@ from jupyter_guildimg.engine.runs import (
 from jupyter_guildimg.engine.targets import FIRST_BATCH
 from jupyter_guildimg.guild.project import write_run
 
-from helpers import png, run_logdir, summaries, wait_for
+from helpers import png, python_with_inotify_limits, run_logdir, summaries, wait_for
 
 # Bounded waits for events: generous, never asserted as times.
 EVENT_WAIT = 20.0
@@ -678,3 +679,59 @@ def test_a_full_pass_is_told_of_each_change_once_and_the_change_stays_queued(hom
     # Still queued for the targeted pass that follows (it settles them too).
     assert scheduler.run_dirs_for(scheduler._queued) == {a, b}
     monitor.close()
+
+
+# -- a watch that fails once the monitor runs ---------------------------------------
+
+OUT_OF_INSTANCES = """
+import json, sys, time
+from pathlib import Path
+from jupyter_guildimg.engine.fswatch import RunsWatcher
+from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+
+home, logdir, run_dir = sys.argv[1:4]
+monitor = None
+watcher = RunsWatcher(lambda paths: monitor.notify_changed(paths) if monitor else None)
+monitor = RunsMonitor(
+    logdir, combine_sources([GuildHome(home)]), interval=0.5, watcher=watcher,
+    reconcile_interval=3600,
+)
+monitor.start()
+
+def images():
+    return sorted(i for v in monitor.views if v.run.dir == run_dir for i in v.images)
+
+def wait(condition):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.05)
+
+wait(lambda: images() and monitor.status()["watch"]["sources"][0]["mode"] == "polling")
+out = {"sources": monitor.status()["watch"]["sources"], "before": images()}
+Path(run_dir, "new.png").write_bytes(Path(run_dir, "a.png").read_bytes())
+wait(lambda: "new.png" in images())
+out["after"] = images()
+monitor.close()
+watcher.close()
+print(json.dumps(out))
+"""
+
+
+def test_a_watch_that_cannot_start_turns_its_runs_to_polling_at_once(home, logdir):
+    # One inotify instance: the runs/ dir's watch takes it, the active run's cannot
+    # start. Its run is polled from then on, not left to the reconciling pass (an
+    # hour here): the image it writes next is captured.
+    (run_dir,) = _runs(home, 1)
+    child = python_with_inotify_limits(OUT_OF_INSTANCES, home.path, logdir, run_dir, instances=1)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert out["sources"] == [
+        {
+            "path": home.runs_dir,
+            "mode": "polling",
+            "reason": "no inotify instance to spare (max_user_instances=1, or too many open files)",
+        }
+    ]
+    assert out["before"] == ["a.png"]
+    assert out["after"] == ["a.png", "new.png"]
