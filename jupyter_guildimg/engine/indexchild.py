@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from .processes import child_environment, describe_exit
+from .processes import BACKGROUND_NICENESS, child_environment, describe_exit
 from .runlog import RunLog, sync_run
 from .runrecord import Run
 
@@ -69,10 +69,8 @@ INDEX_PROCESSES = 2
 #: One child for each this many new runs: a child's start (~0.5 s of imports) is
 #: only worth it for many.
 RUNS_PER_CHILD = 1_000
-#: How much nicer than the server the child runs: the server's requests come first.
-#: With two children on 2 cores, at 5 Jupyter's p95 while indexing doubled (29 ms
-#: against 14); at 19 it stays near one child's (~16 ms).
-INDEX_NICENESS = 19
+#: How much nicer than the server the child runs (see ``BACKGROUND_NICENESS``).
+INDEX_NICENESS = BACKGROUND_NICENESS
 _STDERR_KEPT = 20  # the child's last stderr lines, for the message when it fails
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 

@@ -42,6 +42,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from .. import rest
 from . import layout
 from .layout import END_FILE, HPARAMS_FILE, LogDirLockedError, logdir_in_use
+from .listchild import child_listing
 from .logsync import LogdirPass, RunLogs
 from .runlog import ChangeCount, PassReport, Problem, RunView
 from .runrecord import Run, RunSource, sources_of
@@ -137,7 +138,9 @@ class RunsMonitor:
     ``index_process=True`` (the server extension's choice) has child processes make
     the log dirs of an index of many new runs (see :mod:`.indexchild`), so the
     owner's other threads keep the interpreter lock; the monitor indexes in its own
-    threads if no child can start or one fails (reported in :attr:`problems`).
+    threads if no child can start or one fails (reported in :attr:`problems`). A
+    Guild home with many runs not read yet is then listed in a child too
+    (:mod:`.listchild`).
 
     ``freeze_after_index=True`` (the server extension's choice, in a process of its
     own) moves every object of the process to the garbage collector's permanent
@@ -297,7 +300,12 @@ class RunsMonitor:
             work.problem("", path, message)
 
         if only is None or sources is None:
-            listing = self.targets.listing(self._list_runs, known, accept, problem)
+            # A cold Guild home is read in a child, not by threads taking the lock.
+            allowed = child_listing.set(self.index_process)
+            try:
+                listing = self.targets.listing(self._list_runs, known, accept, problem)
+            finally:
+                child_listing.reset(allowed)
         else:
             listing = self.targets.targeted(only, sources, known, accept, problem)
         if listing is None:  # nothing known about any run: everything stays as it was

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ._guildmeta import guild_status, micros_to_seconds, parse_opref, read_attr, read_sourcecode
+from .listchild import LIST_IN_CHILD_AT, child_listing, list_in_child
 from .objectstore import ObjectStoreOptions, ObjectStoreSource, is_object_url, normalize_url
 from .racy import is_racy
 from .runrecord import (
@@ -149,6 +150,11 @@ class GuildHome(RunSource):
     def __repr__(self) -> str:
         return f"GuildHome({self.path!r})"
 
+    def cache_state(self) -> dict[str, tuple[tuple[int, int, int], Run]]:
+        """What the next :meth:`list_runs` goes on from (a child listing's hands it
+        back, see :mod:`.listchild`)."""
+        return dict(self._cache)
+
     def list_runs(self) -> RunList:
         try:
             with os.scandir(self.runs_dir) as scan:
@@ -170,6 +176,12 @@ class GuildHome(RunSource):
                 return e
 
         unread = sum(entry.name not in self._cache for entry in entries)
+        if unread >= LIST_IN_CHILD_AT and child_listing.get():
+            listed = list_in_child(self.path)
+            if listed.ok:
+                self._cache = listed.cache or {}
+                return newest_first(listed.runs)
+            log.warning("%s; listing %s in the server process instead", listed.message, self)
         for entry, run in zip(entries, _read_all(read, entries, unread), strict=True):
             if isinstance(run, OSError):
                 where = run.filename if isinstance(run.filename, str) else entry.path

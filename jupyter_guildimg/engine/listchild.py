@@ -1,0 +1,147 @@
+"""A Guild home's cold listing made in a child process.
+
+Listing a Guild home reads half a dozen small files a run (``opref`` and the
+attributes), a few hundred microseconds of Python a run: 2.2 s of CPU for 10,000
+runs, with every reader thread holding the server's interpreter lock in turn. While
+it ran at a server's start, Jupyter's own requests waited on the lock (p95 four
+times a server without the extension). Read in a child, the same listing comes back
+as one pickle that loads in about 50 ms.
+
+:func:`list_in_child` runs :class:`~.runs.GuildHome`'s own listing in a ``python
+-c`` child at ``nice`` 19, with the environment TensorBoard gets (no token), and
+hands back the runs and the cache a warm listing goes on from. The home asks for it
+(:meth:`~.runs.GuildHome.list_runs`) only when many runs are not cached and the
+caller allowed it with :data:`child_listing`: the monitor does, for the server
+extension (``index_process``). A child that cannot start or fails is reported in the
+result, and the caller lists in its own process: nothing is lost, it is only slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from .processes import BACKGROUND_NICENESS, child_environment, describe_exit
+
+__all__ = [
+    "LISTING_TIMEOUT",
+    "LIST_IN_CHILD_AT",
+    "ChildListing",
+    "child_listing",
+    "child_main",
+    "list_in_child",
+]
+
+log = logging.getLogger(__name__)
+
+#: A listing that would read at least this many runs not cached is made in a child
+#: (when :data:`child_listing` allows it): the child's start, ~0.3 s of imports, is
+#: only worth it for many.
+LIST_IN_CHILD_AT = 1_000
+#: Seconds a child listing may take before it is given up (and the caller lists in
+#: its own process): far more than a local home of 100,000 runs needs.
+LISTING_TIMEOUT = 600.0
+
+#: Whether a cold listing may be made in a child, in the current context: set by
+#: the monitor around its listing, off everywhere else (tests, scripts, a kernel).
+child_listing: ContextVar[bool] = ContextVar("guildimg_child_listing", default=False)
+
+_STDERR_KEPT = 2_000  # characters of the child's stderr kept for the message
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildListing:
+    """How a child listing went: ``runs`` (a :class:`~.runrecord.RunList`) and
+    ``cache`` (the home's, for the listings after it) when it worked, else both
+    ``None`` and ``message`` says why."""
+
+    runs: Any = None
+    cache: dict[str, Any] | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.runs is not None
+
+
+def list_in_child(home: str, timeout: float = LISTING_TIMEOUT) -> ChildListing:
+    """List the Guild home at ``home`` in a child process; never raises for a
+    child that cannot start, fails, times out or answers garbage."""
+    code = f"import os; os.nice({BACKGROUND_NICENESS}); import {__name__} as m; m.child_main()"
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, home],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_environment(tempfile.gettempdir()),
+            close_fds=True,
+        )
+    except OSError as e:
+        log.warning("Cannot start the listing child process", exc_info=True)
+        return ChildListing(message=f"cannot start {sys.executable!r}: {e.strerror or e}")
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return ChildListing(message=f"the listing child process took over {timeout:.0f} s")
+    except BaseException:
+        process.kill()  # the monitor is going away: its child goes with it
+        process.communicate()
+        raise
+    stderr = err.decode(errors="replace").strip()[-_STDERR_KEPT:]
+    if process.returncode != 0:
+        how = describe_exit(process.returncode)
+        return ChildListing(message=f"the listing child process {how}: {stderr}".rstrip(": "))
+    try:
+        runs, cache = pickle.loads(out)
+    except Exception as e:  # whatever it sent, the caller lists in its own process
+        log.debug("The listing child answered garbage", exc_info=True)
+        return ChildListing(message=f"the listing child process answered garbage: {e!r}")
+    if stderr:
+        log.info("listing child: %s", stderr)
+    return ChildListing(runs, cache)
+
+
+# -- the child -----------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    # Linux: killed when the server is, rather than finishing a listing nobody reads.
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the line above
+        os._exit(1)
+
+
+def child_main() -> None:
+    """The child: lists the home named by ``sys.argv[1]`` and writes ``(runs,
+    cache)`` pickled on stdout; exits the process."""
+    from .runs import GuildHome
+
+    _die_with_parent()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    home = GuildHome(sys.argv[1])
+    runs = home.list_runs()
+    data = pickle.dumps((runs, home.cache_state()), pickle.HIGHEST_PROTOCOL)
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        os._exit(0)  # the monitor no longer wants it
+    os._exit(0)
