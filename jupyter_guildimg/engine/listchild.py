@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,12 @@ class ChildListing:
 def list_in_child(home: str, timeout: float = LISTING_TIMEOUT) -> ChildListing:
     """List the Guild home at ``home`` in a child process; never raises for a
     child that cannot start, fails, times out or answers garbage."""
-    code = f"import os; os.nice({BACKGROUND_NICENESS}); import {__name__} as m; m.child_main()"
+    # The child names the home's class itself: this module does not import it.
+    package = __name__.rsplit(".", 1)[0]
+    code = (
+        f"import os; os.nice({BACKGROUND_NICENESS}); "
+        f"from {package} import listchild, runs; listchild.child_main(runs.GuildHome)"
+    )
     try:
         process = subprocess.Popen(
             [sys.executable, "-c", code, home],
@@ -129,14 +135,12 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def child_main() -> None:
-    """The child: lists the home named by ``sys.argv[1]`` and writes ``(runs,
+def child_main(home_class: Callable[[str], Any]) -> None:
+    """The child: lists the home ``home_class(sys.argv[1])`` and writes ``(runs,
     cache)`` pickled on stdout; exits the process."""
-    from .runs import GuildHome
-
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    home = GuildHome(sys.argv[1])
+    home = home_class(sys.argv[1])
     runs = home.list_runs()
     data = pickle.dumps((runs, home.cache_state()), pickle.HIGHEST_PROTOCOL)
     try:
