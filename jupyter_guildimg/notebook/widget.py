@@ -274,8 +274,10 @@ class GuildImgPanel(widgets.VBox):
                     self._show_error(e)
                 stop.wait(_RETRY_SECONDS)
             except Exception:
-                # A bug in one reload must not end following changes for good.
+                # A bug in one reload must not end following changes for good, nor
+                # leave the panel as it was until the next change: it reloads again.
                 log.exception("guildimg panel: reload failed; still following changes")
+                failures += 1
                 stop.wait(_RETRY_SECONDS)
 
     # -- TensorBoard ------------------------------------------------------------

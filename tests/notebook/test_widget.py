@@ -580,3 +580,25 @@ async def test_a_servers_index_lists_the_newest_runs_as_it_goes(server, guildimg
         assert index == {"indexed": 600, "found": 600, "done": True}
     finally:
         await call(panel.close)
+
+
+def test_a_reload_that_fails_is_made_again_without_waiting_for_a_change(
+    make_panel, local, guild_home, monkeypatch, caplog
+):
+    run_dir = write_run(guild_home, op="train", files={"a.png": png()})
+    local.refresh()
+    panel = make_panel(auto_refresh=True)
+    show = panel.images.show
+    failed = threading.Event()
+
+    def fails_once(*args, **kwargs):
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug in one reload")
+        return show(*args, **kwargs)
+
+    monkeypatch.setattr(panel.images, "show", fails_once)
+    Path(run_dir, "b.png").write_bytes(png())
+    wait_for(failed.is_set, 10, "the reload that fails")
+    wait_for(lambda: len(panel.images.thumbnail_images) == 2, 20, "the reload made again")
+    assert "reload failed; still following changes" in caplog.text
