@@ -3,7 +3,7 @@
 Builds a Guild home of --runs runs × --images images (32-pixel PNG, half in the
 run root, half in ``samples/``, every file aged an hour; the 10 newest runs are
 *running*: no exit status and a ``.guild/LOCK`` holding this benchmark's pid), then
-starts up to four servers in turn, each a ``jupyter server`` subprocess with its own
+starts up to five servers in turn, each a ``jupyter server`` subprocess with its own
 config file, token, free port, log file and log dir, over the same home. Right before
 each server with the extension it times ``cp -r`` of the home (that server's baseline
 for the first pass, in the disk's state of the moment); copies and log dirs are kept
@@ -11,6 +11,10 @@ until the end, so no server follows the removal of a large tree.
 
 - A: Jupyter without the extension (``jpserver_extensions = {"jupyter_guildimg":
   False}``), the baseline;
+- L: Jupyter without the extension while as many busy loops as the index has
+  children run at their niceness (19) during its first latency series: what the
+  index's CPU use alone costs Jupyter here (a shared VM's 2 cores), as context for
+  B's figure while indexing;
 - B: the extension with its defaults (file-system events);
 - C: the extension with ``force_polling = True`` (interval 1 s);
 - D: the extension with file-system events and ``index_process = False``: the first
@@ -69,6 +73,9 @@ from typing import Any
 import httpx
 import yaml
 from PIL import Image
+
+from jupyter_guildimg.engine.indexchild import INDEX_PROCESSES
+from jupyter_guildimg.engine.processes import BACKGROUND_NICENESS
 
 __all__ = ["main"]
 
@@ -359,7 +366,16 @@ def contents_latency(server: Server) -> list[tuple[float, float]]:
     return out
 
 
-def measure(server: Server, extension: bool, home: Home, args: argparse.Namespace) -> Figures:
+def cpu_load(processes: int) -> list[subprocess.Popen[bytes]]:
+    """``processes`` busy loops at the index children's niceness: what the index's
+    CPU use alone costs Jupyter on this machine, without any of its other work."""
+    loop = f"import os; os.nice({BACKGROUND_NICENESS})\nwhile True: pass"
+    return [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(processes)]
+
+
+def measure(
+    server: Server, extension: bool, home: Home, args: argparse.Namespace, loaded: bool = False
+) -> Figures:
     figures = Figures()
     started = server.start()
     client = server.client()
@@ -383,6 +399,7 @@ def measure(server: Server, extension: bool, home: Home, args: argparse.Namespac
         series = threading.Thread(
             target=lambda: indexing.extend(contents_latency(server)), daemon=True
         )
+        loads = cpu_load(INDEX_PROCESSES) if loaded else []
         series.start()
         if extension:
             newest = set(home.run_ids[-NEWEST:])
@@ -406,6 +423,9 @@ def measure(server: Server, extension: bool, home: Home, args: argparse.Namespac
 
             wait_for(progress, PASS_TIMEOUT, "the first pass", STATUS_POLL)
         series.join()
+        for load in loads:
+            load.kill()
+            load.wait()
         figures.contents_indexing = [seconds for _end, seconds in indexing]
         if figures.first_pass is not None:
             pass_end = started + figures.first_pass
@@ -467,6 +487,12 @@ def image_latency(server: Server, client: httpx.Client, home: Home, samples: int
 
 SERVERS = (
     ("A", "no extension", False, 'c.ServerApp.jpserver_extensions = {"jupyter_guildimg": False}\n'),
+    (
+        "L",
+        "no extension, CPU load",
+        False,
+        'c.ServerApp.jpserver_extensions = {"jupyter_guildimg": False}\n',
+    ),
     ("B", "events", True, 'c.ServerApp.jpserver_extensions = {"jupyter_guildimg": True}\n'),
     (
         "C",
@@ -603,7 +629,7 @@ def main() -> None:
         help="empty the page cache before cp -r and each server (root only): a cold start",
     )
     parser.add_argument(
-        "--servers", default="ABCD", help="which servers to start, in order (A is added)"
+        "--servers", default="ALBCD", help="which servers to start, in order (A is added)"
     )
     args = parser.parse_args()
     known = {key for key, *_rest in SERVERS}
@@ -634,7 +660,7 @@ def main() -> None:
             if args.drop_caches:
                 drop_caches()
             servers.append(server)
-            results[key] = measure(server, extension, home, args)
+            results[key] = measure(server, extension, home, args, loaded=key == "L")
             results[key].cp = cp
         report(args, build, results, chosen)
     finally:
