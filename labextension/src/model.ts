@@ -91,16 +91,18 @@ export class GuildImgModel {
     await Promise.all([this.reload(), this.reloadTensorBoard()]);
   }
 
-  async reload(): Promise<void> {
+  /** The runs again; whether they could be read (else the error is shown). */
+  async reload(): Promise<boolean> {
     try {
       this._runs = await this.api.runs();
       this._loaded = true;
       this._error = '';
     } catch (error) {
       this._setError(error);
-      return;
+      return false;
     }
     this._changed.emit();
+    return true;
   }
 
   async reloadTensorBoard(): Promise<ITensorBoardState | null> {
@@ -192,12 +194,27 @@ export class GuildImgModel {
   private async _follow(): Promise<void> {
     let since = -1;
     let failures = 0;
-    await Promise.all([
+    const [loaded] = await Promise.all([
       this.reload(),
       this.reloadTensorBoard(),
       this.reloadSelection()
     ]);
+    // Runs that could not be read are read again after a pause, not only at
+    // the monitor's next change (which may be minutes away).
+    let stale = !loaded;
     while (!this._disposed) {
+      if (stale) {
+        failures += 1;
+        await sleep(Math.min(30_000, 1000 * 2 ** Math.min(failures, 5)));
+        if (this._disposed) {
+          return;
+        }
+        stale = !(await this.reload());
+        if (stale) {
+          continue;
+        }
+        failures = 0;
+      }
       let generation: number;
       try {
         generation = await this.api.changes(
@@ -223,11 +240,12 @@ export class GuildImgModel {
       }
       // TensorBoard's state and the selection (another client may change it)
       // are not in the change feed: look at them each round.
-      const [, state] = await Promise.all([
-        passed ? this.reload() : Promise.resolve(),
+      const [reloaded, state] = await Promise.all([
+        passed ? this.reload() : Promise.resolve(true),
         this.reloadTensorBoard(),
         this.reloadSelection()
       ]);
+      stale = !reloaded;
       if (state?.status === 'starting') {
         void this._waitWhileStarting();
       }

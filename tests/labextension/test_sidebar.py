@@ -283,6 +283,39 @@ def test_sidebar_follows_new_images_and_runs(lab: Lab, chromium: Browser, guild_
     assert_no_errors(chromium)
 
 
+def test_runs_that_could_not_be_read_are_read_again_without_a_change(
+    lab: Lab, chromium: Browser, guild_home: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium.page
+    write_run(guild_home, op="train", label="first", files={"a.png": png()})
+    wait_for_runs(lab, 1)
+    open_lab(page, lab)
+    open_sidebar(page)
+    expect(page.locator(RUNS)).to_have_count(1, timeout=30_000)
+
+    # The next read of the runs fails (a proxy's hiccup), as a new run appears.
+    failed: list[str] = []
+
+    def fail_once(route: Any) -> None:
+        if failed:
+            route.continue_()
+            return
+        failed.append(route.request.url)
+        route.fulfill(status=502, body="Bad Gateway")
+
+    page.route(re.compile(r".*/guildimg/api/runs(\?.*)?$"), fail_once)
+    write_run(guild_home, op="evaluate", label="second", files={"b.png": png()})
+    wait_for_runs(lab, 2)
+    # Playwright runs the route's handler while this thread is in one of its calls.
+    wait_for(lambda: page.wait_for_timeout(50) or failed, 30, "the read that fails")
+    # Nothing changes any more: the sidebar reads the runs again by itself.
+    expect(page.locator(RUNS)).to_have_count(2, timeout=15_000)
+    assert listed(page) == [r["id"] for r in api_runs(lab)]
+    assert chromium.errors == []
+
+
 def test_open_tensorboard_button(lab: Lab, chromium: Browser, guild_home: Path) -> None:
     from playwright.sync_api import expect
 
