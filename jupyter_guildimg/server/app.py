@@ -101,7 +101,8 @@ class GuildImgApp(ExtensionApp):
         True,
         help="""Make the log dirs of many new runs (the first index of a large home) in
         child processes (one for each 1,000 runs, at most 2 and no more than the CPUs),
-        at the lowest priority, so Jupyter's own requests stay quick while it runs.
+        at the lowest priority, so Jupyter's own requests stay quick while it runs;
+        and list a Guild home with 1,000 runs or more not read yet in a child too.
         False, or if no child can start: in the server's own threads.""",
     ).tag(config=True)
 
