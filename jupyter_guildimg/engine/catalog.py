@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import logging
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,26 @@ def run_matches(run: rest.Run, q: str) -> bool:
     return all(any(word in text for text in texts) for word in q.lower().split())
 
 
+# How a run's encoded part ends (see Catalog.runs_body): in_tensorboard is its last key.
+_SHOWN = b', "in_tensorboard": true}'
+_NOT_SHOWN = b', "in_tensorboard": false}'
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """One view's run as ``GET runs`` lists it: the dict, and its JSON encoded up to
+    (not including) ``in_tensorboard``, which each request adds."""
+
+    view: RunView
+    run: rest.Run
+    encoded: bytes
+
+
+def _listed_entry(view: RunView, run: rest.Run) -> _Listed:
+    fields = {name: value for name, value in run.items() if name != "in_tensorboard"}
+    return _Listed(view, run, json.dumps(fields).encode()[:-1])
+
+
 class Catalog:
     """A read-only view of ``monitor`` for the API. Thread-safe: it reads the
     snapshot the monitor replaces after each pass, and caches thumbnails (at most
@@ -114,10 +135,7 @@ class Catalog:
         # The monitor's views (replaced whole by each pass) and their runs by key: one
         # dict lookup per request instead of a scan of every run.
         self._by_key: tuple[tuple[RunView, ...], dict[str, RunView]] = ((), {})
-        self._listed_cache: tuple[tuple[RunView, ...], dict[int, tuple[RunView, rest.Run]]] = (
-            (),
-            {},
-        )
+        self._listed_cache: tuple[tuple[RunView, ...], dict[int, _Listed]] = ((), {})
 
     def close(self) -> None:
         """End the decoding threads: a decode in progress finishes, requests still
@@ -135,17 +153,38 @@ class Catalog:
         if image is not None:
             views = tuple(view for view in views if image in view.images)
         shown = self.shown()
-        listed = self._listed(every)
         runs: list[rest.Run] = []
-        for view in views:
-            run = listed[id(view)][1].copy()
+        for entry in self._matching(views, self._listed(every), q):
+            run = entry.run.copy()
             run["in_tensorboard"] = run["id"] in shown
             runs.append(run)
-        if q and q.strip():
-            runs = [run for run in runs if run_matches(run, q)]
         return runs
 
-    def _listed(self, views: tuple[RunView, ...]) -> dict[int, tuple[RunView, rest.Run]]:
+    def runs_body(self, image: str | None = None, q: str | None = None) -> bytes:
+        """``GET runs``'s JSON body, ``{"runs": runs(image, q)}``, encoded: each run's
+        part is encoded once for its view, a request only joins them (at 100,000 runs
+        ``json.dumps`` of the whole list took ~0.5 s, on the server's event loop)."""
+        every = views = self.monitor.views
+        if image is not None:
+            views = tuple(view for view in views if image in view.images)
+        shown = self.shown()
+        parts = [b'{"runs": [']
+        for n, entry in enumerate(self._matching(views, self._listed(every), q)):
+            parts += (b", " if n else b"", entry.encoded)
+            parts.append(_SHOWN if entry.run["id"] in shown else _NOT_SHOWN)
+        parts.append(b"]}")
+        return b"".join(parts)
+
+    @staticmethod
+    def _matching(
+        views: tuple[RunView, ...], listed: dict[int, _Listed], q: str | None
+    ) -> Iterator[_Listed]:
+        entries = (listed[id(view)] for view in views)
+        if q and q.strip():
+            return (entry for entry in entries if run_matches(entry.run, q))
+        return entries
+
+    def _listed(self, views: tuple[RunView, ...]) -> dict[int, _Listed]:
         """Each view's run as ``GET runs`` lists it (``in_tensorboard`` left to the
         caller), by the view's identity. Views are immutable and a pass replaces only
         those of the runs it changed, so the others' answers are made once, not for
@@ -154,8 +193,8 @@ class Catalog:
         if made_for is not views:
             listed = {
                 id(view): cached
-                if (cached := listed.get(id(view))) is not None and cached[0] is view
-                else (view, self._run_json(view, ()))
+                if (cached := listed.get(id(view))) is not None and cached.view is view
+                else _listed_entry(view, self._run_json(view, ()))
                 for view in views
             }
             self._listed_cache = (views, listed)

@@ -376,3 +376,48 @@ def test_the_filter_keeps_runs_holding_every_word(plain_runs):
             assert run_matches(run, text.upper()), field
     assert not run_matches(run, "exp nothing")
     assert not run_matches(run, run["id"])  # a plain run's key is a digest nobody reads
+
+
+def test_the_encoded_runs_list_is_the_json_of_the_runs_list(home, logdir):
+    """``runs_body`` joins parts encoded once per run: byte for byte what ``json.dumps``
+    makes of ``runs()``, for every filter, whichever runs TensorBoard shows, and
+    after a pass changed one run (its part made again, the others kept)."""
+    made = [
+        write_run(home.path, op="train", label=label, files={name: png()})
+        for label, name in (("first", "a.png"), ("zweite Größe ✓", "b.png"), ("third", "a.png"))
+    ]
+    shown: set[str] = set()
+    monitor = RunsMonitor(logdir, home.list_runs)
+    try:
+        monitor.run_pass()
+        catalog = Catalog(monitor, shown=lambda: frozenset(shown))
+
+        def same(image: str | None = None, q: str | None = None) -> bytes:
+            body = catalog.runs_body(image, q)
+            assert body == json.dumps({"runs": catalog.runs(image, q)}).encode()
+            return body
+
+        everything = json.loads(same())["runs"]
+        assert [run["label"] for run in everything] == ["third", "zweite Größe ✓", "first"]
+        shown.add(everything[1]["id"])
+        assert [run["in_tensorboard"] for run in json.loads(same())["runs"]] == [
+            False,
+            True,
+            False,
+        ]
+        assert [run["label"] for run in json.loads(same(image="a.png"))["runs"]] == [
+            "third",
+            "first",
+        ]
+        assert [run["label"] for run in json.loads(same(q="größe"))["runs"]] == ["zweite Größe ✓"]
+        assert json.loads(same(image="none.png", q="x")) == {"runs": []}
+
+        Path(made[0], ".guild", "attrs", "label").write_text("renamed\n")
+        monitor.run_pass()
+        assert [run["label"] for run in json.loads(same())["runs"]] == [
+            "third",
+            "zweite Größe ✓",
+            "renamed",
+        ]
+    finally:
+        monitor.close()
