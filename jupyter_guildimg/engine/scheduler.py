@@ -34,7 +34,14 @@ from .targets import FIRST_BATCH
 if TYPE_CHECKING:
     from .monitor import RunsMonitor
 
-__all__ = ["DEFAULT_MAX_POLL_SHARE", "MAX_QUEUED", "PassScheduler", "Watcher", "monitor_status"]
+__all__ = [
+    "DEFAULT_MAX_POLL_SHARE",
+    "MAX_QUEUED",
+    "PRUNE_SECONDS",
+    "PassScheduler",
+    "Watcher",
+    "monitor_status",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,9 @@ log = logging.getLogger(__name__)
 MAX_QUEUED = 10_000
 #: The share of a core polling passes may take at most.
 DEFAULT_MAX_POLL_SHARE = 0.1
+#: Runs that went quiet leave the watch at most this often (runs that become active
+#: join it at once): each change of the watched set re-adds every watch.
+PRUNE_SECONDS = 60.0
 
 
 class Watcher(Protocol):
@@ -90,6 +100,7 @@ class PassScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watched: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # roots, active
+        self._replanned = 0.0  # when the watched set last changed (monotonic)
 
     @property
     def monitor(self) -> RunsMonitor:
@@ -280,6 +291,19 @@ class PassScheduler:
         if wanted == self._watched:
             return
         before = set(self._watched[1]) if self._watched is not None else set()
+        now = time.monotonic()
+        if (
+            self._watched is not None
+            and wanted[0] == self._watched[0]
+            and before.issuperset(active)
+            and now - self._replanned < PRUNE_SECONDS
+        ):
+            # Only runs gone quiet: a watch left on them costs nothing, while a new
+            # watch set costs one watch a directory again (at 14,000 runs that had
+            # ended within RECENT, one rebuild a second as each aged out kept a core
+            # busy). They are dropped at most every PRUNE_SECONDS.
+            return
+        self._replanned = now
         try:
             watcher.watch(list(roots), list(active))
         except Exception:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_guildimg.engine import scheduler as scheduler_module
+from jupyter_guildimg.engine import targets as targets_module
 from jupyter_guildimg.engine.fswatch import RunsWatcher
 from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
 from jupyter_guildimg.engine.runs import (
@@ -735,3 +737,51 @@ def test_a_watch_that_cannot_start_turns_its_runs_to_polling_at_once(home, logdi
     ]
     assert out["before"] == ["a.png"]
     assert out["after"] == ["a.png", "new.png"]
+
+
+class RecordingWatcher(RunsWatcher):
+    """A real watcher that keeps the active runs of every ``watch()`` call."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.calls: list[list[str]] = []
+
+    def watch(self, roots, active_runs) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append(sorted(active_runs))
+        super().watch(roots, active_runs)
+
+
+def test_runs_that_go_quiet_leave_the_watch_only_every_prune_interval(home, logdir, monkeypatch):
+    # Every change of the watched set re-adds every watch: a run that becomes active
+    # joins at once, runs that went quiet leave at most every PRUNE_SECONDS.
+    monkeypatch.setattr(targets_module, "RECENT", 1.5)
+    monkeypatch.setattr(scheduler_module, "PRUNE_SECONDS", 3600.0)
+    a, b = (
+        write_run(home.path, op="train", started=1_000, stopped=2_000, files={"a.png": png()})
+        for _ in range(2)
+    )
+    monitor: RunsMonitor | None = None
+    watcher = RecordingWatcher(lambda paths: monitor.notify_changed(paths) if monitor else None)
+    monitor = RunsMonitor(
+        logdir, combine_sources([home]), interval=3600, watcher=watcher, reconcile_interval=3600
+    )
+    try:
+        monitor.start()
+        wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+        assert watcher.calls == [[]]  # both ended long ago: only runs/ is watched
+
+        monitor.notify_changed({os.path.join(a, "a.png")})  # a changes: active at once
+        wait_for(lambda: watcher.calls[-1] == [a], EVENT_WAIT, "a watched")
+        time.sleep(2.0)  # a has gone quiet
+        monitor.notify_changed({os.path.join(b, "a.png")})  # b too: a stays, b joins
+        wait_for(lambda: watcher.calls[-1] == sorted([a, b]), EVENT_WAIT, "b watched")
+
+        monkeypatch.setattr(scheduler_module, "PRUNE_SECONDS", 0.0)
+        time.sleep(2.0)  # both quiet
+        passes = monitor.passes
+        monitor.notify_changed({os.path.join(home.runs_dir, "nothing-here")})
+        wait_for(lambda: monitor.passes > passes, EVENT_WAIT, "a pass")
+        wait_for(lambda: watcher.calls[-1] == [], EVENT_WAIT, "the quiet runs dropped")
+    finally:
+        monitor.close()
+        watcher.close()
