@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,15 @@ from jupyter_guildimg.guild.project import write_run
 from jupyter_guildimg.server.app import GuildImgApp
 
 from helpers import png, process_running, until, wait_for
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def test_the_extension_is_enabled_by_installing_the_package():
@@ -160,7 +170,11 @@ async def test_a_server_killed_with_sigkill_leaves_an_orphan_the_next_start_remo
             return names[0] if names else None
 
         name = wait_for(record, 90, "the TensorBoard pid record")
-        orphan = json.loads((jp_runtime_dir / name).read_text())["pid"]
+        written = json.loads((jp_runtime_dir / name).read_text())
+        orphan = written["pid"]
+        # Killed while it starts, TensorBoard's next line to its stderr (a pipe to the
+        # server) fails and ends it: the orphan this test is about is one that runs.
+        wait_for(lambda: listening(written["port"]), 90, "TensorBoard listening")
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)
         assert process_running(orphan)  # it outlived its server: an orphan
