@@ -97,6 +97,7 @@ class RunsWatcher:
         self.force_polling = force_polling
         self.debounce_ms = max(1, int(debounce_ms))
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # a group became ready or ended
         self._closed = False
         # root -> static reason to poll it ("" when it is watched)
         self._static: dict[str, str] = {}
@@ -129,13 +130,41 @@ class RunsWatcher:
                 return
             self._static = plan.static
             self._has_runs = plan.has_runs
-            self._replace(False, plan.flat)
-            # Runs newly watched are reported once their watch is in place: what they
-            # wrote between the monitor's pass and the watch would be missed otherwise.
-            current = self._groups[True]
-            known = current.key if current is not None and not current.failed else frozenset()
-            added = frozenset(path for path, _dev, _ino in plan.deep - known)
-            self._replace(True, plan.deep, added)
+            # Roots and runs newly watched are reported once their watch is in place:
+            # what appeared in them between the monitor's listing and the watch would
+            # be missed otherwise (a root reported means a full pass).
+            for recursive, key in ((False, plan.flat), (True, plan.deep)):
+                added = frozenset(path for path, _dev, _ino in key - self._reported(recursive))
+                self._replace(recursive, key, added)
+
+    def _reported(self, recursive: bool) -> frozenset[Identity]:
+        """What the current group of that kind watches and has reported (its paths
+        still to announce are not): paths it does not cover are announced anew.
+        Called with the lock held."""
+        current = self._groups[recursive]
+        if current is None or current.failed:
+            return frozenset()
+        if current.ready:
+            return current.key
+        return frozenset(i for i in current.key if i[0] not in current.announce)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until every current watch is in place and has
+        reported what it announces, or has failed or ended; whether it came to that.
+        A listing that starts after this misses nothing the watches would not tell."""
+
+        def settled() -> bool:
+            return all(
+                group is None
+                or group.ready
+                or bool(group.failed)
+                or group.thread is None
+                or not group.thread.is_alive()
+                for group in self._groups.values()
+            )
+
+        with self._settled:
+            return self._settled.wait_for(lambda: self._closed or settled(), timeout)
 
     def _replace(
         self,
@@ -176,7 +205,9 @@ class RunsWatcher:
             added = {i for i in map(identity, runs) if i is not None}
             for path, _dev, _ino in added:
                 self._has_runs[os.path.dirname(path)] = True
-            self._replace(True, frozenset(kept | added), frozenset(p for p, _d, _i in added))
+            # What the current group has still to announce, the new one announces.
+            unsaid = current.announce if current is not None and not current.ready else frozenset()
+            self._replace(True, frozenset(kept | added), unsaid | {p for p, _d, _i in added})
 
     # -- the watcher threads ---------------------------------------------------
 
@@ -187,6 +218,8 @@ class RunsWatcher:
             if group.previous is not None:
                 group.previous.stop.set()
                 group.previous = None
+            with self._settled:
+                self._settled.notify_all()
 
     def _run_watch(self, group: _Group) -> None:
         if group.recursive:
@@ -237,8 +270,8 @@ class RunsWatcher:
         ):
             if group.stop.is_set():
                 return
-            if not group.ready:
-                group.ready = True
+            first = not group.ready
+            if first:
                 if group.previous is not None:
                     group.previous.stop.set()
                     group.previous = None
@@ -252,6 +285,11 @@ class RunsWatcher:
                     self._on_change(changed)
                 except Exception:  # the watch outlives a bad callback
                     log.warning("fswatch: on_change failed", exc_info=True)
+            if first:
+                # Ready once its announcement is queued (see wait_ready).
+                with self._settled:
+                    group.ready = True
+                    self._settled.notify_all()
             if group.recursive:
                 self._check_limit(changes)
             else:
@@ -281,6 +319,7 @@ class RunsWatcher:
             group.failed = reason
             first = reason not in self._logged
             self._logged.add(reason)
+            self._settled.notify_all()
         if first:
             log.warning("fswatch: %s; polling %s instead", reason, group.paths, exc_info=error)
         if self._closed or group.stop.is_set():
@@ -357,6 +396,7 @@ class RunsWatcher:
         """Stops watching and joins the watcher threads. Idempotent."""
         with self._lock:
             self._closed = True
+            self._settled.notify_all()
             groups = self._started
             self._started = []
             self._groups = {False: None, True: None}

@@ -262,6 +262,7 @@ class RunsMonitor:
             self.last_report = report
             if report.changed:
                 self._count.bump()
+        self._scheduler.passed_elsewhere()
         self._call_listeners(report)
         return report
 

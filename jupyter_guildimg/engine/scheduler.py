@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_MAX_POLL_SHARE",
     "MAX_QUEUED",
     "PRUNE_SECONDS",
+    "WATCH_READY_WAIT",
     "PassScheduler",
     "Watcher",
     "monitor_status",
@@ -53,6 +54,8 @@ DEFAULT_MAX_POLL_SHARE = 0.1
 #: Runs that went quiet leave the watch at most this often (runs that become active
 #: join it at once): each change of the watched set re-adds every watch.
 PRUNE_SECONDS = 60.0
+#: Seconds the first full pass waits for the watches to be in place, at most.
+WATCH_READY_WAIT = 5.0
 
 
 class Watcher(Protocol):
@@ -67,6 +70,8 @@ class Watcher(Protocol):
     def polled(self, roots: Sequence[str]) -> list[str]: ...
 
     def sources(self) -> Sequence[Any]: ...
+
+    def wait_ready(self, timeout: float) -> bool: ...
 
 
 class PassScheduler:
@@ -97,6 +102,7 @@ class PassScheduler:
         self._queued: set[str] = set()  # changed paths, for the next targeted pass
         self._handed: set[str] = set()  # of those, the ones a full pass was told of
         self._full_wanted = False
+        self._rewatch = False  # a pass ran outside the thread: the watch may be stale
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watched: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # roots, active
@@ -118,6 +124,15 @@ class PassScheduler:
             if len(self._queued) > MAX_QUEUED:
                 self._queued.clear()
                 self._full_wanted = True
+            self._wake.notify_all()
+
+    def passed_elsewhere(self) -> None:
+        """A pass ran in another thread (a refresh): the thread adjusts the watch to
+        the runs it found, as after a pass of its own."""
+        if threading.current_thread() is self._thread:
+            return
+        with self._wake:
+            self._rewatch = True
             self._wake.notify_all()
 
     # -- the thread -------------------------------------------------------
@@ -173,6 +188,7 @@ class PassScheduler:
         full_at = time.monotonic()  # the first pass is a full one
         self.update_watch()
         self._newest_first(monitor)
+        self._await_watch()
         # Runs a targeted pass read while their files were "racy" (written within the
         # file system's clock tick), read once more when that window has passed: a
         # write that landed in it (a run's attrs as it is being made) is not left to
@@ -182,10 +198,16 @@ class PassScheduler:
             with self._wake:
                 due = min([full_at, *settle.values()])
                 self._wake.wait_for(
-                    lambda: bool(self._queued) or self._full_wanted or self._stop.is_set(),
+                    lambda: (
+                        bool(self._queued)
+                        or self._full_wanted
+                        or self._rewatch
+                        or self._stop.is_set()
+                    ),
                     max(0.0, due - time.monotonic()),
                 )
                 paths, self._queued, self._handed = self._queued, set(), set()
+                self._rewatch = False
                 now = time.monotonic()
                 full = self._full_wanted or now >= full_at
                 self._full_wanted = False
@@ -213,6 +235,20 @@ class PassScheduler:
                 # A watch failed since the last full pass (a limit reached): its roots
                 # are polled from now on, not at the next reconciling pass.
                 full_at = min(full_at, time.monotonic() + self.poll_interval())
+
+    def _await_watch(self) -> None:
+        """Before the first full pass: let the watches just asked for be put in place
+        (at most :data:`WATCH_READY_WAIT` s), so that what they announce (what appeared
+        before they watched) is queued before the pass and covered by it, not by a
+        second full pass right after."""
+        watcher = self.watcher
+        if watcher is None:
+            return
+        try:
+            if not watcher.wait_ready(WATCH_READY_WAIT):
+                log.info("The watches are not in place after %s s; indexing", WATCH_READY_WAIT)
+        except Exception:
+            log.warning("The watcher could not say whether it watches", exc_info=True)
 
     def _newest_first(self, monitor: RunsMonitor) -> None:
         """Before the first full pass over a large home: the newest runs, as the

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_guildimg.engine import fswatch as fswatch_module
 from jupyter_guildimg.engine import scheduler as scheduler_module
 from jupyter_guildimg.engine import targets as targets_module
 from jupyter_guildimg.engine.fswatch import RunsWatcher
@@ -291,6 +292,33 @@ def test_a_run_deleted_under_the_watcher_is_removed_without_a_full_pass(home, wa
 
     wait_for(lambda: [v.run.dir for v in monitor.views] == [a], EVENT_WAIT, "the removal")
     assert sources.listings == 1
+
+
+def test_a_run_made_while_the_runs_dir_watch_is_added_is_listed_without_a_reconciling_pass(
+    home, watched, monkeypatch
+):
+    # The run appears after the first pass listed the home and before the watch on
+    # runs/ is in place, so no event tells of it: the watch, once in place, reports
+    # its root as changed, and the pass that follows lists the run.
+    monitor, sources = watched
+    _runs(home, 1)  # runs/ holds a run: watched alone, not recursively
+    monkeypatch.setattr(scheduler_module, "WATCH_READY_WAIT", 0.2)
+    real_watch = fswatch_module.watchfiles.watch
+    made: list[str] = []
+
+    def watch_after_a_run_appears(*paths, **kwargs):  # type: ignore[no-untyped-def]
+        if not kwargs["recursive"] and not made:
+            wait_for(lambda: monitor.passes >= 1, EVENT_WAIT, "the first pass")
+            made.append(write_run(home.path, op="train", files={"a.png": png()}))
+        return real_watch(*paths, **kwargs)
+
+    monkeypatch.setattr(fswatch_module.watchfiles, "watch", watch_after_a_run_appears)
+    monitor.start()
+
+    wait_for(lambda: made and "a.png" in _images(monitor, made[0]), EVENT_WAIT, "the run")
+    assert sources.listings == 2  # the first pass, and the one the watch asked for
+    Path(made[0], "b.png").write_bytes(png(colour="blue"))  # and the run is watched
+    wait_for(lambda: "b.png" in _images(monitor, made[0]), EVENT_WAIT, "its new image")
 
 
 def _watched_monitor(
