@@ -22,6 +22,7 @@ import contextlib
 import gc
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol
@@ -90,10 +91,37 @@ class RunLogs:
         self.views: tuple[RunView, ...] = ()
         self.names: dict[str, str] = {}
         self.positions: dict[str, int] = {}
+        # Images of every run's log as the last pass left them; None: to be counted.
+        self.image_total: int | None = 0
+        # known_runs() kept up to date by the dirs a pass touched, not rebuilt: at
+        # 100,000 runs, rebuilding it cost a targeted pass more than its own work.
+        self._lock = threading.Lock()
+        self._known: dict[str, Run] = {}
+        self._touched: set[str] | None = set()  # None: every run may have changed
+
+    def touch(self, run_dir: str | None = None) -> None:
+        """Say that the log of ``run_dir`` (of every run, when ``None``) was added,
+        removed or synced."""
+        with self._lock:
+            if run_dir is None:
+                self._touched = None
+            elif self._touched is not None:
+                self._touched.add(run_dir)
 
     def known_runs(self) -> Mapping[str, Run]:
         """The runs known now, by dir (a snapshot)."""
-        return {run_dir: run_log.run for run_dir, run_log in list(self.logs.items())}
+        with self._lock:
+            touched, self._touched = self._touched, set()
+            if touched is None:
+                self._known = {run_dir: log.run for run_dir, log in list(self.logs.items())}
+            else:
+                for run_dir in touched:
+                    run_log = self.logs.get(run_dir)
+                    if run_log is None:
+                        self._known.pop(run_dir, None)
+                    else:
+                        self._known[run_dir] = run_log.run
+            return self._known.copy()
 
 
 class LogdirPass:
@@ -131,8 +159,15 @@ class LogdirPass:
         """The whole way: every run named and ordered again, the runs gone removed,
         the ``read`` ones synced (``kept``: known runs left as they were). A ``full``
         pass (one that listed every run) indexes many new runs in batches."""
+        try:
+            self._update_all(read, kept, full)
+        finally:
+            self.runs.touch()  # runs added, removed, synced: known_runs() reads them all
+
+    def _update_all(self, read: list[Run], kept: list[Run], full: bool) -> None:
         config, report, state = self.config, self.report, self.runs
         places, state.positions = state.positions, {}  # until this pass made the views
+        state.image_total = None  # until this pass counted them all
         # Newest first, always: a targeted pass reads its runs in no particular order,
         # and may have read every known run (then none is kept).
         runs = sorted([*read, *kept], key=newest_first_key, reverse=True)
@@ -190,6 +225,7 @@ class LogdirPass:
         state.views = tuple(state.logs[run.dir].view(names[run.dir]) for run in runs)
         state.names = names
         state.positions = {run.dir: i for i, run in enumerate(runs)}
+        state.image_total = report.images
 
     def update_in_place(self, read: list[Run], kept: list[Run]) -> bool:
         """A targeted pass whose runs are all known, keep their names and their places
@@ -202,13 +238,19 @@ class LogdirPass:
             return False
         if not all(self._keeps_place(run, state.positions) for run in read):
             return False
+        total = state.image_total
+        if total is None:  # a pass that counted them all did not finish
+            total = sum(r.summaries.image_count for r in state.logs.values())
+        before = sum(state.logs[run.dir].summaries.image_count for run in read)
+        self.report.images = 0  # the read runs' images, as _update counts them
         views = list(state.views)
         for run in read:
             name = state.names[run.dir]
             self._update(run, name)
             views[state.positions[run.dir]] = state.logs[run.dir].view(name)
         self.report.runs = len(views)
-        self.report.images = sum(r.summaries.image_count for r in state.logs.values())
+        self.report.images += total - before
+        state.image_total = self.report.images
         state.views = tuple(views)
         return True
 
@@ -243,10 +285,12 @@ class LogdirPass:
         assert self._urgent is not None
         state = self.runs
         synced: dict[str, Run] = {}
+        images = self.report.images  # the pass counts each run once, as it meets it
         for run in self._urgent():
             if self._keeps_place(run, places):
                 self._update(run, names[run.dir])
                 synced[run.dir] = run
+        self.report.images = images
         if synced:
             views = list(state.views)
             for run_dir in synced:
@@ -337,6 +381,7 @@ class LogdirPass:
     def _update(self, run: Run, name: str) -> None:
         """Bring one run listed by the pass up to date (made if new)."""
         report, logs, targets = self.report, self.runs.logs, self.config.targets
+        self.runs.touch(run.dir)
         run_log = logs.get(run.dir)
         if run_log is None:
             run_log = logs[run.dir] = self._take(self._new_log(run, name), name)

@@ -46,7 +46,13 @@ from .listchild import child_listing
 from .logsync import LogdirPass, RunLogs
 from .runlog import ChangeCount, PassReport, Problem, RunView
 from .runrecord import Run, RunSource, sources_of
-from .scheduler import DEFAULT_MAX_POLL_SHARE, PassScheduler, Watcher, monitor_status
+from .scheduler import (
+    DEFAULT_MAX_POLL_SHARE,
+    DEFAULT_MAX_RECONCILE_SHARE,
+    PassScheduler,
+    Watcher,
+    monitor_status,
+)
 from .targets import IndexProgress, LogdirOverlap, RunTargets
 
 __all__ = [
@@ -127,7 +133,8 @@ class RunsMonitor:
 
     ``watcher`` (:mod:`.fswatch`'s ``RunsWatcher``, built with
     :meth:`notify_changed` as its ``on_change``) makes the thread event-driven: see
-    :mod:`.scheduler`; ``reconcile_interval`` paces its full passes. Whoever built
+    :mod:`.scheduler`; ``reconcile_interval`` paces its full passes, which take at
+    most ``max_reconcile_share`` of a core. Whoever built
     the watcher closes it (:meth:`close` does not). Targeted passes
     need the sources behind ``list_runs_cb`` (:func:`~.runrecord.sources_of`: a
     :func:`~.runrecord.combine_sources` callback or a source's ``list_runs``); with
@@ -167,6 +174,7 @@ class RunsMonitor:
         watcher: Watcher | None = None,
         reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL,
         max_poll_share: float = DEFAULT_MAX_POLL_SHARE,
+        max_reconcile_share: float = DEFAULT_MAX_RECONCILE_SHARE,
         index_process: bool = False,
         freeze_after_index: bool = False,
     ) -> None:
@@ -199,7 +207,9 @@ class RunsMonitor:
         self._count = ChangeCount()  # the generation
         self.targets = RunTargets()  # what targeted passes and the watcher need
         self.index = IndexProgress()  # the first index's progress; when a pass publishes
-        self._scheduler = PassScheduler(self, watcher, reconcile_interval, max_poll_share)
+        self._scheduler = PassScheduler(
+            self, watcher, reconcile_interval, max_poll_share, max_reconcile_share
+        )
         self.problems: collections.deque[Problem] = collections.deque(maxlen=200)
         self.last_report: PassReport | None = None
         self.passes = 0

@@ -11,7 +11,9 @@ roots and the runs worth a watch, when those changed.
 
 Polling adapts to its cost: full passes while polling are at least ``interval``
 apart, and far enough apart that they take at most ``max_poll_share`` of a core
-(the wait is the last polling pass's duration divided by the share). A pass that
+(the wait is the last polling pass's duration divided by the share). Reconciling
+passes likewise: at least ``reconcile_interval`` apart, and at most
+``max_reconcile_share`` of a core. A pass that
 indexed many new runs in batches is indexing, not polling: its duration is not
 counted.
 """
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_POLL_SHARE",
+    "DEFAULT_MAX_RECONCILE_SHARE",
     "MAX_QUEUED",
     "PRUNE_SECONDS",
     "WATCH_READY_WAIT",
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 MAX_QUEUED = 10_000
 #: The share of a core polling passes may take at most.
 DEFAULT_MAX_POLL_SHARE = 0.1
+#: The share of a core reconciling passes may take at most (events are followed).
+DEFAULT_MAX_RECONCILE_SHARE = 0.01
 #: Runs that went quiet leave the watch at most this often (runs that become active
 #: join it at once): each change of the watched set re-adds every watch.
 PRUNE_SECONDS = 60.0
@@ -86,13 +91,19 @@ class PassScheduler:
         watcher: Watcher | None,
         reconcile_interval: float,
         max_poll_share: float = DEFAULT_MAX_POLL_SHARE,
+        max_reconcile_share: float = DEFAULT_MAX_RECONCILE_SHARE,
     ) -> None:
         if reconcile_interval <= 0:
             raise ValueError(f"reconcile_interval must be positive, got {reconcile_interval}")
-        if not 0 < max_poll_share <= 1:
-            raise ValueError(f"max_poll_share must be in (0, 1], got {max_poll_share}")
+        for name, share in (
+            ("max_poll_share", max_poll_share),
+            ("max_reconcile_share", max_reconcile_share),
+        ):
+            if not 0 < share <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {share}")
         self.max_poll_share = float(max_poll_share)
-        self.poll_cost = 0.0  # seconds the last polling (full, not indexing) pass took
+        self.max_reconcile_share = float(max_reconcile_share)
+        self.poll_cost = 0.0  # seconds the last full pass that was not indexing took
         # Weak: a monitor dropped without close() is collected (letting its log dir's
         # lock go) as before; the thread holds it strongly while it runs.
         self._monitor = weakref.ref(monitor)
@@ -107,6 +118,7 @@ class PassScheduler:
         self._thread: threading.Thread | None = None
         self._watched: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # roots, active
         self._replanned = 0.0  # when the watched set last changed (monotonic)
+        self._computed = 0.0  # when the active runs were last worked out from all runs
 
     @property
     def monitor(self) -> RunsMonitor:
@@ -161,8 +173,15 @@ class PassScheduler:
 
     def full_interval(self) -> float:
         """Seconds between full passes now: :meth:`poll_interval` while
-        :meth:`polling`, else ``reconcile_interval``."""
-        return self.poll_interval() if self.polling() else self.reconcile_interval
+        :meth:`polling`, else :meth:`reconciling_interval`."""
+        return self.poll_interval() if self.polling() else self.reconciling_interval()
+
+    def reconciling_interval(self) -> float:
+        """Seconds between reconciling passes: ``reconcile_interval``, or more when a
+        full pass is costly, so that they take at most ``max_reconcile_share`` of a
+        core (at 100,000 runs a full pass takes seconds: once a minute, that was
+        a tenth of a core spent while nothing changed)."""
+        return max(self.reconcile_interval, self.poll_cost / self.max_reconcile_share)
 
     def poll_interval(self) -> float:
         """Seconds between polling passes: ``interval``, or more when a pass is costly,
@@ -207,7 +226,7 @@ class PassScheduler:
                     max(0.0, due - time.monotonic()),
                 )
                 paths, self._queued, self._handed = self._queued, set(), set()
-                self._rewatch = False
+                rewatch, self._rewatch = self._rewatch, False
                 now = time.monotonic()
                 full = self._full_wanted or now >= full_at
                 self._full_wanted = False
@@ -228,7 +247,8 @@ class PassScheduler:
                 report = self._run(None, self.take_urgent)
                 if report is not None and not monitor.index.batched:
                     self.poll_cost = report.duration
-            self.update_watch()  # first: the watcher knows which roots it polls after it
+            # First: the watcher knows which roots it polls after it.
+            self.update_watch(full=full or rewatch)
             if full:
                 full_at = time.monotonic() + self.full_interval()
             elif self.polling():
@@ -314,20 +334,31 @@ class PassScheduler:
             return None
         return self.monitor.targets.run_dirs_for(paths, sources, self.monitor.known_runs())
 
-    def update_watch(self) -> None:
+    def update_watch(self, full: bool = True) -> None:
         """Tell the watcher the roots and active runs, if they changed. Dirs that just
         got a watch while not yet runs (a Guild run being created) are read once more:
-        what was written before the watch was added made no event."""
+        what was written before the watch was added made no event.
+
+        After a targeted pass (not ``full``) the watched runs only gain those that
+        became active; which runs are active is worked out from every known run
+        after a full pass and every :data:`PRUNE_SECONDS` (at 100,000 runs that
+        took longer than the targeted pass itself)."""
         watcher = self.watcher
         roots = self.watch_roots()
         if watcher is None or roots is None:
             return
-        active = tuple(self.monitor.targets.active(self.monitor.known_runs()))
+        targets = self.monitor.targets
+        became_active = targets.take_fresh()
+        now = time.monotonic()
+        if full or self._watched is None or now - self._computed >= PRUNE_SECONDS:
+            active = tuple(targets.active(self.monitor.known_runs()))
+            self._computed = now
+        else:
+            active = tuple(sorted(set(self._watched[1]) | became_active))
         wanted = (tuple(roots), active)
         if wanted == self._watched:
             return
         before = set(self._watched[1]) if self._watched is not None else set()
-        now = time.monotonic()
         if (
             self._watched is not None
             and wanted[0] == self._watched[0]
@@ -352,7 +383,8 @@ class PassScheduler:
             self.notify(fresh)
 
     def watch_status(self) -> rest.WatchStatus | None:
-        """``{"sources", "watches", "reconcile_interval"}``; ``None`` without a watcher."""
+        """``{"sources", "watches", "reconcile_interval"}`` (the interval as adapted to
+        the passes' cost, :meth:`reconciling_interval`); ``None`` without a watcher."""
         watcher = self.watcher
         if watcher is None:
             return None
@@ -365,7 +397,7 @@ class PassScheduler:
         return {
             "sources": sources,
             "watches": watches,
-            "reconcile_interval": self.reconcile_interval,
+            "reconcile_interval": round(self.reconciling_interval(), 3),
         }
 
 

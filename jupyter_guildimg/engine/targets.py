@@ -56,6 +56,9 @@ class RunTargets:
         self.unreadable: set[tuple[str, str]] = set()  # reported, and still unreadable
         self.last_change: dict[str, float] = {}  # run dir -> when a pass saw it change
         self.pending: dict[str, float] = {}  # dir -> since when a run may appear there
+        # Dirs that became active (changed, read, pending) since take_fresh(): what
+        # the watch gains between two full computations of active().
+        self._fresh: set[str] = set()
 
     def listing(
         self,
@@ -123,10 +126,18 @@ class RunTargets:
     def changed(self, run_dir: str) -> None:
         """Note that a pass saw ``run_dir`` change (it is active for a while)."""
         self.last_change[run_dir] = time.time()
+        self._fresh.add(run_dir)
 
     def forget(self, run_dir: str) -> None:
         self.last_change.pop(run_dir, None)
         self.pending.pop(run_dir, None)
+        self._fresh.discard(run_dir)
+
+    def take_fresh(self) -> set[str]:
+        """The dirs that became active since the last call (runs changed or read by a
+        pass, dirs where a run is being created), minus those gone since."""
+        fresh, self._fresh = self._fresh, set()
+        return fresh
 
     def reread(
         self,
@@ -152,15 +163,18 @@ class RunTargets:
                 if e.errno == errno.ENOENT:
                     gone.add(run_dir)
                     self.pending.pop(run_dir, None)
+                    self._fresh.discard(run_dir)
                 else:
                     failed(run_dir, e)
                 continue
             if run is not None:
                 self.pending.pop(run_dir, None)
                 self.last_change[run_dir] = now
+                self._fresh.add(run_dir)
                 runs.append(run)
             elif source is not None and run_dir not in known:
                 self.pending.setdefault(run_dir, now)
+                self._fresh.add(run_dir)
         return runs, gone
 
     def active(self, known: Mapping[str, Run]) -> list[str]:
@@ -178,19 +192,19 @@ class RunTargets:
         return sorted(active)
 
     def run_dirs_for(
-        self, paths: Iterable[str], sources: Sequence[RunSource], known: Iterable[str]
+        self, paths: Iterable[str], sources: Sequence[RunSource], known: Collection[str]
     ) -> set[str] | None:
         """The run dirs that changed ``paths`` belong to: the nearest known (or
         pending) run dir above each, else the run its source locates there; ``None``
         when a root itself changed (only a full pass can tell)."""
-        dirs = set(known) | set(self.pending)
+        pending = set(self.pending)
         roots = {source.watch_root for source in sources}
         found: set[str] = set()
         for path in paths:
             path = os.path.abspath(path)
             if any(root == path or _is_below(root, path) for root in roots):
                 return None
-            run_dir = _nearest(path, dirs)
+            run_dir = _nearest(path, known, pending)
             if run_dir is None:
                 run_dir = next(filter(None, (s.locate(path) for s in sources)), None)
             if run_dir is not None:
@@ -312,10 +326,10 @@ def _is_below(path: str, parent: str) -> bool:
     return path.startswith(parent.rstrip(os.sep) + os.sep)
 
 
-def _nearest(path: str, dirs: set[str]) -> str | None:
-    """The nearest dir of ``dirs`` at or above ``path``."""
+def _nearest(path: str, *dirs: Collection[str]) -> str | None:
+    """The nearest dir at or above ``path`` that is in one of ``dirs``."""
     current = path
-    while current not in dirs:
+    while not any(current in d for d in dirs):
         parent = os.path.dirname(current)
         if parent == current:
             return None

@@ -85,7 +85,19 @@ class GuildImgApp(ExtensionApp):
     reconcile_interval = Float(
         60.0,
         help="""Seconds between full passes when file-system events are followed: the
-        safety net for events a file system did not deliver.""",
+        safety net for events a file system did not deliver (and how finished runs
+        that went quiet, not watched, are looked at). Longer on large homes: see
+        max_reconcile_share.""",
+    ).tag(config=True)
+
+    max_reconcile_share = Float(
+        0.01,
+        min=0.001,
+        max=1.0,
+        help="""Most of a core that reconciling passes may take while events are
+        followed: after a full pass of t seconds the next waits
+        max(reconcile_interval, t / max_reconcile_share) seconds (status carries the
+        interval as watch.reconcile_interval). From 0.001 to 1.""",
     ).tag(config=True)
 
     max_poll_share = Float(

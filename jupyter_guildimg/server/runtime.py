@@ -94,6 +94,7 @@ class Runtime:
             watcher=self.watcher,
             reconcile_interval=settings.reconcile_interval,
             max_poll_share=settings.max_poll_share,
+            max_reconcile_share=settings.max_reconcile_share,
             interval=settings.interval,
             log_images=settings.log_images,
             log_hparams=settings.log_hparams,

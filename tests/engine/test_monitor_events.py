@@ -87,11 +87,13 @@ def test_a_targeted_pass_reads_only_the_runs_it_is_given(home, logdir):
     assert _images(monitor, b) == {"a.png"}  # not read: b was not in the pass
     assert {d: _stats(run_logdir(logdir, d)) for d in (b, c)} == others
     assert report.runs == 3 and len(monitor.views) == 3
+    assert report.images == 4  # every run's, not just a's
     assert monitor.generation == 2
+    assert monitor.known_runs()[a] == monitor.views[-1].run
 
-    assert monitor.run_pass(only={b}).written == [
-        (os.path.basename(run_logdir(logdir, b)), "unseen.png")
-    ]
+    report = monitor.run_pass(only={b})
+    assert report.written == [(os.path.basename(run_logdir(logdir, b)), "unseen.png")]
+    assert report.images == 5 == monitor.run_pass().images
 
 
 def test_a_targeted_pass_leaves_the_other_runs_and_still_renames_and_reorders(home, logdir):
@@ -132,9 +134,11 @@ def test_a_run_is_removed_by_a_targeted_pass_only_once_its_dir_is_gone(home, log
 
     report = monitor.run_pass(only={b})
     assert len(report.runs_removed) == 1 and [v.run.dir for v in monitor.views] == [a]
+    assert list(monitor.known_runs()) == [a] and report.images == 1
 
     report = monitor.run_pass()  # the full pass decides about a
     assert len(report.runs_removed) == 1 and monitor.views == ()
+    assert monitor.known_runs() == {} and report.images == 0
 
 
 def test_a_new_run_is_added_by_a_targeted_pass(home, logdir):
@@ -147,6 +151,7 @@ def test_a_new_run_is_added_by_a_targeted_pass(home, logdir):
 
     assert len(report.runs_added) == 1
     assert {v.run.dir for v in monitor.views} == {a, new}
+    assert set(monitor.known_runs()) == {a, new}
     assert _images(monitor, new) == {"b.png"}
 
 
@@ -582,6 +587,22 @@ def test_polling_waits_longer_after_a_costly_pass(tmp_path, logdir):
         RunsMonitor(logdir, lambda: [], max_poll_share=0)
 
 
+def test_reconciling_passes_wait_longer_after_a_costly_pass(home, logdir):
+    monitor = RunsMonitor(logdir, combine_sources([home]), reconcile_interval=60)
+    scheduler = monitor._scheduler
+    scheduler.poll_cost = 0.2  # a full pass that took 0.2 s: a minute apart is 0.3 %
+    assert scheduler.reconciling_interval() == 60
+    scheduler.poll_cost = 3.0  # at most 1 % of a core: 300 s apart
+    assert scheduler.reconciling_interval() == pytest.approx(300)
+    shared = RunsMonitor(
+        logdir, combine_sources([home]), reconcile_interval=60, max_reconcile_share=0.5
+    )
+    shared._scheduler.poll_cost = 3.0
+    assert shared._scheduler.reconciling_interval() == 60
+    with pytest.raises(ValueError, match="max_reconcile_share"):
+        RunsMonitor(logdir, lambda: [], max_reconcile_share=0)
+
+
 def test_events_make_no_poll_interval(home, watched):
     monitor, _sources = watched
     _runs(home, 1)  # its runs dir exists: watched
@@ -664,6 +685,7 @@ def test_a_run_changed_during_a_routine_full_pass_is_listed_before_it_ends(
     assert seen == [{"a.png", "new.png"}], "listed while the pass was still running"
     assert len(calls) > 1 and monitor.generation == generation + 2  # then the pass's own
     assert [path for _run, path in report.written] == ["new.png"]  # written once
+    assert report.images == 13  # counted once too
     assert [view.run.dir for view in monitor.views] == runs[::-1]
     assert monitor.run_pass(only={changed}).written == []
     monitor.close()

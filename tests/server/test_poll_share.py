@@ -1,4 +1,5 @@
-"""The ``max_poll_share`` setting reaches the monitor's polling pace."""
+"""The ``max_poll_share`` and ``max_reconcile_share`` settings reach the monitor's
+pace-maker."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class TestMaxPollShare:
                 "interval": 0.5,
                 "force_polling": True,
                 "max_poll_share": 0.5,
+                "max_reconcile_share": 0.05,
             },
         }
 
@@ -33,6 +35,7 @@ class TestMaxPollShare:
         # The pace itself (max(interval, cost / share)) is covered by the engine's
         # tests; what the server adds is the setting reaching the pace-maker.
         assert monitor._scheduler.max_poll_share == 0.5
+        assert monitor._scheduler.max_reconcile_share == 0.05
         assert monitor._scheduler.polling()
         poll_interval = monitor.status()["poll_interval"]
         assert poll_interval is not None and poll_interval >= 0.5
@@ -44,3 +47,6 @@ def test_max_poll_share_is_bounded():
         GuildImgApp(max_poll_share=0)
     with pytest.raises(TraitError):
         GuildImgApp(max_poll_share=1.5)
+    assert GuildImgApp().max_reconcile_share == 0.01
+    with pytest.raises(TraitError):
+        GuildImgApp(max_reconcile_share=0)
