@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -347,6 +348,31 @@ def test_a_run_is_found_by_its_key_its_id_or_a_unique_prefix(plain_runs):
         catalog.find("zz")
     with pytest.raises(NotFoundError, match=r"^no run 'd'$"):  # not a prefix of a key
         catalog.find(exp["id"][:1])
+
+
+def test_a_run_is_found_by_its_key_after_passes_that_change_move_add_and_remove_runs(home, logdir):
+    old, new = (
+        write_run(home.path, op="train", started=1_000 + i, files={"a.png": png()})
+        for i in range(2)
+    )
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    catalog = Catalog(monitor)
+    key = os.path.basename(old)
+    assert catalog.find(key).run.dir == old
+    Path(old, "b.png").write_bytes(png(colour="blue"))
+    monitor.run_pass(only={old})  # in place: the same place, a new view
+    assert set(catalog.find(key).images) == {"a.png", "b.png"}
+    newest = write_run(home.path, op="train", started=5_000, files={"a.png": png()})
+    monitor.run_pass()  # a run ahead of it: every place moves
+    assert catalog.find(key).run.dir == old
+    assert catalog.find(os.path.basename(newest)).run.dir == newest
+    shutil.rmtree(new)
+    monitor.run_pass()
+    with pytest.raises(NotFoundError):
+        catalog.find(os.path.basename(new))
+    assert catalog.find(key).run.dir == old
+    monitor.close()
 
 
 def test_a_key_naming_several_runs_names_them(plain_runs):
