@@ -1,7 +1,8 @@
 """What does the extension cost a real Jupyter server, indexing and idle? (issue 11)
 
 Builds a Guild home of --runs runs × --images images (32-pixel PNG, half in the
-run root, half in ``samples/``, every file aged an hour; the 10 newest runs are
+run root, half in ``samples/``, every file aged an hour, each run dir last changed
+when its run ended, as a run leaves it; the 10 newest runs are
 *running*: no exit status and a ``.guild/LOCK`` holding this benchmark's pid), then
 starts up to five servers in turn, each a ``jupyter server`` subprocess with its own
 config file, token, free port, log file and log dir, over the same home. Right before
@@ -175,9 +176,12 @@ def build_home(root: str, runs: int, images: int) -> Home:
             folder = "" if i % 2 == 0 else "samples"
             write(os.path.join(run_dir, folder, f"img-{i:03d}.png"), pool[(r + i) % len(pool)])
         write(os.path.join(guild, "opref"), opref)  # last: a run to readers from now on
-        for sub in (attrs, guild, os.path.join(run_dir, "samples"), run_dir):
+        for sub in (attrs, guild, os.path.join(run_dir, "samples")):
             if os.path.isdir(sub):
                 os.utime(sub, (hour_ago, hour_ago))
+        # The run dir as a run leaves it: last changed when its last file was written.
+        ended = hour_ago if r in running else started / 1e6 + 60
+        os.utime(run_dir, (ended, ended))
 
     with ThreadPoolExecutor(4) as executor:
         for _ in executor.map(one, range(runs), chunksize=64):

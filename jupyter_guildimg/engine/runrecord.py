@@ -112,11 +112,13 @@ class RunSource:
         Sources read just that run; this default lists them all."""
         return next((run for run in self.list_runs() if run.dir == run_dir), None)
 
-    def start_times(self) -> dict[str, float] | None:
+    def start_times(self, newest: int | None = None) -> dict[str, float] | None:
         """Each run dir of this source and its start time, read far more cheaply than
         :meth:`list_runs` (one small file a run, not the whole run): which runs are
-        the newest, before they are read. ``None`` when this source cannot tell (this
-        default). A dir named may turn out not to be a run: :meth:`read_run` decides."""
+        the newest, before they are read. With ``newest``, a source may leave out
+        runs it can tell are not among the ``newest`` latest. ``None`` when this
+        source cannot tell (this default). A dir named may turn out not to be a run:
+        :meth:`read_run` decides."""
         return None
 
     def locate(self, path: str) -> str | None:

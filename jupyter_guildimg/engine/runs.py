@@ -11,6 +11,7 @@ re-read only when the run's ``.guild`` files change.
 from __future__ import annotations
 
 import concurrent.futures
+import heapq
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ __all__ = [
     "CONVENTIONAL_RUN_FOLDERS",
     "FINAL_STATUSES",
     "SOURCE_KINDS",
+    "START_CANDIDATES",
     "CombinedSources",
     "GuildHome",
     "Run",
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Threads reading runs' metadata at once in a listing of many runs not read before.
 READ_THREADS = 8
+#: ``GuildHome.start_times(newest=n)`` reads the start times of n × this many runs.
+START_CANDIDATES = 10
 _THREADED_READS = 64  # fewer new runs than this are read in the listing's thread
 _PROBE_READS = 32  # runs read first, timed: from the disk, or from the page cache?
 # A run's metadata read from the page cache takes ~0.2 ms here, all CPU; from the disk
@@ -191,14 +195,24 @@ class GuildHome(RunSource):
         self._cache = cache
         return newest_first(listing)
 
-    def start_times(self) -> dict[str, float]:
+    def start_times(self, newest: int | None = None) -> dict[str, float]:
         """Each ``runs/<id>`` and its ``started`` (else ``initialized``) attribute; a
-        dir without either, or that cannot be read, is left out."""
+        dir without either, or that cannot be read, is left out.
+
+        With ``newest``, only the runs whose dir changed last are read: the
+        ``newest`` × :data:`START_CANDIDATES` latest by the dir's mtime, and every
+        run as recent as the last of those (ties: a copied home has one mtime for
+        all). A run dir is made when the run is, and the run's own files go in it, so
+        a run started later than those is not left out unless it wrote nothing at its
+        top level since it was made; the full listing that follows lists it anyway.
+        At 100,000 runs, a ``stat`` a run instead of a file read saved seconds."""
         try:
             with os.scandir(self.runs_dir) as scan:
                 dirs = [e.path for e in scan if e.is_dir(follow_symlinks=False)]
         except OSError:
             return {}
+        if newest is not None and len(dirs) > newest * START_CANDIDATES:
+            dirs = _latest_changed(dirs, newest * START_CANDIDATES)
 
         def read(run_dir: str) -> float | None:
             attrs = os.path.join(run_dir, ".guild", "attrs")
@@ -256,6 +270,19 @@ class GuildHome(RunSource):
         if run is not None and not is_racy(max(signature), now_ns):
             cache[name] = (signature, run)
         return run
+
+
+def _latest_changed(dirs: list[str], count: int) -> list[str]:
+    """The ``count`` dirs changed last (by mtime), and every other dir as recent as
+    the last of them; a dir that cannot be stat'ed is kept."""
+    mtimes: dict[str, float] = {}
+    for path in dirs:
+        try:
+            mtimes[path] = os.lstat(path).st_mtime
+        except OSError:
+            mtimes[path] = float("inf")  # not known to be older: read it
+    cutoff = heapq.nlargest(count, mtimes.values())[-1]
+    return [path for path in dirs if mtimes[path] >= cutoff]
 
 
 def _read_all(read: Callable[[T], U], items: Sequence[T], unread: int) -> list[U]:

@@ -280,7 +280,7 @@ class PassScheduler:
         started: dict[str, float] = {}
         for source in sources:
             try:
-                started.update(source.start_times() or {})
+                started.update(source.start_times(FIRST_BATCH) or {})
             except Exception:
                 log.warning("Cannot read the start times of %r", source, exc_info=True)
         if len(started) <= FIRST_BATCH:  # the full pass lists them all at once anyway

@@ -933,3 +933,23 @@ def test_a_first_listing_of_many_runs_reads_them_together_and_names_what_it_cann
     started = home.start_times()
     assert sorted(started, key=started.__getitem__) == [r for r in runs if r != runs[40]]
     assert started[runs[0]] == 1_000
+
+
+def test_start_times_of_the_newest_read_only_the_runs_changed_last(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs_module, "START_CANDIDATES", 2)
+    home = GuildHome(tmp_path / "home")
+    runs = [write_run(home.path, op="train", started=1_000 + i) for i in range(8)]
+    for i, run_dir in enumerate(runs):  # each dir last changed as its run started
+        os.utime(run_dir, (1_000 + i, 1_000 + i))
+
+    # 2 newest × 2: the 4 runs changed last are read, the others not.
+    assert sorted(home.start_times(newest=2).values()) == [1_004, 1_005, 1_006, 1_007]
+    assert len(home.start_times()) == 8  # without newest: every run
+
+    os.utime(runs[0], (5_000, 5_000))  # an old run that wrote a file lately: read too
+    os.utime(runs[5], (1_004, 1_004))  # as recent as the 4th: ties are all kept
+    assert sorted(home.start_times(newest=2).values()) == [1_000, 1_004, 1_005, 1_006, 1_007]
+
+    for run_dir in runs:  # a copied home: one mtime for every dir, so every run is read
+        os.utime(run_dir, (9_000, 9_000))
+    assert len(home.start_times(newest=2)) == 8
