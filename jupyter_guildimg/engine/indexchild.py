@@ -30,18 +30,17 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
-from .processes import BACKGROUND_NICENESS, child_environment, describe_exit
+from .processes import describe_exit
+from .pychild import start_python_child
 from .runlog import RunLog, sync_run
 from .runrecord import Run
 
 __all__ = [
-    "INDEX_NICENESS",
     "INDEX_PROCESSES",
     "INDEX_THREADS",
     "RUNS_PER_CHILD",
@@ -64,13 +63,11 @@ INDEX_THREADS = 2
 #: At most this many index children at once (and no more than the CPUs): a child's
 #: Python holds its own interpreter lock, so one keeps about one core busy; a second
 #: takes a first index of 10,000 runs from ~30 s to ~20 s on 2 cores, and the server
-#: still comes first (``INDEX_NICENESS``).
+#: still comes first (``BACKGROUND_NICENESS``).
 INDEX_PROCESSES = 2
 #: One child for each this many new runs: a child's start (~0.5 s of imports) is
 #: only worth it for many.
 RUNS_PER_CHILD = 1_000
-#: How much nicer than the server the child runs (see ``BACKGROUND_NICENESS``).
-INDEX_NICENESS = BACKGROUND_NICENESS
 _STDERR_KEPT = 20  # the child's last stderr lines, for the message when it fails
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -146,22 +143,12 @@ class IndexChild:
         """Start a child; never raises for a child that cannot start."""
         # Not ``-m``: run as __main__, what it pickles back would name classes the
         # monitor cannot import.
-        # Nicer first, before the imports take their share of the CPU.
-        code = f"import os; os.nice({INDEX_NICENESS}); import {__name__} as m; m.child_main()"
-        command = [sys.executable, "-c", code]
-        try:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=child_environment(tempfile.gettempdir()),
-                close_fds=True,
-            )
-        except OSError as e:
-            log.warning("Cannot start the index child process", exc_info=True)
-            return IndexStart(None, f"cannot start {sys.executable!r}: {e.strerror or e}")
-        return IndexStart(cls(process, settings))
+        started = start_python_child(
+            "the index child", f"import {__name__} as m; m.child_main()", stdin=True
+        )
+        if started.process is None:
+            return IndexStart(None, started.message)
+        return IndexStart(cls(started.process, settings))
 
     @property
     def pid(self) -> int:

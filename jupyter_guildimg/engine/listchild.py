@@ -26,13 +26,13 @@ import pickle
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from .processes import BACKGROUND_NICENESS, child_environment, describe_exit
+from .processes import describe_exit
+from .pychild import start_python_child
 
 __all__ = [
     "LISTING_TIMEOUT",
@@ -81,22 +81,11 @@ def list_in_child(home: str, timeout: float = LISTING_TIMEOUT) -> ChildListing:
     child that cannot start, fails, times out or answers garbage."""
     # The child names the home's class itself: this module does not import it.
     package = __name__.rsplit(".", 1)[0]
-    code = (
-        f"import os; os.nice({BACKGROUND_NICENESS}); "
-        f"from {package} import listchild, runs; listchild.child_main(runs.GuildHome)"
-    )
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, home],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_environment(tempfile.gettempdir()),
-            close_fds=True,
-        )
-    except OSError as e:
-        log.warning("Cannot start the listing child process", exc_info=True)
-        return ChildListing(message=f"cannot start {sys.executable!r}: {e.strerror or e}")
+    statement = f"from {package} import listchild, runs; listchild.child_main(runs.GuildHome)"
+    started = start_python_child("the listing child", statement, [home])
+    process = started.process
+    if process is None:
+        return ChildListing(message=started.message)
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
