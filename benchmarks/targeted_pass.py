@@ -7,7 +7,7 @@ Guild homes (the layout of ``server_idle.py``: --images images a run, the 10
 newest running) of --small and --runs runs, indexes each with a monitor in this
 process, then, alternating between the two, writes a new image into a running run
 and times what the monitor's thread does for it (``run_dirs_for``, the targeted
-pass, ``update_watch`` with a real watcher). Prints the medians side by side and
+pass, the watch adjusted, with a real watcher). Prints the medians side by side and
 their ratio: 1× means the pass does not depend on the home's size.
 
     python benchmarks/targeted_pass.py --runs 20000 --tmp /var/tmp
@@ -52,7 +52,7 @@ class _Indexed:
         started = time.perf_counter()
         self.monitor.run_pass()
         indexed = time.perf_counter() - started
-        self.monitor._scheduler.update_watch()
+        self.monitor._scheduler.watch.update()
         print(f"{runs:>7,} runs: built in {built:.1f} s, indexed in {indexed:.1f} s", flush=True)
         self.written = 0
 
@@ -67,7 +67,7 @@ class _Indexed:
         started = time.perf_counter()
         run_dirs = scheduler.run_dirs_for({path})
         report = self.monitor.run_pass(only=run_dirs)
-        scheduler.update_watch(full=False)
+        scheduler.watch.update(full=False)
         elapsed = time.perf_counter() - started
         assert [p for _run, p in report.written] == [os.path.basename(path)], report.written
         return elapsed

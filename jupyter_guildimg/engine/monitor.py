@@ -50,10 +50,10 @@ from .scheduler import (
     DEFAULT_MAX_POLL_SHARE,
     DEFAULT_MAX_RECONCILE_SHARE,
     PassScheduler,
-    Watcher,
     monitor_status,
 )
 from .targets import IndexProgress, LogdirOverlap, RunTargets
+from .watchkeeper import Watcher
 
 __all__ = [
     "DEFAULT_INTERVAL",

@@ -1,13 +1,12 @@
 """When the runs monitor's passes run: the monitor's thread.
 
 Without a watcher, a full pass runs every ``interval`` seconds (polling). With one
-(:class:`Watcher`, :mod:`.fswatch`'s ``RunsWatcher``), the file system says what
-changed: the run dirs it reports get a *targeted* pass at once (the watcher has
-already debounced them), a full reconciling pass runs every ``reconcile_interval``
-seconds as the safety net for missed events, and every ``interval`` seconds while
-some root cannot be watched (it is polled). The watcher is told the roots from the
-start (runs made during a long first index make events), and after every pass the
-roots and the runs worth a watch, when those changed.
+(:class:`.watchkeeper.Watcher`, :mod:`.fswatch`'s ``RunsWatcher``), the file system
+says what changed: the run dirs it reports get a *targeted* pass at once (the
+watcher has already debounced them), a full reconciling pass runs every
+``reconcile_interval`` seconds as the safety net for missed events, and every
+``interval`` seconds while some root cannot be watched (it is polled). After every
+pass the watcher is told what to watch (:mod:`.watchkeeper`).
 
 Polling adapts to its cost: full passes while polling are at least ``interval``
 apart, and far enough apart that they take at most ``max_poll_share`` of a core
@@ -24,14 +23,15 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Collection, Iterable
+from typing import TYPE_CHECKING
 
 from .. import rest
 from .layout import LogDirLockedError
 from .racy import RACY_NS
 from .runlog import PassReport, Problem
 from .targets import FIRST_BATCH
+from .watchkeeper import Watcher, WatchKeeper
 
 if TYPE_CHECKING:
     from .monitor import RunsMonitor
@@ -40,10 +40,7 @@ __all__ = [
     "DEFAULT_MAX_POLL_SHARE",
     "DEFAULT_MAX_RECONCILE_SHARE",
     "MAX_QUEUED",
-    "PRUNE_SECONDS",
-    "WATCH_READY_WAIT",
     "PassScheduler",
-    "Watcher",
     "monitor_status",
 ]
 
@@ -56,27 +53,6 @@ MAX_QUEUED = 10_000
 DEFAULT_MAX_POLL_SHARE = 0.1
 #: The share of a core reconciling passes may take at most (events are followed).
 DEFAULT_MAX_RECONCILE_SHARE = 0.01
-#: Runs that went quiet leave the watch at most this often (runs that become active
-#: join it at once): each change of the watched set re-adds every watch.
-PRUNE_SECONDS = 60.0
-#: Seconds the first full pass waits for the watches to be in place, at most.
-WATCH_READY_WAIT = 5.0
-
-
-class Watcher(Protocol):
-    """What the monitor needs from a file-system watcher (:mod:`.fswatch`'s
-    ``RunsWatcher``, whose ``on_change`` is the monitor's ``notify_changed``)."""
-
-    @property
-    def watches(self) -> int: ...
-
-    def watch(self, roots: Sequence[str], active_runs: Sequence[str]) -> None: ...
-
-    def polled(self, roots: Sequence[str]) -> list[str]: ...
-
-    def sources(self) -> Sequence[Any]: ...
-
-    def wait_ready(self, timeout: float) -> bool: ...
 
 
 class PassScheduler:
@@ -107,7 +83,7 @@ class PassScheduler:
         # Weak: a monitor dropped without close() is collected (letting its log dir's
         # lock go) as before; the thread holds it strongly while it runs.
         self._monitor = weakref.ref(monitor)
-        self.watcher = watcher
+        self.watch = WatchKeeper(lambda: self.monitor, watcher, self.notify)
         self.reconcile_interval = float(reconcile_interval)
         self._wake = threading.Condition()
         self._queued: set[str] = set()  # changed paths, for the next targeted pass
@@ -116,9 +92,6 @@ class PassScheduler:
         self._rewatch = False  # a pass ran outside the thread: the watch may be stale
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._watched: tuple[tuple[str, ...], tuple[str, ...]] | None = None  # roots, active
-        self._replanned = 0.0  # when the watched set last changed (monotonic)
-        self._computed = 0.0  # when the active runs were last worked out from all runs
 
     @property
     def monitor(self) -> RunsMonitor:
@@ -191,23 +164,14 @@ class PassScheduler:
     def polling(self) -> bool:
         """Whether full passes poll: without a watcher, while a root is polled, or
         when the monitor cannot tell its sources (a plain callback)."""
-        if self.watcher is None:
-            return True
-        roots = self.watch_roots()
-        if roots is None:
-            return True
-        try:
-            return bool(self.watcher.polled(roots))
-        except Exception:
-            log.warning("The watcher could not say which roots it polls", exc_info=True)
-            return True
+        return self.watch.polling()
 
     def _loop(self, monitor: RunsMonitor) -> None:
         # ``monitor`` keeps the monitor alive while its thread runs.
         full_at = time.monotonic()  # the first pass is a full one
-        self.update_watch()
+        self.watch.update()
         self._newest_first(monitor)
-        self._await_watch()
+        self.watch.await_ready()
         # Runs a targeted pass read while their files were "racy" (written within the
         # file system's clock tick), read once more when that window has passed: a
         # write that landed in it (a run's attrs as it is being made) is not left to
@@ -248,27 +212,13 @@ class PassScheduler:
                 if report is not None and not monitor.index.batched:
                     self.poll_cost = report.duration
             # First: the watcher knows which roots it polls after it.
-            self.update_watch(full=full or rewatch)
+            self.watch.update(full=full or rewatch)
             if full:
                 full_at = time.monotonic() + self.full_interval()
             elif self.polling():
                 # A watch failed since the last full pass (a limit reached): its roots
                 # are polled from now on, not at the next reconciling pass.
                 full_at = min(full_at, time.monotonic() + self.poll_interval())
-
-    def _await_watch(self) -> None:
-        """Before the first full pass: let the watches just asked for be put in place
-        (at most :data:`WATCH_READY_WAIT` s), so that what they announce (what appeared
-        before they watched) is queued before the pass and covered by it, not by a
-        second full pass right after."""
-        watcher = self.watcher
-        if watcher is None:
-            return
-        try:
-            if not watcher.wait_ready(WATCH_READY_WAIT):
-                log.info("The watches are not in place after %s s; indexing", WATCH_READY_WAIT)
-        except Exception:
-            log.warning("The watcher could not say whether it watches", exc_info=True)
 
     def _newest_first(self, monitor: RunsMonitor) -> None:
         """Before the first full pass over a large home: the newest runs, as the
@@ -319,13 +269,6 @@ class PassScheduler:
             monitor.problems.append(Problem(time.time(), "", "", f"pass failed: {e!r}"))
         return None
 
-    def watch_roots(self) -> list[str] | None:
-        """Where new runs appear, one per source (a Guild home's ``runs`` dir, watched
-        alone; a runs folder, watched whole); ``None`` when the monitor cannot tell
-        its sources."""
-        sources = self.monitor.sources()
-        return None if sources is None else [source.watch_root for source in sources]
-
     def run_dirs_for(self, paths: Iterable[str]) -> set[str] | None:
         """The run dirs changed ``paths`` belong to (see :mod:`.targets`); ``None``
         when only a full pass can tell."""
@@ -333,72 +276,6 @@ class PassScheduler:
         if sources is None:
             return None
         return self.monitor.targets.run_dirs_for(paths, sources, self.monitor.known_runs())
-
-    def update_watch(self, full: bool = True) -> None:
-        """Tell the watcher the roots and active runs, if they changed. Dirs that just
-        got a watch while not yet runs (a Guild run being created) are read once more:
-        what was written before the watch was added made no event.
-
-        After a targeted pass (not ``full``) the watched runs only gain those that
-        became active; which runs are active is worked out from every known run
-        after a full pass and every :data:`PRUNE_SECONDS` (at 100,000 runs that
-        took longer than the targeted pass itself)."""
-        watcher = self.watcher
-        roots = self.watch_roots()
-        if watcher is None or roots is None:
-            return
-        targets = self.monitor.targets
-        became_active = targets.take_fresh()
-        now = time.monotonic()
-        if full or self._watched is None or now - self._computed >= PRUNE_SECONDS:
-            active = tuple(targets.active(self.monitor.known_runs()))
-            self._computed = now
-        else:
-            active = tuple(sorted(set(self._watched[1]) | became_active))
-        wanted = (tuple(roots), active)
-        if wanted == self._watched:
-            return
-        before = set(self._watched[1]) if self._watched is not None else set()
-        if (
-            self._watched is not None
-            and wanted[0] == self._watched[0]
-            and before.issuperset(active)
-            and now - self._replanned < PRUNE_SECONDS
-        ):
-            # Only runs gone quiet: a watch left on them costs nothing, while a new
-            # watch set costs one watch a directory again (at 14,000 runs that had
-            # ended within RECENT, one rebuild a second as each aged out kept a core
-            # busy). They are dropped at most every PRUNE_SECONDS.
-            return
-        self._replanned = now
-        try:
-            watcher.watch(list(roots), list(active))
-        except Exception:
-            log.warning("The watcher could not adjust its watches", exc_info=True)
-            return
-        self._watched = wanted
-        pending = set(self.monitor.targets.pending)
-        fresh = [d for d in active if d not in before and d in pending]
-        if fresh:
-            self.notify(fresh)
-
-    def watch_status(self) -> rest.WatchStatus | None:
-        """``{"sources", "watches", "reconcile_interval"}`` (the interval as adapted to
-        the passes' cost, :meth:`reconciling_interval`); ``None`` without a watcher."""
-        watcher = self.watcher
-        if watcher is None:
-            return None
-        try:
-            sources = list(watcher.sources())
-            watches = int(watcher.watches)
-        except Exception:
-            log.warning("The watcher could not report its state", exc_info=True)
-            sources, watches = [], 0
-        return {
-            "sources": sources,
-            "watches": watches,
-            "reconcile_interval": round(self.reconciling_interval(), 3),
-        }
 
 
 def monitor_status(monitor: RunsMonitor, scheduler: PassScheduler) -> rest.MonitorState:
@@ -428,7 +305,7 @@ def monitor_status(monitor: RunsMonitor, scheduler: PassScheduler) -> rest.Monit
             {"time": round(p.time, 3), "run": p.run, "path": p.path, "message": p.message}
             for p in list(monitor.problems)[-20:]
         ],
-        "watch": scheduler.watch_status(),
+        "watch": scheduler.watch.status(scheduler.reconciling_interval()),
         "index": monitor.index.state(monitor.running),
         "poll_interval": round(scheduler.poll_interval(), 3) if scheduler.polling() else None,
     }

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from jupyter_guildimg.engine import fswatch as fswatch_module
-from jupyter_guildimg.engine import scheduler as scheduler_module
 from jupyter_guildimg.engine import targets as targets_module
+from jupyter_guildimg.engine import watchkeeper
 from jupyter_guildimg.engine.fswatch import RunsWatcher
 from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
 from jupyter_guildimg.engine.runs import (
@@ -219,7 +219,7 @@ def test_changed_paths_map_to_their_runs(home, tmp_path, logdir):
 
     assert found == {a, new, str(folder / "day" / "r1")}
     assert scheduler.run_dirs_for([home.runs_dir]) is None  # a root itself: a full pass
-    assert scheduler.watch_roots() == [home.runs_dir, str(folder)]
+    assert scheduler.watch.roots() == [home.runs_dir, str(folder)]
 
 
 def test_notified_changes_run_a_targeted_pass_in_the_thread(home, logdir):
@@ -307,7 +307,7 @@ def test_a_run_made_while_the_runs_dir_watch_is_added_is_listed_without_a_reconc
     # its root as changed, and the pass that follows lists the run.
     monitor, sources = watched
     _runs(home, 1)  # runs/ holds a run: watched alone, not recursively
-    monkeypatch.setattr(scheduler_module, "WATCH_READY_WAIT", 0.2)
+    monkeypatch.setattr(watchkeeper, "WATCH_READY_WAIT", 0.2)
     real_watch = fswatch_module.watchfiles.watch
     made: list[str] = []
 
@@ -805,7 +805,7 @@ def test_runs_that_go_quiet_leave_the_watch_only_every_prune_interval(home, logd
     # Every change of the watched set re-adds every watch: a run that becomes active
     # joins at once, runs that went quiet leave at most every PRUNE_SECONDS.
     monkeypatch.setattr(targets_module, "RECENT", 1.5)
-    monkeypatch.setattr(scheduler_module, "PRUNE_SECONDS", 3600.0)
+    monkeypatch.setattr(watchkeeper, "PRUNE_SECONDS", 3600.0)
     a, b = (
         write_run(home.path, op="train", started=1_000, stopped=2_000, files={"a.png": png()})
         for _ in range(2)
@@ -826,7 +826,7 @@ def test_runs_that_go_quiet_leave_the_watch_only_every_prune_interval(home, logd
         monitor.notify_changed({os.path.join(b, "a.png")})  # b too: a stays, b joins
         wait_for(lambda: watcher.calls[-1] == sorted([a, b]), EVENT_WAIT, "b watched")
 
-        monkeypatch.setattr(scheduler_module, "PRUNE_SECONDS", 0.0)
+        monkeypatch.setattr(watchkeeper, "PRUNE_SECONDS", 0.0)
         time.sleep(2.0)  # both quiet
         passes = monitor.passes
         monitor.notify_changed({os.path.join(home.runs_dir, "nothing-here")})
