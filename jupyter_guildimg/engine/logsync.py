@@ -78,6 +78,8 @@ class PassConfig(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    def acquire_logdir(self) -> None: ...
+
 
 class RunLogs:
     """What a monitor keeps between passes: ``logs``, each run's log by run dir;
@@ -146,6 +148,8 @@ class LogdirPass:
         self._run_name_cb = run_name_cb
         self._publish_cb = publish
         self._urgent = urgent
+        self._early: dict[str, Run] = {}  # runs synced while the pass listed its runs
+        self._next_early = 0.0  # when sync_while_listing looks again (monotonic)
 
     def problem(self, run: str, path: str, message: str) -> None:
         """Report a problem, in the report and the monitor's ``problems``: ``run`` is
@@ -198,7 +202,7 @@ class LogdirPass:
         # Runs that changed while a routine full pass goes through the others are
         # synced and listed at once (run dir -> the run as read then), not after it.
         urgent = full and not batching and self._same_places(runs, names, places)
-        fresh: dict[str, Run] = {}
+        fresh: dict[str, Run] = dict(self._early)
         check_at = time.monotonic() + URGENT_CHECK
         with contextlib.ExitStack() as stack:
             made = self._made(new, names, stack) if new else iter(())
@@ -277,6 +281,24 @@ class LogdirPass:
         return len(places) == len(runs) and all(
             places.get(run.dir) == i for i, run in enumerate(runs)
         )
+
+    def sync_while_listing(self) -> None:
+        """Called now and then while a full pass lists its runs (see
+        ``runrecord.listing_tick``): the runs that changed since the pass began, known
+        and keeping their places, are synced and listed at once, as they are while the
+        pass syncs, not after the whole listing (seconds at 100,000 runs)."""
+        now = time.monotonic()
+        if self._urgent is None or now < self._next_early:
+            return
+        self._next_early = now + URGENT_CHECK
+        state = self.runs
+        if not state.names or len(state.positions) != len(state.views):
+            return  # no listing of a whole pass to keep places in
+        try:
+            self.config.acquire_logdir()
+            self._early.update(self._sync_urgent(state.names, state.positions))
+        except Exception:  # the pass goes on; the runs stay queued for the next one
+            log.warning("Could not sync changed runs during the listing", exc_info=True)
 
     def _sync_urgent(self, names: Mapping[str, str], places: Mapping[str, int]) -> dict[str, Run]:
         """Sync the runs that changed since the pass began (``urgent()``) and keep their

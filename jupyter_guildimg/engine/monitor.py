@@ -45,7 +45,7 @@ from .layout import END_FILE, HPARAMS_FILE, LogDirLockedError, logdir_in_use
 from .listchild import child_listing
 from .logsync import LogdirPass, RunLogs
 from .runlog import ChangeCount, PassReport, Problem, RunView
-from .runrecord import Run, RunSource, sources_of
+from .runrecord import Run, RunSource, listing_tick, sources_of
 from .scheduler import (
     DEFAULT_MAX_POLL_SHARE,
     DEFAULT_MAX_RECONCILE_SHARE,
@@ -313,9 +313,12 @@ class RunsMonitor:
         if only is None or sources is None:
             # A cold Guild home is read in a child, not by threads taking the lock.
             allowed = child_listing.set(self.index_process)
+            # Runs that change while a long listing runs are synced meanwhile.
+            ticking = listing_tick.set(work.sync_while_listing)
             try:
                 listing = self.targets.listing(self._list_runs, known, accept, problem)
             finally:
+                listing_tick.reset(ticking)
                 child_listing.reset(allowed)
         else:
             listing = self.targets.targeted(only, sources, known, accept, problem)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "RunSource",
     "Unreadable",
     "combine_sources",
+    "listing_tick",
     "newest_first_key",
     "sources_of",
 ]
@@ -28,6 +30,13 @@ log = logging.getLogger(__name__)
 
 #: Statuses of a run that has ended.
 FINAL_STATUSES = frozenset({"completed", "error", "terminated"})
+
+#: Set by a caller that acts while a long listing runs (the monitor syncs the runs
+#: that changed meanwhile); a source's listing calls it now and then, only from the
+#: thread that called ``list_runs``. ``None`` (the default) for everyone else.
+listing_tick: ContextVar[Callable[[], None] | None] = ContextVar(
+    "guildimg_listing_tick", default=None
+)
 
 
 @dataclass(frozen=True)

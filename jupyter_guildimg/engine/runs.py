@@ -14,6 +14,7 @@ import concurrent.futures
 import heapq
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -30,6 +31,7 @@ from .runrecord import (
     RunSource,
     Unreadable,
     combine_sources,
+    listing_tick,
 )
 from .runsdir import RunsDir, cannot_read, is_real_dir, newest_first
 
@@ -58,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: Threads reading runs' metadata at once in a listing of many runs not read before.
 READ_THREADS = 8
+#: A listing calls ``listing_tick`` every this many runs it reads.
+LISTING_TICK_EVERY = 64
 #: ``GuildHome.start_times(newest=n)`` reads the start times of n × this many runs.
 START_CANDIDATES = 10
 _THREADED_READS = 64  # fewer new runs than this are read in the listing's thread
@@ -179,6 +183,8 @@ class GuildHome(RunSource):
             except OSError as e:
                 return e
 
+        tick = listing_tick.get()
+        read_one = read if tick is None else _ticking(read, tick)
         unread = sum(entry.name not in self._cache for entry in entries)
         if unread >= LIST_IN_CHILD_AT and child_listing.get():
             listed = list_in_child(self.path)
@@ -186,7 +192,7 @@ class GuildHome(RunSource):
                 self._cache = listed.cache or {}
                 return newest_first(listed.runs)
             log.warning("%s; listing %s in the server process instead", listed.message, self)
-        for entry, run in zip(entries, _read_all(read, entries, unread), strict=True):
+        for entry, run in zip(entries, _read_all(read_one, entries, unread), strict=True):
             if isinstance(run, OSError):
                 where = run.filename if isinstance(run.filename, str) else entry.path
                 listing.unreadable.append(Unreadable(where, cannot_read(run)))
@@ -270,6 +276,23 @@ class GuildHome(RunSource):
         if run is not None and not is_racy(max(signature), now_ns):
             cache[name] = (signature, run)
         return run
+
+
+def _ticking(read: Callable[[T], U], tick: Callable[[], None]) -> Callable[[T], U]:
+    """``read``, calling ``tick()`` every :data:`LISTING_TICK_EVERY` reads made in
+    this thread (reader threads of a cold listing do not tick)."""
+    owner = threading.get_ident()
+    count = 0
+
+    def read_and_tick(item: T) -> U:
+        nonlocal count
+        if threading.get_ident() == owner:
+            count += 1
+            if count % LISTING_TICK_EVERY == 0:
+                tick()
+        return read(item)
+
+    return read_and_tick
 
 
 def _latest_changed(dirs: list[str], count: int) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_guildimg.engine import fswatch as fswatch_module
+from jupyter_guildimg.engine import runs as runs_module
 from jupyter_guildimg.engine import targets as targets_module
 from jupyter_guildimg.engine import watchkeeper
 from jupyter_guildimg.engine.fswatch import RunsWatcher
@@ -688,6 +689,47 @@ def test_a_run_changed_during_a_routine_full_pass_is_listed_before_it_ends(
     assert report.images == 13  # counted once too
     assert [view.run.dir for view in monitor.views] == runs[::-1]
     assert monitor.run_pass(only={changed}).written == []
+    monitor.close()
+
+
+class _ReadRecordingHome(GuildHome):
+    """A Guild home that records, at each run its listing reads, ``seen()``."""
+
+    def __init__(self, path: str, seen) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(path)
+        self.seen = seen
+        self.at_reads: list[int] = []
+
+    def _read_entry(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.at_reads.append(len(self.seen))
+        return super()._read_entry(*args, **kwargs)
+
+
+def test_a_run_changed_while_a_full_pass_lists_the_home_is_listed_before_the_listing_ends(
+    home, logdir, monkeypatch
+):
+    # At 100,000 runs a reconciling pass lists the home for seconds: a run that
+    # changes meanwhile is synced and listed then, not once the listing is done.
+    monkeypatch.setattr("jupyter_guildimg.engine.logsync.URGENT_CHECK", 0.0)
+    monkeypatch.setattr(runs_module, "LISTING_TICK_EVERY", 1)
+    runs = _runs(home, 6)
+    seen: list[set[str]] = []
+    source = _ReadRecordingHome(home.path, seen)
+    monitor = RunsMonitor(logdir, combine_sources([source]))
+    monitor.run_pass()
+    changed = runs[2]
+    Path(changed, "new.png").write_bytes(png(colour="blue"))
+    urgent, _calls = _urgent_once({changed})
+    monitor.add_listener(lambda _report: seen.append(_images(monitor, changed)))
+    source.at_reads.clear()
+
+    report = monitor.run_pass(urgent=urgent)
+
+    assert seen[0] == {"a.png", "new.png"}, "listed while the pass was still running"
+    assert source.at_reads[0] == 0 and source.at_reads[-1] >= 1, "before the listing ended"
+    assert [path for _run, path in report.written] == ["new.png"]  # written once
+    assert report.images == 7
+    assert [view.run.dir for view in monitor.views] == runs[::-1]
     monitor.close()
 
 
