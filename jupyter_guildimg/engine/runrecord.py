@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "FINAL_STATUSES",
+    "LISTING_TICK_EVERY",
     "CombinedSources",
     "Run",
     "RunList",
@@ -37,6 +38,8 @@ FINAL_STATUSES = frozenset({"completed", "error", "terminated"})
 listing_tick: ContextVar[Callable[[], None] | None] = ContextVar(
     "guildimg_listing_tick", default=None
 )
+#: A listing calls ``listing_tick`` every this many runs it reads.
+LISTING_TICK_EVERY = 64
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from . import runrecord
 from ._guildmeta import guild_status, micros_to_seconds, parse_opref, read_attr, read_sourcecode
 from .listchild import LIST_IN_CHILD_AT, child_listing, list_in_child
 from .objectstore import ObjectStoreOptions, ObjectStoreSource, is_object_url, normalize_url
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 
 #: Threads reading runs' metadata at once in a listing of many runs not read before.
 READ_THREADS = 8
-#: A listing calls ``listing_tick`` every this many runs it reads.
-LISTING_TICK_EVERY = 64
 #: ``GuildHome.start_times(newest=n)`` reads the start times of n × this many runs.
 START_CANDIDATES = 10
 _THREADED_READS = 64  # fewer new runs than this are read in the listing's thread
@@ -279,7 +278,7 @@ class GuildHome(RunSource):
 
 
 def _ticking(read: Callable[[T], U], tick: Callable[[], None]) -> Callable[[T], U]:
-    """``read``, calling ``tick()`` every :data:`LISTING_TICK_EVERY` reads made in
+    """``read``, calling ``tick()`` every ``LISTING_TICK_EVERY`` reads made in
     this thread (reader threads of a cold listing do not tick)."""
     owner = threading.get_ident()
     count = 0
@@ -288,7 +287,7 @@ def _ticking(read: Callable[[T], U], tick: Callable[[], None]) -> Callable[[T], 
         nonlocal count
         if threading.get_ident() == owner:
             count += 1
-            if count % LISTING_TICK_EVERY == 0:
+            if count % runrecord.LISTING_TICK_EVERY == 0:
                 tick()
         return read(item)
 

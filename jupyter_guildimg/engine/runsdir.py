@@ -8,7 +8,8 @@ import os
 import stat
 import time
 
-from .runrecord import Run, RunList, RunSource, Unreadable, newest_first_key
+from . import runrecord
+from .runrecord import Run, RunList, RunSource, Unreadable, listing_tick, newest_first_key
 
 __all__ = ["RunsDir", "cannot_read", "is_real_dir", "newest_first"]
 
@@ -138,6 +139,10 @@ class RunsDir(RunSource):
                 continue
             if run is not None:
                 listing.append(run)
+                if len(listing) % runrecord.LISTING_TICK_EVERY == 0:
+                    tick = listing_tick.get()
+                    if tick is not None:
+                        tick()
             elif depth < self.max_depth:
                 self._collect(entry.path, child_rel, depth + 1, listing, now)
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from jupyter_guildimg.engine import fswatch as fswatch_module
-from jupyter_guildimg.engine import runs as runs_module
+from jupyter_guildimg.engine import runrecord, watchkeeper
 from jupyter_guildimg.engine import targets as targets_module
-from jupyter_guildimg.engine import watchkeeper
 from jupyter_guildimg.engine.fswatch import RunsWatcher
 from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
 from jupyter_guildimg.engine.runs import (
@@ -711,7 +710,7 @@ def test_a_run_changed_while_a_full_pass_lists_the_home_is_listed_before_the_lis
     # At 100,000 runs a reconciling pass lists the home for seconds: a run that
     # changes meanwhile is synced and listed then, not once the listing is done.
     monkeypatch.setattr("jupyter_guildimg.engine.logsync.URGENT_CHECK", 0.0)
-    monkeypatch.setattr(runs_module, "LISTING_TICK_EVERY", 1)
+    monkeypatch.setattr(runrecord, "LISTING_TICK_EVERY", 1)
     runs = _runs(home, 6)
     seen: list[set[str]] = []
     source = _ReadRecordingHome(home.path, seen)
@@ -730,6 +729,41 @@ def test_a_run_changed_while_a_full_pass_lists_the_home_is_listed_before_the_lis
     assert [path for _run, path in report.written] == ["new.png"]  # written once
     assert report.images == 7
     assert [view.run.dir for view in monitor.views] == runs[::-1]
+    monitor.close()
+
+
+def test_a_plain_run_changed_while_a_full_pass_lists_its_folder_is_listed_meanwhile(
+    tmp_path, logdir, monkeypatch
+):
+    monkeypatch.setattr("jupyter_guildimg.engine.logsync.URGENT_CHECK", 0.0)
+    monkeypatch.setattr(runrecord, "LISTING_TICK_EVERY", 1)
+    folder = tmp_path / "runs"
+    for i in range(4):
+        (folder / f"v{i}").mkdir(parents=True)
+        (folder / f"v{i}" / "a.png").write_bytes(png())
+        for path in (folder / f"v{i}" / "a.png", folder / f"v{i}"):
+            os.utime(path, (1_000 + i, 1_000 + i))  # a plain run starts at its oldest mtime
+    seen: list[set[str]] = []
+    reads: list[int] = []
+
+    class Recording(RunsDir):
+        def _read_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            reads.append(len(seen))
+            return super()._read_run(*args, **kwargs)
+
+    monitor = RunsMonitor(logdir, combine_sources([Recording(folder)]))
+    monitor.run_pass()
+    changed = str(folder / "v1")
+    Path(changed, "new.png").write_bytes(png(colour="blue"))
+    # Its oldest mtime, a.png's, still its start: it keeps its place.
+    urgent, _calls = _urgent_once({changed})
+    monitor.add_listener(lambda _report: seen.append(_images(monitor, changed)))
+    reads.clear()
+
+    report = monitor.run_pass(urgent=urgent)
+
+    assert seen[0] == {"a.png", "new.png"} and reads[-1] >= 1, "listed during the listing"
+    assert [path for _run, path in report.written] == ["new.png"]
     monitor.close()
 
 
