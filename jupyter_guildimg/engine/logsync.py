@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Protocol
 
 from . import layout
@@ -159,7 +159,7 @@ class LogdirPass:
         self.config.problems.append(item)
         self.report.problems.append(item)
 
-    def update_all(self, read: list[Run], kept: list[Run], *, full: bool) -> None:
+    def update_all(self, read: list[Run], kept: Collection[Run], *, full: bool) -> None:
         """The whole way: every run named and ordered again, the runs gone removed,
         the ``read`` ones synced (``kept``: known runs left as they were). A ``full``
         pass (one that listed every run) indexes many new runs in batches."""
@@ -168,7 +168,7 @@ class LogdirPass:
         finally:
             self.runs.touch()  # runs added, removed, synced: known_runs() reads them all
 
-    def _update_all(self, read: list[Run], kept: list[Run], full: bool) -> None:
+    def _update_all(self, read: list[Run], kept: Collection[Run], full: bool) -> None:
         config, report, state = self.config, self.report, self.runs
         places, state.positions = state.positions, {}  # until this pass made the views
         state.image_total = None  # until this pass counted them all
@@ -231,7 +231,7 @@ class LogdirPass:
         state.positions = {run.dir: i for i, run in enumerate(runs)}
         state.image_total = report.images
 
-    def update_in_place(self, read: list[Run], kept: list[Run]) -> bool:
+    def update_in_place(self, read: list[Run], kept: Collection[Run]) -> bool:
         """A targeted pass whose runs are all known, keep their names and their places
         in the newest-first order: just those runs are synced and their views replaced,
         with no work for each other run (at 10,000 runs, naming and ordering them all

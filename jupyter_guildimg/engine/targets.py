@@ -17,7 +17,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from .. import rest
 from .runrecord import Run, RunSource, Unreadable
@@ -25,7 +25,27 @@ from .runrecord import Run, RunSource, Unreadable
 log = logging.getLogger(__name__)
 
 #: What a pass sees: the runs read (and accepted), and the known runs kept as they were.
-Seen = tuple[list[Run], list[Run]]
+Seen = tuple[list[Run], Collection[Run]]
+
+
+class _KeptRuns(Collection[Run]):
+    """The known runs but those at ``skip``, gone through only when iterated: a
+    targeted pass that keeps every run in place needs just how many there are."""
+
+    def __init__(self, known: Mapping[str, Run], skip: set[str]) -> None:
+        self._known = known
+        self._skip = skip
+        self._size = len(known) - sum(run_dir in known for run_dir in skip)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Run]:
+        return (run for run_dir, run in self._known.items() if run_dir not in self._skip)
+
+    def __contains__(self, run: object) -> bool:
+        return isinstance(run, Run) and run.dir not in self._skip and run.dir in self._known
+
 
 __all__ = [
     "BATCH_SECONDS",
@@ -118,10 +138,9 @@ class RunTargets:
                 problem(*unreadable)
 
         read, gone = self.reread(only, sources, known, failed)
-        skip = gone | {run.dir for run in read}
-        return [run for run in read if accept(run)], [
-            run for run_dir, run in known.items() if run_dir not in skip
-        ]
+        return [run for run in read if accept(run)], _KeptRuns(
+            known, gone | {run.dir for run in read}
+        )
 
     def changed(self, run_dir: str) -> None:
         """Note that a pass saw ``run_dir`` change (it is active for a while)."""
