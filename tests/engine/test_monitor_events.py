@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_guildimg.engine import fswatch as fswatch_module
-from jupyter_guildimg.engine import runrecord, watchkeeper
+from jupyter_guildimg.engine import logsync, runrecord, watchkeeper
 from jupyter_guildimg.engine import targets as targets_module
 from jupyter_guildimg.engine.fswatch import RunsWatcher
 from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
@@ -163,6 +163,37 @@ def test_a_targeted_pass_over_every_run_lists_them_newest_first(home, logdir):
     monitor.run_pass(only=set(dirs))  # every known run read again: none kept as it was
 
     assert [view.run.dir for view in monitor.views] == dirs[::-1]
+    monitor.close()
+
+
+def test_many_runs_new_to_a_targeted_pass_are_made_by_the_index_threads(home, logdir, monkeypatch):
+    # The newest runs read before a first index, or many runs appearing at once:
+    # their files are created by a few threads (the disk waits overlap), in order.
+    made_in: list[str] = []
+    real = logsync.make_run_log
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        made_in.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(logsync, "make_run_log", recording)
+    (old,) = _runs(home, 1)
+    monitor = RunsMonitor(logdir, combine_sources([home]))
+    monitor.run_pass()
+    new = [
+        write_run(home.path, op="b", started=2_000 + i, files={"a.png": png()})
+        for i in range(logsync.PARALLEL_NEW)
+    ]
+    made_in.clear()
+
+    report = monitor.run_pass(only=set(new))
+
+    assert len(made_in) == logsync.PARALLEL_NEW
+    assert all(name.startswith("guildimg-index") for name in made_in)
+    assert [view.run.dir for view in monitor.views] == [*new[::-1], old]
+    assert all(_images(monitor, run_dir) == {"a.png"} for run_dir in new)
+    assert len(report.runs_added) == logsync.PARALLEL_NEW
+    assert report.images == logsync.PARALLEL_NEW + 1
     monitor.close()
 
 
