@@ -1,8 +1,8 @@
 """A monitor pass's writing side: the log dir brought in step with the runs it saw.
 
-:class:`RunLogs` is what a :class:`~.monitor.RunsMonitor` keeps between passes: each
-run's :class:`~.runlog.RunLog` (its part of the log dir) by run dir, the views
-handed out, and the names and places the last whole pass gave the runs.
+:class:`~.runlog.RunLogs` is what a :class:`~.monitor.RunsMonitor` keeps between
+passes: each run's :class:`~.runlog.RunLog` (its part of the log dir) by run dir, the
+views handed out, and the names and places the last whole pass gave the runs.
 
 :class:`LogdirPass` is one pass's work, once the monitor has listed the runs (see
 :mod:`.targets`) and taken the log dir: the runs read are synced, the known runs
@@ -11,7 +11,8 @@ log dirs, and whatever else in the log dir no run names). Runs are named
 (:mod:`.naming`) and listed newest first. A targeted pass whose runs are all known
 and keep their names and order syncs just those runs (:meth:`LogdirPass.update_in_place`).
 A full pass meeting many new runs indexes them in batches (:class:`.targets.IndexProgress`),
-their log dirs made by a few threads at once, publishing after each batch.
+publishing after each batch; the log dirs of many new runs are made by a few threads
+at once, or by index children (:mod:`.indexchild`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import contextlib
 import gc
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Protocol
@@ -38,11 +38,12 @@ from .indexchild import (
     make_run_log,
 )
 from .naming import assign_names, default_run_name, safe_name
-from .runlog import PassReport, Problem, RunLog, RunView, sync_run
+from .runlog import PassReport, Problem, RunLog, RunLogs, sync_run
 from .runrecord import Run, newest_first_key
 from .targets import FIRST_BATCH, IndexProgress, RunTargets
 
 # INDEX_THREADS lives in .indexchild; importable from here too.
+# RunLogs lives in .runlog; importable from here too.
 __all__ = ["INDEX_THREADS", "LogdirPass", "PassConfig", "RunLogs"]
 
 log = logging.getLogger(__name__)
@@ -82,51 +83,6 @@ class PassConfig(Protocol):
     def closed(self) -> bool: ...
 
     def acquire_logdir(self) -> None: ...
-
-
-class RunLogs:
-    """What a monitor keeps between passes: ``logs``, each run's log by run dir;
-    ``views``, newest first, replaced whole by each pass (and each batch it
-    publishes); and the last whole pass's ``names`` (run dir → log dir name) and
-    ``positions`` (run dir → place in ``views``), which a targeted pass changing
-    neither reuses."""
-
-    def __init__(self) -> None:
-        self.logs: dict[str, RunLog] = {}
-        self.views: tuple[RunView, ...] = ()
-        self.names: dict[str, str] = {}
-        self.positions: dict[str, int] = {}
-        # Images of every run's log as the last pass left them; None: to be counted.
-        self.image_total: int | None = 0
-        # known_runs() kept up to date by the dirs a pass touched, not rebuilt: at
-        # 100,000 runs, rebuilding it cost a targeted pass more than its own work.
-        self._lock = threading.Lock()
-        self._known: dict[str, Run] = {}
-        self._touched: set[str] | None = set()  # None: every run may have changed
-
-    def touch(self, run_dir: str | None = None) -> None:
-        """Say that the log of ``run_dir`` (of every run, when ``None``) was added,
-        removed or synced."""
-        with self._lock:
-            if run_dir is None:
-                self._touched = None
-            elif self._touched is not None:
-                self._touched.add(run_dir)
-
-    def known_runs(self) -> Mapping[str, Run]:
-        """The runs known now, by dir (a snapshot)."""
-        with self._lock:
-            touched, self._touched = self._touched, set()
-            if touched is None:
-                self._known = {run_dir: log.run for run_dir, log in list(self.logs.items())}
-            else:
-                for run_dir in touched:
-                    run_log = self.logs.get(run_dir)
-                    if run_log is None:
-                        self._known.pop(run_dir, None)
-                    else:
-                        self._known[run_dir] = run_log.run
-            return self._known.copy()
 
 
 class LogdirPass:

@@ -27,6 +27,7 @@ __all__ = [
     "PassReport",
     "Problem",
     "RunLog",
+    "RunLogs",
     "RunView",
     "sync_run",
 ]
@@ -239,3 +240,48 @@ def sync_run(
         log.warning("Run %r: pass failed", name, exc_info=True)
         problem("", f"pass failed: {type(e).__name__}: {e}")
     return []
+
+
+class RunLogs:
+    """What a monitor keeps between passes: ``logs``, each run's log by run dir;
+    ``views``, newest first, replaced whole by each pass (and each batch it
+    publishes); and the last whole pass's ``names`` (run dir → log dir name) and
+    ``positions`` (run dir → place in ``views``), which a targeted pass changing
+    neither reuses."""
+
+    def __init__(self) -> None:
+        self.logs: dict[str, RunLog] = {}
+        self.views: tuple[RunView, ...] = ()
+        self.names: dict[str, str] = {}
+        self.positions: dict[str, int] = {}
+        # Images of every run's log as the last pass left them; None: to be counted.
+        self.image_total: int | None = 0
+        # known_runs() kept up to date by the dirs a pass touched, not rebuilt: at
+        # 100,000 runs, rebuilding it cost a targeted pass more than its own work.
+        self._lock = threading.Lock()
+        self._known: dict[str, Run] = {}
+        self._touched: set[str] | None = set()  # None: every run may have changed
+
+    def touch(self, run_dir: str | None = None) -> None:
+        """Say that the log of ``run_dir`` (of every run, when ``None``) was added,
+        removed or synced."""
+        with self._lock:
+            if run_dir is None:
+                self._touched = None
+            elif self._touched is not None:
+                self._touched.add(run_dir)
+
+    def known_runs(self) -> Mapping[str, Run]:
+        """The runs known now, by dir (a snapshot)."""
+        with self._lock:
+            touched, self._touched = self._touched, set()
+            if touched is None:
+                self._known = {run_dir: log.run for run_dir, log in list(self.logs.items())}
+            else:
+                for run_dir in touched:
+                    run_log = self.logs.get(run_dir)
+                    if run_log is None:
+                        self._known.pop(run_dir, None)
+                    else:
+                        self._known[run_dir] = run_log.run
+            return self._known.copy()
