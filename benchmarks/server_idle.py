@@ -44,6 +44,7 @@ judge. Other load on the machine shows in the figures: compare ratios.
     python benchmarks/server_idle.py --runs 200 --images 20
     python benchmarks/server_idle.py --runs 300 --idle-seconds 5 --tmp /var/tmp
     python benchmarks/server_idle.py --servers ABD
+    python benchmarks/server_idle.py --servers AB --rounds 3   # A and B three times
     python benchmarks/server_idle.py --drop-caches    # as after a reboot (root)
 """
 
@@ -608,6 +609,29 @@ def report(
         print(f"{label:{width}}" + "".join(f"{c:>{col}}" for c in cells) + f"   {target}")
 
 
+def report_rounds(
+    rounds: list[dict[str, Figures]], servers: list[tuple[str, str, bool, str]]
+) -> None:
+    """Each round's p95 of ``GET /api/contents`` over A's of the same round, while
+    indexing and idle: one draw a round, so the spread is the machine's noise."""
+    print(f"\n/api/contents p95 ÷ A's, each of {len(rounds)} rounds (median):")
+    for phase, series in (
+        ("indexing", lambda f: f.contents_indexing),
+        ("idle", lambda f: f.contents_idle),
+    ):
+        for key, _name, _extension, _config in servers:
+            if key == "A":
+                continue
+            ratios = [
+                _p95(series(results[key])) / _p95(series(results["A"]))
+                for results in rounds
+                if series(results[key]) and series(results["A"])
+            ]
+            if ratios:
+                listed = ", ".join(f"{r:.2f}×" for r in ratios)
+                print(f"  {key} {phase}: {listed} ({statistics.median(ratios):.2f}×)")
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} %"
 
@@ -637,13 +661,20 @@ def main() -> None:
     parser.add_argument(
         "--servers", default="ALBCD", help="which servers to start, in order (A is added)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="start the servers this many times in turn: the table is the last round's, "
+        "and the p95 ratios of every round are listed after it (one draw a round)",
+    )
     args = parser.parse_args()
     known = {key for key, *_rest in SERVERS}
     if not set(args.servers) <= known:
         parser.error(f"--servers takes letters of {''.join(sorted(known))}")
     chosen = [server for server in SERVERS if server[0] in set(args.servers) | {"A"}]
-    if args.runs < 1 or args.images < 1 or args.samples < 1:
-        parser.error("--runs, --images and --samples must be at least 1")
+    if args.runs < 1 or args.images < 1 or args.samples < 1 or args.rounds < 1:
+        parser.error("--runs, --images, --samples and --rounds must be at least 1")
     # A SIGTERM (from `timeout`, say) unwinds through the finally below, so the
     # servers this run started are stopped instead of outliving it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -655,20 +686,27 @@ def main() -> None:
         home = build_home(root, args.runs, args.images)
         build = time.perf_counter() - start
         print(f"built in {build:.1f} s", file=sys.stderr)
-        results: dict[str, Figures] = {}
-        for key, name, extension, config in chosen:
-            cp = None
-            if extension:  # its baseline, in the disk's state of the moment
-                print(f"cp -r for {key} ...", file=sys.stderr)
-                cp = time_cp(home.path, os.path.join(root, f"cp-{key}"), args.drop_caches)
-            print(f"server {key} ({name}) ...", file=sys.stderr)
-            server = Server(root, key, home.path, config)
-            if args.drop_caches:
-                drop_caches()
-            servers.append(server)
-            results[key] = measure(server, extension, home, args, loaded=key == "L")
-            results[key].cp = cp
-        report(args, build, results, chosen)
+        rounds: list[dict[str, Figures]] = []
+        for round_ in range(args.rounds):
+            results: dict[str, Figures] = {}
+            for key, name, extension, config in chosen:
+                label = key if args.rounds == 1 else f"{key}{round_ + 1}"
+                cp = None
+                if extension:  # its baseline, in the disk's state of the moment
+                    print(f"cp -r for {label} ...", file=sys.stderr)
+                    cp = time_cp(home.path, os.path.join(root, f"cp-{label}"), args.drop_caches)
+                print(f"server {label} ({name}) ...", file=sys.stderr)
+                server = Server(root, label, home.path, config)
+                if args.drop_caches:
+                    drop_caches()
+                servers.append(server)
+                results[key] = measure(server, extension, home, args, loaded=key == "L")
+                results[key].cp = cp
+                server.stop()  # before the next one: one server runs at a time
+            rounds.append(results)
+        report(args, build, rounds[-1], chosen)
+        if args.rounds > 1:
+            report_rounds(rounds, chosen)
     finally:
         for server in servers:
             server.stop()
