@@ -196,6 +196,16 @@ def test_many_runs_new_to_a_targeted_pass_are_made_by_the_index_threads(home, lo
     assert report.images == logsync.PARALLEL_NEW + 1
     monitor.close()
 
+    # In a server (index_process), the pass's own thread makes them: threads taking
+    # the interpreter lock in turn slowed Jupyter's requests.
+    server = RunsMonitor(logdir + "-server", combine_sources([home]), index_process=True)
+    server.run_pass(only={old})
+    made_in.clear()
+    server.run_pass(only=set(new))
+    assert made_in == [threading.current_thread().name] * logsync.PARALLEL_NEW
+    assert [view.run.dir for view in server.views] == [*new[::-1], old]
+    server.close()
+
 
 def test_with_a_plain_callback_a_targeted_pass_is_a_full_one(home, logdir):
     a, b = _runs(home, 2)
