@@ -25,6 +25,7 @@ __all__ = [
     "listing_tick",
     "newest_first_key",
     "sources_of",
+    "tick_listing",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ listing_tick: ContextVar[Callable[[], None] | None] = ContextVar(
 )
 #: A listing calls ``listing_tick`` every this many runs it reads.
 LISTING_TICK_EVERY = 64
+
+
+def tick_listing(read: int) -> None:
+    """For a source's listing, having read its ``read``-th run: calls
+    :data:`listing_tick` every :data:`LISTING_TICK_EVERY` runs, if set in this
+    thread's context (reader threads do not inherit it, so they never tick)."""
+    if read % LISTING_TICK_EVERY == 0:
+        tick = listing_tick.get()
+        if tick is not None:
+            tick()
 
 
 @dataclass(frozen=True)

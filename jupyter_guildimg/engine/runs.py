@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import heapq
+import itertools
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from . import runrecord
 from ._guildmeta import guild_status, micros_to_seconds, parse_opref, read_attr, read_sourcecode
 from .listchild import LIST_IN_CHILD_AT, child_listing, list_in_child
 from .objectstore import ObjectStoreOptions, ObjectStoreSource, is_object_url, normalize_url
@@ -32,7 +31,7 @@ from .runrecord import (
     RunSource,
     Unreadable,
     combine_sources,
-    listing_tick,
+    tick_listing,
 )
 from .runsdir import RunsDir, cannot_read, is_real_dir, newest_first
 
@@ -176,14 +175,15 @@ class GuildHome(RunSource):
         cache: dict[str, tuple[tuple[int, int, int], Run]] = {}
         listing = RunList()
 
+        reads = itertools.count(1)
+
         def read(entry: os.DirEntry[str]) -> Run | OSError | None:
+            tick_listing(next(reads))  # a no-op in reader threads
             try:
                 return self._read_entry(entry.name, entry.path, now_ns, cache)
             except OSError as e:
                 return e
 
-        tick = listing_tick.get()
-        read_one = read if tick is None else _ticking(read, tick)
         unread = sum(entry.name not in self._cache for entry in entries)
         if unread >= LIST_IN_CHILD_AT and child_listing.get():
             listed = list_in_child(self.path)
@@ -191,7 +191,7 @@ class GuildHome(RunSource):
                 self._cache = listed.cache or {}
                 return newest_first(listed.runs)
             log.warning("%s; listing %s in the server process instead", listed.message, self)
-        for entry, run in zip(entries, _read_all(read_one, entries, unread), strict=True):
+        for entry, run in zip(entries, _read_all(read, entries, unread), strict=True):
             if isinstance(run, OSError):
                 where = run.filename if isinstance(run.filename, str) else entry.path
                 listing.unreadable.append(Unreadable(where, cannot_read(run)))
@@ -275,23 +275,6 @@ class GuildHome(RunSource):
         if run is not None and not is_racy(max(signature), now_ns):
             cache[name] = (signature, run)
         return run
-
-
-def _ticking(read: Callable[[T], U], tick: Callable[[], None]) -> Callable[[T], U]:
-    """``read``, calling ``tick()`` every ``LISTING_TICK_EVERY`` reads made in
-    this thread (reader threads of a cold listing do not tick)."""
-    owner = threading.get_ident()
-    count = 0
-
-    def read_and_tick(item: T) -> U:
-        nonlocal count
-        if threading.get_ident() == owner:
-            count += 1
-            if count % runrecord.LISTING_TICK_EVERY == 0:
-                tick()
-        return read(item)
-
-    return read_and_tick
 
 
 def _latest_changed(dirs: list[str], count: int) -> list[str]:

@@ -8,8 +8,7 @@ import os
 import stat
 import time
 
-from . import runrecord
-from .runrecord import Run, RunList, RunSource, Unreadable, listing_tick, newest_first_key
+from .runrecord import Run, RunList, RunSource, Unreadable, newest_first_key, tick_listing
 
 __all__ = ["RunsDir", "cannot_read", "is_real_dir", "newest_first"]
 
@@ -139,10 +138,7 @@ class RunsDir(RunSource):
                 continue
             if run is not None:
                 listing.append(run)
-                if len(listing) % runrecord.LISTING_TICK_EVERY == 0:
-                    tick = listing_tick.get()
-                    if tick is not None:
-                        tick()
+                tick_listing(len(listing))
             elif depth < self.max_depth:
                 self._collect(entry.path, child_rel, depth + 1, listing, now)
 
