@@ -311,6 +311,19 @@ class LogdirOverlap:
         self._real_logdir = os.path.realpath(logdir)
         self._refused: set[str] = set()  # run dirs that overlap the log dir
         self._accepted: set[str] = set()  # run dirs checked and found apart from it
+        self._real_parents: dict[str, str] = {}  # a run's parent dir: its real path
+
+    def _realpath(self, run_dir: str) -> str:
+        """``os.path.realpath(run_dir)``, its parent's resolved once for all the runs
+        in it (at 10,000 runs, resolving each whole path was a sixth of the
+        server's time during a first index: an ``lstat`` for every component)."""
+        parent, name = os.path.split(run_dir)
+        if not name or name in (os.curdir, os.pardir) or os.path.islink(run_dir):
+            return os.path.realpath(run_dir)
+        real_parent = self._real_parents.get(parent)
+        if real_parent is None:
+            real_parent = self._real_parents[parent] = os.path.realpath(parent)
+        return os.path.join(real_parent, name)
 
     def check(self, run: Run) -> tuple[bool, str]:
         """Whether ``run`` is taken, and why not the first time it is refused ("" else)."""
@@ -318,12 +331,11 @@ class LogdirOverlap:
             return True, ""
         if run.dir in self._refused:
             return False, ""
-        real = os.path.realpath(run.dir)
-        common = os.path.commonpath([real, self._real_logdir])
-        if common == real:
+        real = self._realpath(run.dir)
+        if real == self._real_logdir or _is_below(self._real_logdir, real):
             self.logdir_inside = True
             message = f"the log dir {self.logdir} is inside this run; nothing is written"
-        elif common == self._real_logdir:
+        elif _is_below(real, self._real_logdir):
             message = f"not monitored: the run lies inside the log dir {self.logdir}"
         else:
             self._accepted.add(run.dir)

@@ -324,3 +324,46 @@ def test_after_a_large_index_the_long_lived_objects_leave_garbage_collection(hom
     # Every run's log (a RunLog, its mirror, summaries, images…) is among them.
     assert after_index > 10 * len(runs)
     assert after_routine <= after_index  # freed ones leave it; none were added
+
+
+_LISTING_FREEZE_SCRIPT = """
+import gc, sys
+from jupyter_guildimg.engine.monitor import RunsMonitor
+from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+
+home = GuildHome(sys.argv[1])
+listed = []
+def list_runs():
+    runs = home.list_runs()
+    listed.extend(runs)
+    return runs
+
+monitor = RunsMonitor(sys.argv[2], list_runs, freeze_after_index=True)
+before = [{"the server's": i} for i in range(100)]  # alive before the first pass
+collectable = []
+start = monitor.index.start
+def index_start(*args):
+    tracked = {id(o) for o in gc.get_objects()}
+    collectable.append(sum(id(o) in tracked for o in [*before, *listed]))
+    start(*args)
+monitor.index.start = index_start
+monitor.run_pass()
+print(len(listed), collectable[0])
+monitor.close()
+"""
+
+
+def test_the_runs_listed_for_a_first_index_leave_garbage_collection_before_it(home, logdir):
+    # A full collection during the index would walk them all (and the server's own
+    # objects): 0.15 s at 10,000 runs with every thread of the server waiting.
+    runs = _runs(home)
+    done = subprocess.run(
+        [sys.executable, "-c", _LISTING_FREEZE_SCRIPT, home.path, logdir],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+    )
+    listed, collectable = map(int, done.stdout.split())
+    assert listed == len(runs)
+    assert collectable == 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_guildimg.engine import runs as runs_module
-from jupyter_guildimg.engine.listchild import child_listing, list_in_child
+from jupyter_guildimg.engine.listchild import RUNS_PER_PICKLE, child_listing, list_in_child
 from jupyter_guildimg.engine.monitor import RunsMonitor
 from jupyter_guildimg.engine.runs import GuildHome, combine_sources
 from jupyter_guildimg.guild.project import write_run
@@ -27,11 +27,16 @@ def _home(home: GuildHome) -> list[str]:
         write_run(home.path, op="eval", label="best", flags={"lr": 0.1, "layers": [2, 3]}),
         write_run(home.path, op="train", exit_status=None),  # unfinished: "error"
     ]
-    for run_dir in made:
+    _age(made)
+    return made
+
+
+def _age(run_dirs: list[str]) -> None:
+    """Every file and dir of the runs written an hour ago: cached when listed."""
+    for run_dir in run_dirs:
         for parent, dirs, files in os.walk(run_dir):
             for name in dirs + files:
                 age(os.path.join(parent, name), 3600)
-    return made
 
 
 @pytest.fixture
@@ -58,6 +63,19 @@ def test_a_child_lists_what_the_home_lists_itself(home):
     assert listed.runs[0].status == "error"
     assert listed.runs[1].flags == {"lr": 0.1, "layers": [2, 3]}
     assert listed.runs[2].status == "completed"
+
+
+def test_a_listing_of_many_pickles_comes_back_whole_and_in_order(home):
+    made = [write_run(home.path, op="train", started=1_000 + i) for i in range(RUNS_PER_PICKLE + 1)]
+    _age(made)
+    listed = list_in_child(home.path)
+    assert listed.ok, listed.message
+    assert [run.dir for run in listed.runs] == made[::-1]
+    assert list(listed.runs) == list(GuildHome(home.path).list_runs())
+    # Each cache entry is the listed run itself, whichever pickle it came in.
+    by_dir = {run.dir: run for run in listed.runs}
+    assert listed.cache is not None and len(listed.cache) == len(made)
+    assert all(run is by_dir[run.dir] for _signature, run in listed.cache.values())
 
 
 def test_a_home_lists_in_a_child_only_when_allowed_and_cold(home, spied):

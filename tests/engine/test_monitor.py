@@ -188,6 +188,41 @@ def test_runs_inside_the_log_dir_are_refused(home, tmp_path):
     assert "lies inside the log dir" in report.problems[0].message
 
 
+def test_overlap_with_the_log_dir_is_found_through_symlinks(tmp_path):
+    """A runs directory reached through a symlinked parent, and a run dir that is
+    itself a symlink, are judged by where they really are."""
+    real_runs = tmp_path / "real"
+    (real_runs / "a").mkdir(parents=True)
+    (real_runs / "a" / "a.png").write_bytes(png())
+    (tmp_path / "alias").symlink_to(real_runs)
+    # The log dir inside run "a", named through its real path; the runs through the alias.
+    inside = os.path.join(real_runs, "a", "tb")
+    report = RunsMonitor(inside, RunsDir(tmp_path / "alias").list_runs).run_pass()
+    assert report.runs == 0
+    assert [p.message for p in report.problems] == [
+        f"the log dir {inside} is inside this run; nothing is written"
+    ]
+    assert not os.path.exists(inside)
+
+    # A run dir that is a symlink into the log dir is refused, its sibling taken.
+    logdir = tmp_path / "logdir"
+    (logdir / "mirrored").mkdir(parents=True)
+    (logdir / "mirrored" / "m.png").write_bytes(png())
+    runs = tmp_path / "runs"
+    (runs / "b").mkdir(parents=True)
+    (runs / "b" / "b.png").write_bytes(png())
+    (runs / "link").symlink_to(logdir / "mirrored")
+
+    def listed() -> list[Run]:
+        return [Run(id=name, dir=str(runs / name), kind="dir") for name in ("b", "link")]
+
+    report = RunsMonitor(str(logdir), listed).run_pass()
+    assert report.runs == 1
+    assert [p.message for p in report.problems] == [
+        f"not monitored: the run lies inside the log dir {logdir}"
+    ]
+
+
 def test_plain_runs_directories_are_monitored(tmp_path, logdir):
     runs = tmp_path / "lightning_logs"
     (runs / "version_0").mkdir(parents=True)
