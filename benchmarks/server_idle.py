@@ -76,7 +76,7 @@ import httpx
 import yaml
 from PIL import Image
 
-from jupyter_guildimg.engine.indexchild import INDEX_PROCESSES
+from jupyter_guildimg.engine.indexchild import children_for
 from jupyter_guildimg.engine.processes import BACKGROUND_NICENESS
 
 __all__ = ["main"]
@@ -406,7 +406,7 @@ def measure(
         series = threading.Thread(
             target=lambda: indexing.extend(contents_latency(server)), daemon=True
         )
-        loads = cpu_load(INDEX_PROCESSES) if loaded else []
+        loads = cpu_load(children_for(args.runs)) if loaded else []
         series.start()
         if extension:
             newest = set(home.run_ids[-NEWEST:])

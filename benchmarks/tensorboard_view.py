@@ -56,8 +56,9 @@ from jupyter_guildimg.engine.fswatch import RunsWatcher
 from jupyter_guildimg.engine.layout import IMAGES_DIR
 from jupyter_guildimg.engine.monitor import RunsMonitor
 from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+from jupyter_guildimg.engine.selection import DEFAULT_LIMIT
 from jupyter_guildimg.engine.tbprocess import TensorBoardProcess
-from jupyter_guildimg.engine.view import DEFAULT_LIMIT, TensorBoardView
+from jupyter_guildimg.engine.view import TensorBoardView
 from jupyter_guildimg.guild.project import write_run
 
 # TensorBoard is on 127.0.0.1: no proxy from the environment may come in between.

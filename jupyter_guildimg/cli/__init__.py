@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from .._version import __version__
 from ..engine.monitor import DEFAULT_INTERVAL, MIN_INTERVAL, setup_logging
 from ..engine.runs import CONVENTIONAL_RUN_FOLDERS
-from ..engine.view import DEFAULT_LIMIT
+from ..engine.selection import DEFAULT_LIMIT
 from ..guild.demo import LIVE_EPOCH_SECONDS, LIVE_EPOCHS
 from .demo import demo_command
 from .filters import STATUSES, since

@@ -20,14 +20,13 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import gc
 import logging
 import os
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Protocol
 
-from . import layout
+from . import gcfreeze, layout
 from .indexchild import (
     INDEX_THREADS,
     IndexChild,
@@ -56,12 +55,6 @@ URGENT_CHECK = 0.02
 #: turn while the newest runs are read first raised Jupyter's p95 from a median of
 #: 2.3× a server without the extension to 3.5× (three rounds each).
 PARALLEL_NEW = 8
-#: While indexing with ``freeze_after_index``, the objects alive leave garbage
-#: collection at each batch published and after each this many new runs: the runs
-#: indexed so far stay, and the collector's full collections walk what was not
-#: frozen yet; with a freeze only at each batch (up to 3,200 runs) they stalled every
-#: thread 50-100 ms, a few times a batch.
-FREEZE_EVERY = 200
 
 
 class PassConfig(Protocol):
@@ -184,8 +177,8 @@ class LogdirPass:
                     run_log = state.logs[run.dir] = self._take(next(made), names[run.dir])
                     report.runs_added.append(names[run.dir])
                     report.images += run_log.summaries.image_count
-                    if config.freeze_after_index and len(report.runs_added) % FREEZE_EVERY == 0:
-                        gc.freeze()
+                    if config.freeze_after_index:
+                        gcfreeze.freeze_every(len(report.runs_added))
                 else:
                     self._update(fresh.get(run.dir, run), names[run.dir])
                 if full and config.index.synced():
@@ -391,7 +384,7 @@ class LogdirPass:
         )
         self.report.runs = len(self.runs.views)
         if self.config.freeze_after_index:
-            gc.freeze()
+            gcfreeze.freeze()
         self._publish_cb()
 
     def _sync(self, run: Run, name: str, run_log: RunLog) -> bool:

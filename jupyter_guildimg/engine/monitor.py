@@ -32,7 +32,6 @@ feed and the in-kernel backend report this number.
 from __future__ import annotations
 
 import collections
-import gc
 import logging
 import os
 import threading
@@ -40,7 +39,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 from .. import rest
-from . import layout
+from . import gcfreeze, layout
 from .layout import END_FILE, HPARAMS_FILE, LogDirLockedError, logdir_in_use
 from .listchild import child_listing
 from .logsync import LogdirPass, RunLogs
@@ -91,21 +90,6 @@ def setup_logging() -> None:
         package.setLevel(logging.INFO)
 
 
-def _freeze_long_lived(runs: int) -> None:
-    """Collect once, then exempt every object alive now from later collections (see
-    ``freeze_after_index``): what is garbage later is still freed when nothing refers
-    to it; only cycles among the frozen objects would stay."""
-    started = time.monotonic()
-    gc.collect()
-    gc.freeze()
-    log.info(
-        "Indexed %d runs; %d long-lived objects left out of garbage collection (%.2f s)",
-        runs,
-        gc.get_freeze_count(),
-        time.monotonic() - started,
-    )
-
-
 class RunsMonitor:
     """Mirror runs into ``logdir`` with image summaries and hparams.
 
@@ -150,12 +134,8 @@ class RunsMonitor:
     (:mod:`.listchild`).
 
     ``freeze_after_index=True`` (the server extension's choice, in a process of its
-    own) moves every object of the process to the garbage collector's permanent
-    generation once a full pass has indexed many new runs, and while it does, before
-    and after the first full pass lists the runs, after each batch it publishes and
-    every few hundred runs: the monitor's state of 10,000
-    runs is some 550,000 objects that live as long as it does, and each full
-    collection walked them all (0.3 s, stalling every thread), now and then, forever.
+    own) keeps the objects of the process out of the garbage collector's full
+    collections while a first index runs and once it is done (see :mod:`.gcfreeze`).
     """
 
     def __init__(
@@ -268,7 +248,7 @@ class RunsMonitor:
             report.finished = time.time()
             full = only is None or sources is None
             if self.freeze_after_index and full and self.index.batched:
-                _freeze_long_lived(len(self.views))
+                gcfreeze.freeze_long_lived(len(self.views))
             self.passes += 1
             self.last_report = report
             if report.changed:
@@ -314,7 +294,7 @@ class RunsMonitor:
         first_index = self.freeze_after_index and not self.index.first_done
         if only is None or sources is None:
             if first_index:
-                gc.freeze()  # the server's own objects, before the runs come in
+                gcfreeze.freeze()  # the server's own objects, before the runs come in
             # A cold Guild home is read in a child, not by threads taking the lock.
             allowed = child_listing.set(self.index_process)
             # Runs that change while a long listing runs are synced meanwhile.
@@ -333,7 +313,7 @@ class RunsMonitor:
         if first_index:
             # A full collection while the index runs would walk every run just listed
             # (0.15 s at 10,000 runs, the server's event loop waiting).
-            gc.freeze()
+            gcfreeze.freeze()
         if self._overlap.logdir_inside:
             return
         self.acquire_logdir()

@@ -26,10 +26,11 @@ from ..engine.runs import (
     open_source,
     parse_source,
 )
+from ..engine.selection import SelectionError
 from ..engine.sourceinfo import sources_body
 from ..engine.tbprocess import TensorBoardProcess
 from ..engine.thumbnails import THUMB_MAX, THUMB_MIN, ThumbnailError
-from ..engine.view import SelectionError, TensorBoardView, temp_view_dir
+from ..engine.view import TensorBoardView, temp_view_dir
 from .backend import START_TIMEOUT, Backend, BackendError, check_source
 
 __all__ = ["LocalBackend"]

@@ -55,7 +55,7 @@ space; a run is kept when every word occurs, ignoring case, in at least one of i
 :data:`FILTER_FIELDS`. An empty ``q`` keeps every run.
 
 **Which runs TensorBoard shows** (:class:`Selection`; the rule is
-:class:`jupyter_guildimg.engine.view.Selection`'s): in mode ``auto`` every run while
+:class:`jupyter_guildimg.engine.selection.Selection`'s): in mode ``auto`` every run while
 there are at most ``limit`` (the server's ``tensorboard_max_runs``; 0: no limit), else
 the ``limit`` newest and every running run; in mode ``runs`` the runs named (each key
 as ``runs/<key>`` takes it; one that names no run is a 400, and a run that is gone

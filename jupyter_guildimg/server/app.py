@@ -28,8 +28,9 @@ from ..engine.layout import SourceError, logdir_overlap
 from ..engine.monitor import DEFAULT_INTERVAL, DEFAULT_MAX_IMAGE_BYTES, MIN_INTERVAL, RunsMonitor
 from ..engine.objectstore import DEFAULT_CACHE_BYTES, DEFAULT_OBJECT_POLL_INTERVAL
 from ..engine.runs import RunSource, default_sources
+from ..engine.selection import DEFAULT_LIMIT
 from ..engine.tbprocess import TensorBoardProcess
-from ..engine.view import DEFAULT_LIMIT, TensorBoardView
+from ..engine.view import TensorBoardView
 from .changefeed import ChangeFeed
 from .proxy import proxy_handlers
 from .runtime import Runtime

@@ -32,9 +32,9 @@ from tornado import web
 from .. import rest
 from ..engine.catalog import NotFoundError
 from ..engine.layout import SourceError
+from ..engine.selection import SelectionError
 from ..engine.sourceinfo import sources_body
 from ..engine.thumbnails import THUMB_MAX, THUMB_MIN, ThumbnailError
-from ..engine.view import SelectionError
 from .proxy import AUTH_RESOURCE
 
 if TYPE_CHECKING:  # the app imports this module

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from jupyter_guildimg.engine import indexchild
 from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
 from jupyter_guildimg.engine.runs import GuildHome, combine_sources
@@ -227,7 +229,7 @@ def _index_by_two_children(
     on any machine; with ``kill_one``, the first child is killed mid-index. Returns
     the monitor and the children's pids, the killed one first."""
     monkeypatch.setattr(indexchild, "RUNS_PER_CHILD", (RUNS - FIRST_BATCH) // 2)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)  # one left to the server
     monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
     held, release = _hold_first_batch(monitor)
     pass_in_thread = threading.Thread(target=monitor.run_pass)
@@ -283,11 +285,11 @@ def test_few_new_runs_are_never_sent_to_a_child(home, logdir):
 _FREEZE_EVERY = 16
 _FREEZE_SCRIPT = f"""
 import gc, sys
-from jupyter_guildimg.engine import logsync
+from jupyter_guildimg.engine import gcfreeze
 from jupyter_guildimg.engine.monitor import RunsMonitor
 from jupyter_guildimg.engine.runs import GuildHome, combine_sources
 
-logsync.FREEZE_EVERY = {_FREEZE_EVERY}
+gcfreeze.FREEZE_EVERY = {_FREEZE_EVERY}
 freezes = []
 freeze = gc.freeze
 gc.freeze = lambda: (freezes.append(1), freeze())
@@ -367,3 +369,12 @@ def test_the_runs_listed_for_a_first_index_leave_garbage_collection_before_it(ho
     listed, collectable = map(int, done.stdout.split())
     assert listed == len(runs)
     assert collectable == 0
+
+
+@pytest.mark.parametrize(
+    ("cpus", "runs", "children"),
+    [(2, 10_000, 1), (3, 10_000, 2), (8, 10_000, 2), (8, 1_500, 1), (1, 10_000, 1)],
+)
+def test_index_children_leave_a_cpu_to_the_server(monkeypatch, cpus, runs, children):
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert indexchild.children_for(runs) == children

@@ -16,7 +16,8 @@ from jupyter_guildimg.engine.catalog import Catalog
 from jupyter_guildimg.engine.layout import IMAGES_DIR
 from jupyter_guildimg.engine.monitor import RunsMonitor
 from jupyter_guildimg.engine.runs import GuildHome
-from jupyter_guildimg.engine.view import SelectionError, TensorBoardView, temp_view_dir
+from jupyter_guildimg.engine.selection import SelectionError
+from jupyter_guildimg.engine.view import TensorBoardView, temp_view_dir
 from jupyter_guildimg.guild.project import write_run
 
 from helpers import png
