@@ -14,11 +14,12 @@ reports them; the monitor files them).
 The protocol is pickles over the child's stdin and stdout (a private pipe between
 two processes of one user and one installation): first :class:`IndexSettings`, then
 ``(run, log_dir, name)`` for each run, then ``None``; back, one :class:`IndexedRun`
-a run, in the same order. The child runs at the lowest priority (``nice`` 19) so the
-server, and whatever else the user runs, wins the CPU when both want it, gets the
-minimal environment TensorBoard gets (no token), and exits at once when the monitor
-closes its end: its next write fails.
-Whatever it leaves half made is picked up like a log dir after a restart.
+a run, in the same order, its run pickled as a reference to the job's (the monitor
+puts its own :class:`~.runrecord.Run` there instead of loading a copy). The child
+runs at the lowest priority (``nice`` 19) so the server, and whatever else the user
+runs, wins the CPU when both want it, gets the minimal environment TensorBoard gets
+(no token), and exits at once when the monitor closes its end: its next write
+fails. Whatever it leaves half made is picked up like a log dir after a restart.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ INDEX_PROCESSES = 2
 RUNS_PER_CHILD = 1_000
 _STDERR_KEPT = 20  # the child's last stderr lines, for the message when it fails
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+_JOB_RUN = "run"  # the persistent id of the job's own run in a result
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,9 @@ class IndexChild:
         )
         writer.start()
         stdout = self._process.stdout
-        for _job in jobs:
+        for run, _log_dir, _name in jobs:
             try:
-                result = pickle.load(stdout)
+                result = _ResultUnpickler(stdout, run).load()
             except (EOFError, OSError, pickle.UnpicklingError, ValueError) as e:
                 raise ChildProcessError(self._failure(e)) from e
             if not isinstance(result, IndexedRun):
@@ -240,7 +242,33 @@ def index_in_children(
         yield next(streams[i % count])
 
 
+class _ResultUnpickler(pickle.Unpickler):
+    """Loads a child's result, with ``run`` (the monitor's own) for the job's run."""
+
+    def __init__(self, file: IO[bytes], run: Run) -> None:
+        super().__init__(file)
+        self._run = run
+
+    def persistent_load(self, pid: object) -> Run:
+        if pid != _JOB_RUN:
+            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+        return self._run
+
+
 # -- the child -----------------------------------------------------------------
+
+
+class _ResultPickler(pickle.Pickler):
+    """Pickles a result with ``run``, the job's, as a reference: the monitor has it
+    (a result of 5 images loaded in 0.035 ms with a copy of its run, 0.029 ms
+    without, in the server's thread that holds the interpreter lock meanwhile)."""
+
+    def __init__(self, file: IO[bytes], run: Run) -> None:
+        super().__init__(file, _PROTOCOL)
+        self._run = run
+
+    def persistent_id(self, obj: object) -> str | None:
+        return _JOB_RUN if obj is self._run else None
 
 
 def _jobs(stdin: IO[bytes]) -> Iterator[tuple[Run, str, str]]:
@@ -263,7 +291,7 @@ def _main() -> int:
     pool = concurrent.futures.ThreadPoolExecutor(INDEX_THREADS)
     try:
         for result in pool.map(make, jobs):
-            pickle.dump(result, stdout, _PROTOCOL)
+            _ResultPickler(stdout, result.run_log.run).dump(result)
             stdout.flush()
     except BrokenPipeError:
         return 0  # the monitor is gone, or no longer wants the rest
