@@ -61,11 +61,13 @@ log = logging.getLogger(__name__)
 #: creating files waits on the disk with the GIL released, so a few overlap it
 #: (more only add contention).
 INDEX_THREADS = 2
-#: At most this many index children at once, and one CPU always left to the server:
-#: a child's Python holds its own interpreter lock, so one keeps about one core
-#: busy. Niceness (``BACKGROUND_NICENESS``) does not make a busy core free: on 2
-#: cores, one busy loop at nice 19 left Jupyter's p95 as it was, two raised it
-#: 1.1-1.6x (``server_idle``'s L, 1.8-1.95x). So a second child helps from 3 CPUs.
+#: At most this many index children at once (and no more than the CPUs): a child's
+#: Python holds its own interpreter lock, so one keeps about one core busy; a second
+#: takes a first index of 10,000 runs from ~25 s to ~12 s on 2 cores, and the server
+#: still comes first (``BACKGROUND_NICENESS``). One child on 2 CPUs was measured too
+#: (``server_idle --rounds 3``, six rounds): Jupyter's p95 while indexing was no
+#: better (median 2.6x a server without the extension, as with two), the index took
+#: twice as long.
 INDEX_PROCESSES = 2
 #: One child for each this many new runs: a child's start (~0.5 s of imports) is
 #: only worth it for many.
@@ -225,9 +227,8 @@ class IndexChild:
 
 def children_for(runs: int) -> int:
     """How many index children to start for ``runs`` new runs (at least one): one for
-    every :data:`RUNS_PER_CHILD`, at most :data:`INDEX_PROCESSES` and the CPUs but one."""
-    spare = (os.cpu_count() or 1) - 1
-    return max(1, min(INDEX_PROCESSES, spare, runs // RUNS_PER_CHILD))
+    every :data:`RUNS_PER_CHILD`, at most :data:`INDEX_PROCESSES` and the CPUs."""
+    return max(1, min(INDEX_PROCESSES, os.cpu_count() or 1, runs // RUNS_PER_CHILD))
 
 
 def index_in_children(
