@@ -5,9 +5,10 @@ attributes), a few hundred microseconds of Python a run: 2.2 s of CPU for 10,000
 runs, with every reader thread holding the server's interpreter lock in turn. While
 it ran at a server's start, Jupyter's own requests waited on the lock (p95 four
 times a server without the extension). Read in a child, the same listing comes back
-as pickles of :data:`RUNS_PER_PICKLE` runs each, loaded one at a time: about 30 µs
-a run, but never more than a few milliseconds without a pause in which the server's
-event loop can take the lock (as one pickle, 10,000 runs held it for 0.27 s).
+as pickles of :data:`RUNS_PER_PICKLE` runs each, loaded one at a time: 10,000 runs
+in about 60 ms, never more than about half a millisecond without a pause in which
+the server's event loop can take the lock (as one pickle, they held it for 0.27 s
+in a server).
 
 :func:`list_in_child` runs :class:`~.runs.GuildHome`'s own listing in a ``python
 -c`` child at ``nice`` 19, with the environment TensorBoard gets (no token), and
@@ -61,7 +62,7 @@ LISTING_TIMEOUT = 600.0
 #: the monitor around its listing, off everywhere else (tests, scripts, a kernel).
 child_listing: ContextVar[bool] = ContextVar("guildimg_child_listing", default=False)
 
-#: The child's runs come back in pickles of this many: each loads in about 3 ms.
+#: The child's runs come back in pickles of this many: each loads in about 0.4 ms.
 RUNS_PER_PICKLE = 100
 
 _STDERR_KEPT = 2_000  # characters of the child's stderr kept for the message

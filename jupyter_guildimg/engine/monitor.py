@@ -312,7 +312,7 @@ class RunsMonitor:
         runs, kept = listing
         if first_index:
             # A full collection while the index runs would walk every run just listed
-            # (0.15 s at 10,000 runs, the server's event loop waiting).
+            # (0.16 s at 10,000 runs, the server's event loop waiting).
             gcfreeze.freeze()
         if self._overlap.logdir_inside:
             return

@@ -315,8 +315,8 @@ class LogdirOverlap:
 
     def _realpath(self, run_dir: str) -> str:
         """``os.path.realpath(run_dir)``, its parent's resolved once for all the runs
-        in it (at 10,000 runs, resolving each whole path was a sixth of the
-        server's time during a first index: an ``lstat`` for every component)."""
+        in it (at 10,000 runs, resolving each whole path was a sixth of the monitor
+        thread's CPU during a first index: an ``lstat`` for every component)."""
         parent, name = os.path.split(run_dir)
         if not name or name in (os.curdir, os.pardir) or os.path.islink(run_dir):
             return os.path.realpath(run_dir)
