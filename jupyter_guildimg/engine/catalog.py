@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .. import rest
 from .images import content_type
@@ -35,7 +35,15 @@ from .thumbnails import (
     thumb_width,
 )
 
-__all__ = ["AmbiguousRunError", "Catalog", "ImageBytes", "NotFoundError", "run_key", "run_matches"]
+__all__ = [
+    "AmbiguousRunError",
+    "Catalog",
+    "ImageBytes",
+    "NotFoundError",
+    "identity_fields",
+    "run_key",
+    "run_matches",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,22 @@ def run_matches(run: rest.Run, q: str) -> bool:
     fields: Mapping[str, object] = run
     texts = [str(fields[name] or "").lower() for name in rest.FILTER_FIELDS]
     return all(any(word in text for text in texts) for word in q.lower().split())
+
+
+def identity_fields(view: RunView) -> rest.Run:
+    """The first fields ``GET runs`` lists for a run: its key (``id``), ids, name,
+    operation, label and status, every one :func:`run_matches` reads."""
+    run = view.run
+    fields = {
+        "id": run_key(run),
+        "run_id": run.id,
+        "short_id": run.short_id,
+        "name": view.name,
+        "operation": run.operation,
+        "label": run.label,
+        "status": run.status,
+    }
+    return cast(rest.Run, fields)
 
 
 # How a run's encoded part ends (see Catalog.runs_body): in_tensorboard is its last key.
@@ -203,21 +227,15 @@ class Catalog:
 
     def _run_json(self, view: RunView, shown: Collection[str] | None = None) -> rest.Run:
         run = view.run
-        key = run_key(run)
+        fields = identity_fields(view)
         return {
-            "id": key,
-            "run_id": run.id,
-            "short_id": run.short_id,
-            "name": view.name,
-            "operation": run.operation,
-            "label": run.label,
-            "status": run.status,
+            **fields,
             "started": _seconds(run.started),
             "stopped": _seconds(run.stopped),
             "kind": "guild" if run.kind == "guild" else "dir",
             "source": run.source,
             "image_count": len(view.images),
-            "in_tensorboard": key in (self.shown() if shown is None else shown),
+            "in_tensorboard": fields["id"] in (self.shown() if shown is None else shown),
         }
 
     def run(self, key: str) -> rest.Run:

@@ -42,8 +42,7 @@ from .runrecord import Run, newest_first_key
 from .targets import FIRST_BATCH, IndexProgress, RunTargets
 
 # INDEX_THREADS lives in .indexchild; importable from here too.
-# RunLogs lives in .runlog; importable from here too.
-__all__ = ["INDEX_THREADS", "LogdirPass", "PassConfig", "RunLogs"]
+__all__ = ["INDEX_THREADS", "LogdirPass", "PassConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +148,11 @@ class LogdirPass:
         if full:
             config.index.start(len(runs), sum(run.dir not in state.logs for run in runs))
         batching = full and config.index.batching
-        ordered = sorted(runs, key=newest_first_key, reverse=True) if batching else runs
         # Many new runs (a first index; outside a server, also the newest runs read
         # before it, many runs appearing at once): their log dirs are made elsewhere
         # (a child process, else a few threads overlapping the file creation), in
         # order; each is taken here, in this thread, once made and synced.
-        new = [run for run in ordered if run.dir not in state.logs]
+        new = [run for run in runs if run.dir not in state.logs]
         if not batching and (len(new) < PARALLEL_NEW or config.index_process):
             new = []
         # Runs that changed while a routine full pass goes through the others are
@@ -165,7 +163,7 @@ class LogdirPass:
         with contextlib.ExitStack() as stack:
             made = self._made(new, names, stack) if new else iter(())
             new_dirs = {run.dir for run in new}
-            for run in ordered:
+            for run in runs:
                 if urgent and time.monotonic() >= check_at:
                     fresh.update(self._sync_urgent(names, places))
                     check_at = time.monotonic() + URGENT_CHECK

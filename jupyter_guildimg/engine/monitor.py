@@ -42,8 +42,8 @@ from .. import rest
 from . import gcfreeze, layout
 from .layout import END_FILE, HPARAMS_FILE, LogDirLockedError, logdir_in_use
 from .listchild import child_listing
-from .logsync import LogdirPass, RunLogs
-from .runlog import ChangeCount, PassReport, Problem, RunView
+from .logsync import LogdirPass
+from .runlog import ChangeCount, PassReport, Problem, RunLogs, RunView
 from .runrecord import Run, RunSource, listing_tick, sources_of
 from .scheduler import (
     DEFAULT_MAX_POLL_SHARE,

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast, get_args
+from typing import get_args
 
 from .. import rest
-from .catalog import run_key, run_matches
+from .catalog import identity_fields, run_key, run_matches
 from .runlog import RunView
 
 __all__ = [
@@ -53,22 +53,6 @@ def auto_choice(views: Sequence[RunView], limit: int) -> list[RunView]:
     return [view for i, view in enumerate(views) if i < limit or view.run.status == _RUNNING]
 
 
-def _filter_fields(view: RunView) -> rest.Run:
-    """The fields :func:`run_matches` reads, as ``GET runs`` shows them (the others are
-    never read)."""
-    run = view.run
-    fields = {
-        "id": run_key(run),
-        "run_id": run.id,
-        "short_id": run.short_id,
-        "name": view.name,
-        "operation": run.operation,
-        "label": run.label,
-        "status": run.status,
-    }
-    return cast(rest.Run, fields)
-
-
 @dataclass(frozen=True)
 class Selection:
     """Which runs TensorBoard shows: ``mode`` "auto" (see :func:`auto_choice`, with
@@ -86,7 +70,7 @@ class Selection:
             wanted = set(self.runs)
             return [view for view in views if run_key(view.run) in wanted]
         if self.mode == "filter":
-            return [view for view in views if run_matches(_filter_fields(view), self.filter)]
+            return [view for view in views if run_matches(identity_fields(view), self.filter)]
         return auto_choice(views, self.limit)
 
 

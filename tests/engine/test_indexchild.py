@@ -306,17 +306,23 @@ monitor.close()
 """
 
 
-def test_after_a_large_index_the_long_lived_objects_leave_garbage_collection(home, logdir):
-    # In a process of its own, as the server's: freezing is for the whole process.
-    runs = _runs(home)
+def _numbers_printed(script: str, home: GuildHome, logdir: str) -> list[int]:
+    """What ``script``, run over the home and log dir in a process of its own (as the
+    server's: freezing is for the whole process), prints: whole numbers."""
     done = subprocess.run(
-        [sys.executable, "-c", _FREEZE_SCRIPT, home.path, logdir],
+        [sys.executable, "-c", script, home.path, logdir],
         capture_output=True,
         text=True,
         timeout=WAIT,
         check=True,
     )
-    listed, first_batch, after_index, after_routine, freezes = map(int, done.stdout.split())
+    return [int(word) for word in done.stdout.split()]
+
+
+def test_after_a_large_index_the_long_lived_objects_leave_garbage_collection(home, logdir):
+    runs = _runs(home)
+    printed = _numbers_printed(_FREEZE_SCRIPT, home, logdir)
+    listed, first_batch, after_index, after_routine, freezes = printed
     assert listed == len(runs)
     # Not only at batches: every FREEZE_EVERY runs, so no full collection walks a
     # whole batch's objects.
@@ -357,16 +363,9 @@ monitor.close()
 
 def test_the_runs_listed_for_a_first_index_leave_garbage_collection_before_it(home, logdir):
     # A full collection during the index would walk them all (and the server's own
-    # objects): 0.15 s at 10,000 runs with every thread of the server waiting.
+    # objects): 0.16 s at 10,000 runs with every thread of the server waiting.
     runs = _runs(home)
-    done = subprocess.run(
-        [sys.executable, "-c", _LISTING_FREEZE_SCRIPT, home.path, logdir],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=True,
-    )
-    listed, collectable = map(int, done.stdout.split())
+    listed, collectable = _numbers_printed(_LISTING_FREEZE_SCRIPT, home, logdir)
     assert listed == len(runs)
     assert collectable == 0
 
