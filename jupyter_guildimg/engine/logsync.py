@@ -305,10 +305,11 @@ class LogdirPass:
     def _made(
         self, new: list[Run], names: Mapping[str, str], stack: contextlib.ExitStack
     ) -> Iterator[IndexedRun]:
-        """The logs of ``new`` runs, made in order: the first batch by threads here
-        while an index child starts (when the monitor wants one), the rest by the
-        child; by threads here if it cannot start or fails (it is ended first, and
-        what it left half made is picked up as after a restart)."""
+        """The logs of ``new`` runs, made in order: by index children when the monitor
+        wants them (the first batch by threads here while they start, if no run is
+        listed yet), else by threads here; by threads here too if a child cannot
+        start or fails (it is ended first, and what it left half made is picked up
+        as after a restart)."""
         pool = concurrent.futures.ThreadPoolExecutor(
             INDEX_THREADS, thread_name_prefix="guildimg-index"
         )
@@ -317,9 +318,11 @@ class LogdirPass:
         def here(runs: list[Run]) -> Iterator[IndexedRun]:
             return pool.map(lambda run: self._new_log(run, names[run.dir]), runs)
 
-        head, tail = (
-            (new[:FIRST_BATCH], new[FIRST_BATCH:]) if self.config.index_process else (new, [])
-        )
+        head, tail = new, []
+        if self.config.index_process:  # a first batch made here while children start
+            # (~0.5 s) holds the lock 2-4 ms a run, Jupyter waiting: while none is listed
+            head = [] if self.runs.views else new[:FIRST_BATCH]
+            tail = new[len(head) :]
         children: list[IndexChild] = []
         for _ in range(children_for(len(tail)) if tail else 0):
             started = IndexChild.start(self._settings())

@@ -4,6 +4,8 @@ child fails, no secret handed to it, and no child left behind."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import io
 import os
 import signal
 import subprocess
@@ -14,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_guildimg.engine import indexchild
+from jupyter_guildimg.engine import indexchild, logsync
 from jupyter_guildimg.engine.monitor import PassReport, RunsMonitor
-from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+from jupyter_guildimg.engine.runs import GuildHome, combine_sources, read_guild_run
 from jupyter_guildimg.engine.targets import FIRST_BATCH
 from jupyter_guildimg.engine.tfevent import read_events
 from jupyter_guildimg.guild.project import write_run
@@ -282,12 +284,80 @@ def test_few_new_runs_are_never_sent_to_a_child(home, logdir):
     monitor.close()
 
 
+def test_once_runs_are_listed_every_new_run_of_an_index_is_made_by_the_children(
+    home, logdir, monkeypatch
+):
+    # Made in the server, each run holds the interpreter lock 2-4 ms while Jupyter's
+    # requests wait; the first batch is made there only while nothing is listed yet.
+    runs = _runs(home)
+    aside = Path(home.path, "aside")
+    aside.mkdir()
+    for run in runs[3:]:  # three runs for the first pass, the others new to the next
+        os.rename(run, aside / os.path.basename(run))
+    monitor = RunsMonitor(logdir, combine_sources([home]), index_process=True)
+    monitor.run_pass()
+    assert [v.run.dir for v in monitor.views] == runs[2::-1]
+    for run in runs[3:]:
+        os.rename(aside / os.path.basename(run), run)
+    made_here: list[str] = []
+    make = logsync.make_run_log
+    monkeypatch.setattr(
+        logsync, "make_run_log", lambda run, *a: (made_here.append(run.dir), make(run, *a))[1]
+    )
+    children: list[set[int]] = []
+    monitor.add_listener(lambda _report: children.append(_children()))
+    report = monitor.run_pass()
+    assert made_here == []
+    assert any(children), "no child made the new runs"
+    assert len(report.runs_added) == RUNS - 3 > FIRST_BATCH
+    assert [v.run.dir for v in monitor.views] == runs[::-1]
+    assert all(set(v.images) == {"a.png", "s/b.png"} for v in monitor.views)
+    monitor.close()
+
+
+def _indexed(run_dir: str, log_dir: str) -> indexchild.IndexedRun:
+    run = read_guild_run(run_dir)
+    assert run is not None
+    settings = indexchild.IndexSettings(None, None, None, False, True, True)
+    return indexchild.make_run_log(run, log_dir, "run", settings)
+
+
+def test_a_childs_results_go_out_in_batches_never_held_long_by_a_slow_run(home, tmp_path):
+    # Results go to the monitor in batches (one wake of its thread each), but one
+    # run slow to make does not hold back those made before it.
+    made = [_indexed(run, str(tmp_path / str(i))) for i, run in enumerate(_runs(home)[:3])]
+    out = io.BytesIO()
+    batch = indexchild._Batch(out)
+    batch.add(made[0])
+    assert out.getvalue() == b""  # waits for more
+    slow: concurrent.futures.Future[indexchild.IndexedRun] = concurrent.futures.Future()
+    sent_before: list[int] = []
+
+    def finish_slowly() -> None:
+        sent_before.append(len(out.getvalue()))
+        slow.set_result(made[1])
+
+    timer = threading.Timer(indexchild.BATCH_SECONDS * 10, finish_slowly)
+    timer.start()
+    assert batch.wait_for(slow) is made[1]
+    timer.join()
+    assert sent_before[0] > 0, "the result made first waited for the slow run"
+    batch.add(made[1])
+    batch.add(made[2])
+    batch.send()
+    stream = io.BytesIO(out.getvalue())
+    loaded = [indexchild._ResultUnpickler(stream, result.run_log.run).load() for result in made]
+    assert [r.run_log.run for r in loaded] == [r.run_log.run for r in made]
+    assert [r.written for r in loaded] == [r.written for r in made]
+    assert stream.read() == b""
+
+
 _FREEZE_EVERY = 16
 _FREEZE_SCRIPT = f"""
 import gc, sys
 from jupyter_guildimg.engine import gcfreeze
 from jupyter_guildimg.engine.monitor import RunsMonitor
-from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+from jupyter_guildimg.engine.runs import GuildHome, combine_sources, read_guild_run
 
 gcfreeze.FREEZE_EVERY = {_FREEZE_EVERY}
 freezes = []
@@ -337,7 +407,7 @@ def test_after_a_large_index_the_long_lived_objects_leave_garbage_collection(hom
 _LISTING_FREEZE_SCRIPT = """
 import gc, sys
 from jupyter_guildimg.engine.monitor import RunsMonitor
-from jupyter_guildimg.engine.runs import GuildHome, combine_sources
+from jupyter_guildimg.engine.runs import GuildHome, combine_sources, read_guild_run
 
 home = GuildHome(sys.argv[1])
 listed = []
