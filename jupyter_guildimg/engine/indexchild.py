@@ -302,7 +302,12 @@ def _main() -> int:
     batch = _Batch(stdout)
     try:
         for made in [pool.submit(make, job) for job in jobs]:
-            batch.add(batch.wait_for(made))
+            try:
+                result = batch.wait_for(made)
+            except Exception:
+                batch.send()  # the runs made before the failure are the monitor's
+                raise
+            batch.add(result)
         batch.send()
     except BrokenPipeError:
         return 0  # the monitor is gone, or no longer wants the rest

@@ -484,8 +484,18 @@ class TestReadOnlyUsers:
     async def test_every_change_is_403_and_changes_nothing(self, jp_fetch, guildimg, tmp_path):
         wanted = tmp_path / "wanted"
         wanted.mkdir()
-        await asyncio.to_thread(guildimg.monitor.run_pass)
-        passes, sources = guildimg.monitor.passes, list(guildimg.source_paths)
+
+        async def first_index_done() -> bool:
+            # The monitor's own first pass, not one run here: that one could come
+            # after it and be counted as a pass a refused refresh ran.
+            return guildimg.monitor.status()["index"]["done"] and guildimg.monitor.passes > 0
+
+        await until(first_index_done, 30, "the monitor's first pass")
+        passes = -1
+        while passes != guildimg.monitor.passes:  # and any pass the watcher asked for
+            passes = guildimg.monitor.passes
+            await asyncio.sleep(1.0)
+        sources = list(guildimg.source_paths)
         for method, route, body in [
             ("POST", "refresh", ""),
             ("POST", "tensorboard", ""),
