@@ -332,9 +332,8 @@ class _Batch:
     def wait_for(self, made: concurrent.futures.Future[IndexedRun]) -> IndexedRun:
         """``made``'s result; what is pending goes out if it would wait too long."""
         if self._pending.tell():
-            timeout = self._since + BATCH_SECONDS - time.monotonic()
             try:
-                return made.result(max(timeout, 0.0))
+                return made.result(max(self._time_left(), 0.0))
             except concurrent.futures.TimeoutError:
                 self.send()
         return made.result()
@@ -343,8 +342,12 @@ class _Batch:
         if not self._pending.tell():
             self._since = time.monotonic()
         _ResultPickler(self._pending, result.run_log.run).dump(result)
-        if self._pending.tell() >= BATCH_BYTES or time.monotonic() - self._since >= BATCH_SECONDS:
+        if self._pending.tell() >= BATCH_BYTES or self._time_left() <= 0:
             self.send()
+
+    def _time_left(self) -> float:
+        """Seconds until the oldest pending result has waited :data:`BATCH_SECONDS`."""
+        return self._since + BATCH_SECONDS - time.monotonic()
 
     def send(self) -> None:
         if self._pending.tell():

@@ -41,8 +41,7 @@ from .runlog import PassReport, Problem, RunLog, RunLogs, sync_run
 from .runrecord import Run, newest_first_key
 from .targets import FIRST_BATCH, IndexProgress, RunTargets
 
-# INDEX_THREADS lives in .indexchild; importable from here too.
-__all__ = ["INDEX_THREADS", "LogdirPass", "PassConfig"]
+__all__ = ["INDEX_THREADS", "LogdirPass", "PassConfig"]  # INDEX_THREADS: .indexchild's
 
 log = logging.getLogger(__name__)
 
@@ -306,10 +305,9 @@ class LogdirPass:
         self, new: list[Run], names: Mapping[str, str], stack: contextlib.ExitStack
     ) -> Iterator[IndexedRun]:
         """The logs of ``new`` runs, made in order: by index children when the monitor
-        wants them (the first batch by threads here while they start, if no run is
-        listed yet), else by threads here; by threads here too if a child cannot
-        start or fails (it is ended first, and what it left half made is picked up
-        as after a restart)."""
+        wants them (the first batch here while they start, if no run is listed yet),
+        else by threads here; here too if a child cannot start or fails (it is ended
+        first, and what it left half made is picked up as after a restart)."""
         pool = concurrent.futures.ThreadPoolExecutor(
             INDEX_THREADS, thread_name_prefix="guildimg-index"
         )
@@ -319,9 +317,8 @@ class LogdirPass:
             return pool.map(lambda run: self._new_log(run, names[run.dir]), runs)
 
         head, tail = new, []
-        if self.config.index_process:  # a first batch made here while children start
-            # (~0.5 s) holds the lock 2-4 ms a run, Jupyter waiting: while none is listed
-            head = [] if self.runs.views else new[:FIRST_BATCH]
+        if self.config.index_process:  # made here, a run holds the lock 2-4 ms:
+            head = [] if self.runs.views else new[:FIRST_BATCH]  # only while none is listed
             tail = new[len(head) :]
         children: list[IndexChild] = []
         for _ in range(children_for(len(tail)) if tail else 0):
