@@ -26,6 +26,7 @@ import io
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -95,6 +96,10 @@ def download(weed: SeaweedFS, keys: list[str], into: Path) -> float:
     return time.perf_counter() - began
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -102,6 +107,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--samples", type=int, default=10)
     args = parser.parse_args()
+    # Stopped (by ``timeout``, say), it still stops SeaweedFS and removes its data.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     tmp = Path(tempfile.mkdtemp(prefix="bench-objectstore-"))
     weed = SeaweedFS(tmp / "weed")
     weed.start()
