@@ -90,12 +90,25 @@ def _spec_namespace(
 
 
 @pytest.fixture
-def jp_server_config(guild_home: Path) -> dict[str, object]:
-    """A real Jupyter server (pytest-jupyter) with the extension on the test's home."""
+def jp_server_config(guild_home: Path, request: pytest.FixtureRequest) -> dict[str, object]:
+    """A real Jupyter server (pytest-jupyter) with the extension on the test's home;
+    its monitor in a process of its own, as users get it, unless the test is marked
+    ``monitor_in_server``."""
+    in_server = request.node.get_closest_marker("monitor_in_server") is not None
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_guildimg": True}},
-        "GuildImgApp": {"sources": [str(guild_home)], "interval": 0.5},
+        "GuildImgApp": {
+            "sources": [str(guild_home)],
+            "interval": 0.5,
+            "monitor_process": not in_server,
+        },
     }
+
+
+@pytest.fixture
+def server_monitor(guildimg: Any) -> Any:
+    """The test server's RunsMonitor, in its own threads (a ``monitor_in_server`` test)."""
+    return guildimg.runtime.monitor.service.monitor
 
 
 @pytest.fixture

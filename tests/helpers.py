@@ -170,3 +170,15 @@ async def until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
             return value
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+async def monitor_status(guildimg: Any) -> dict[str, Any]:
+    """The server extension's monitor status, as ``GET status`` answers it."""
+    status: dict[str, Any] = (await guildimg.status())["monitor"]
+    return status
+
+
+async def run_pass(guildimg: Any) -> dict[str, Any]:
+    """A monitor pass now, wherever the monitor runs (``POST refresh``'s answer)."""
+    report: dict[str, Any] = await guildimg.call("run_pass")
+    return report

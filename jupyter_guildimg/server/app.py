@@ -1,5 +1,5 @@
-"""The Jupyter server extension: one monitor thread and one TensorBoard process per
-server, shared by every notebook and the JupyterLab sidebar.
+"""The Jupyter server extension: one monitor (in a process of its own) and one
+TensorBoard process per server, shared by every notebook and the JupyterLab sidebar.
 
 All settings live here, as traitlets (``c.GuildImgApp.<name>`` in a
 ``jupyter_server_config.py``). What they make and run (the sources, the monitor, the
@@ -23,14 +23,12 @@ from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, default, validate
 
 from .. import rest
-from ..engine.catalog import Catalog
 from ..engine.layout import SourceError, logdir_overlap
-from ..engine.monitor import DEFAULT_INTERVAL, DEFAULT_MAX_IMAGE_BYTES, MIN_INTERVAL, RunsMonitor
+from ..engine.monitor import DEFAULT_INTERVAL, DEFAULT_MAX_IMAGE_BYTES, MIN_INTERVAL
 from ..engine.objectstore import DEFAULT_CACHE_BYTES, DEFAULT_OBJECT_POLL_INTERVAL
-from ..engine.runs import RunSource, default_sources
+from ..engine.runs import default_sources
 from ..engine.selection import DEFAULT_LIMIT
 from ..engine.tbprocess import TensorBoardProcess
-from ..engine.view import TensorBoardView
 from .changefeed import ChangeFeed
 from .proxy import proxy_handlers
 from .runtime import Runtime
@@ -108,6 +106,14 @@ class GuildImgApp(ExtensionApp):
         help="""Most of a core that polling may take: after a polling pass of t seconds
         the next waits max(interval, t / max_poll_share) seconds (status carries
         poll_interval). From 0.01 to 1.""",
+    ).tag(config=True)
+
+    monitor_process = Bool(
+        True,
+        help="""Run the monitor (sources, watcher, index, catalog) in a process of its
+        own, which the server starts, restarts if it ends, and stops: its work never
+        slows Jupyter's own requests. False, or if that process cannot start: in the
+        server's own threads.""",
     ).tag(config=True)
 
     index_process = Bool(
@@ -272,20 +278,8 @@ class GuildImgApp(ExtensionApp):
     # -- the runtime's parts, where the handlers and the proxy find them ---
 
     @property
-    def monitor(self) -> RunsMonitor:
-        return self.runtime.monitor
-
-    @property
     def changes(self) -> ChangeFeed:
         return self.runtime.changes
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.runtime.catalog
-
-    @property
-    def view(self) -> TensorBoardView:
-        return self.runtime.view
 
     @property
     def tensorboard(self) -> TensorBoardProcess:
@@ -299,26 +293,13 @@ class GuildImgApp(ExtensionApp):
     def view_dir(self) -> str:
         return self.runtime.view_dir
 
-    @property
-    def monitor_error(self) -> str:
-        return self.runtime.monitor_error
-
-    @property
-    def run_sources(self) -> list[RunSource]:
-        return self.runtime.run_sources
-
-    @property
-    def source_paths(self) -> list[str]:
-        return self.runtime.source_paths
-
-    def add_source(self, text: str) -> RunSource:
-        return self.runtime.add_source(text)
-
-    def remove_source(self, text: str) -> RunSource:
-        return self.runtime.remove_source(text)
+    async def call(self, name: str, *args: Any) -> Any:
+        """The monitor's ``name(*args)``
+        (:class:`~jupyter_guildimg.engine.service.MonitorService`), wherever it runs."""
+        return await self.runtime.call(name, *args)
 
     def start_tensorboard_soon(self) -> None:
         self.runtime.start_tensorboard_soon()
 
-    def status(self) -> rest.Status:
-        return self.runtime.status()
+    async def status(self) -> rest.Status:
+        return await self.runtime.status()

@@ -1,40 +1,31 @@
 """The change feed behind ``GET changes``: long polls on the server's event loop
 that end once the monitor's change counter goes up, woken from the thread that
-counted."""
+heard of it (the monitor's own, or the reader of the monitor's process)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import threading
-
-from ..engine.monitor import PassReport, RunsMonitor
+from collections.abc import Callable
 
 __all__ = ["ChangeFeed"]
 
 
 class ChangeFeed:
-    """Long polls on the monitor's change counter, :attr:`RunsMonitor.generation` (the
-    only one: this feed keeps none of its own). ``publish``, a pass listener, runs in
-    the monitor's thread after the counter went up; ``wait`` runs on the server's
-    event loop."""
+    """Long polls on the monitor's change counter, read through ``generation`` (the
+    only one: this feed keeps none of its own). :meth:`announce` is called after the
+    counter went up, from any thread; :meth:`wait` runs on the server's event loop."""
 
-    def __init__(self, monitor: RunsMonitor) -> None:
-        self.monitor = monitor
+    def __init__(self, generation: Callable[[], int]) -> None:
+        self._generation = generation
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
-        monitor.add_listener(self.publish)
-        monitor.add_change_listener(self.announce)
 
     @property
     def generation(self) -> int:
-        return self.monitor.generation
-
-    def publish(self, report: PassReport) -> None:
-        """Wake the waiters after a pass that changed something."""
-        if report.changed:
-            self.announce()
+        return self._generation()
 
     def announce(self) -> None:
         """Wake the waiters: the generation went up (thread-safe)."""
@@ -55,7 +46,7 @@ class ChangeFeed:
         while True:
             with self._lock:
                 self._loop = loop
-                # The monitor counts up before it calls publish, which takes this
+                # The counter goes up before announce is called, which takes this
                 # lock: a change after this check finds the event made below.
                 if self.generation > since:
                     return self.generation

@@ -15,11 +15,9 @@ Clients keep the last N and ask again.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,8 +31,9 @@ from .. import rest
 from ..engine.catalog import NotFoundError
 from ..engine.layout import SourceError
 from ..engine.selection import SelectionError
-from ..engine.sourceinfo import sources_body
+from ..engine.service import CaptureOffError
 from ..engine.thumbnails import THUMB_MAX, THUMB_MIN, ThumbnailError
+from .monitorclient import MonitorUnavailable
 from .proxy import AUTH_RESOURCE
 
 if TYPE_CHECKING:  # the app imports this module
@@ -54,6 +53,13 @@ class _BaseHandler(ExtensionHandlerMixin, APIHandler):
     def guildimg(self) -> GuildImgApp:
         """The extension app (jupyter_server's ``extensionapp``), typed."""
         return cast("GuildImgApp", self.extensionapp)
+
+    async def call(self, name: str, *args: Any) -> Any:
+        """The monitor's ``name(*args)``; 503 while its process is being restarted."""
+        try:
+            return await self.guildimg.call(name, *args)
+        except MonitorUnavailable as e:
+            raise web.HTTPError(503, f"the monitor is not running: {e}") from None
 
     def write_json(self, value: Mapping[str, object]) -> None:
         """Answer ``value``, one of :mod:`~jupyter_guildimg.rest`'s bodies."""
@@ -97,8 +103,8 @@ class _BaseHandler(ExtensionHandlerMixin, APIHandler):
 class StatusHandler(_BaseHandler):
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        self.write_json(self.guildimg.status())
+    async def get(self) -> None:
+        self.write_json(await self.guildimg.status())
 
 
 class RunsHandler(_BaseHandler):
@@ -114,7 +120,7 @@ class RunsHandler(_BaseHandler):
         # Off the event loop: at 100,000 runs the body is ~30 MB, and Jupyter's own
         # requests go on meanwhile (hashing it releases the interpreter lock).
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(None, self.guildimg.catalog.runs_body, image, q)
+        body = await self.call("runs_body", image, q)
         etag = await loop.run_in_executor(None, _etag, body)
         self.set_header("Content-Type", "application/json")
         self.set_header("Etag", etag)
@@ -136,9 +142,9 @@ class RunHandler(_BaseHandler):
 
     @web.authenticated
     @authorized
-    def get(self, key: str) -> None:
+    async def get(self, key: str) -> None:
         try:
-            self.write_json(self.guildimg.catalog.run(key))
+            self.write_json(await self.call("run", key))
         except NotFoundError as e:
             raise web.HTTPError(404, str(e)) from None
 
@@ -146,9 +152,9 @@ class RunHandler(_BaseHandler):
 class ImagesHandler(_BaseHandler):
     @web.authenticated
     @authorized
-    def get(self, key: str) -> None:
+    async def get(self, key: str) -> None:
         try:
-            self.write_json(self.guildimg.catalog.images(key))
+            self.write_json(await self.call("images", key))
         except NotFoundError as e:
             raise web.HTTPError(404, str(e)) from None
 
@@ -159,15 +165,11 @@ class ImageHandler(_BaseHandler):
     async def get(self, key: str, path: str) -> None:
         revision = self.int_argument(rest.PARAM_REV, 0, 9_999_999_999)
         width = self.int_argument(rest.PARAM_THUMB, THUMB_MIN, THUMB_MAX)
-        catalog = self.guildimg.catalog
-        loop = asyncio.get_running_loop()
         try:
             if width is None:
-                image = await loop.run_in_executor(None, catalog.image, key, path, revision)
+                image = await self.call("image", key, path, revision)
             else:
-                image = await loop.run_in_executor(
-                    None, catalog.thumbnail, key, path, width, revision
-                )
+                image = await self.call("thumbnail", key, path, width, revision)
         except NotFoundError as e:
             raise web.HTTPError(404, str(e)) from None
         except ThumbnailError as e:  # too large to decode for one: the image itself is served
@@ -185,11 +187,10 @@ class RefreshHandler(_BaseHandler):
     @web.authenticated
     @authorized("write")
     async def post(self) -> None:
-        if self.guildimg.monitor_error:
-            raise web.HTTPError(409, f"capture is off: {self.guildimg.monitor_error}")
-        monitor = self.guildimg.monitor
-        report = await asyncio.get_running_loop().run_in_executor(None, monitor.run_pass)
-        self.write_json(report.to_json())
+        try:
+            self.write_json(await self.call("run_pass"))
+        except CaptureOffError as e:
+            raise web.HTTPError(409, str(e)) from None
 
 
 class TensorBoardHandler(_BaseHandler):
@@ -247,32 +248,26 @@ class SourcesHandler(_BaseHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        self._write_sources()
+    async def get(self) -> None:
+        self.write_json(await self.call("sources"))
 
     @web.authenticated
     @authorized("write")
-    def post(self) -> None:
+    async def post(self) -> None:
         path = self.source_argument()
         try:
-            self.guildimg.add_source(path)
+            self.write_json(await self.call("add_source", path))
         except (FileNotFoundError, SourceError) as e:
             raise web.HTTPError(400, str(e)) from None
-        self._write_sources()
 
     @web.authenticated
     @authorized("write")
-    def delete(self) -> None:
+    async def delete(self) -> None:
         path = self.source_argument()
         try:
-            self.guildimg.remove_source(path)
+            self.write_json(await self.call("remove_source", path))
         except LookupError as e:
             raise web.HTTPError(404, str(e)) from None
-        self._write_sources()
-
-    def _write_sources(self) -> None:
-        root = self.guildimg.serverapp.root_dir if self.guildimg.serverapp else os.getcwd()
-        self.write_json(sources_body(self.guildimg.run_sources, root))
 
 
 class ChangesHandler(_BaseHandler):
@@ -307,20 +302,15 @@ class SelectionHandler(_BaseHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        self.write_json(self.guildimg.view.selection())
+    async def get(self) -> None:
+        self.write_json(await self.call("selection"))
 
     @web.authenticated
     @authorized("write")
     async def put(self) -> None:
         body = self.json_body('{"mode": "auto" | "runs" | "filter", ...}')
-        app = self.guildimg
-        loop = asyncio.get_running_loop()
         try:
-            # Off the event loop: the view dir changes on disk (a link per run).
-            selection = await loop.run_in_executor(
-                None, functools.partial(app.view.put, body, find=app.catalog.find)
-            )
+            selection = await self.call("put_selection", body)
         except SelectionError as e:
             raise web.HTTPError(400, str(e)) from None
         self.write_json(selection)

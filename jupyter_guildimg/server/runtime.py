@@ -1,8 +1,12 @@
 """What the extension runs while the server does, made from the app's settings and
 owned by the app (:attr:`GuildImgApp.runtime <jupyter_guildimg.server.app.GuildImgApp>`):
-the run sources (added and removed live), the monitor and its file watcher, the
-change feed, the catalog, TensorBoard's view and the TensorBoard process, and the
-status that reports on them.
+the monitor (the run sources, added and removed live, the file watcher, the
+catalog and TensorBoard's view: :class:`~jupyter_guildimg.engine.service.MonitorService`),
+the change feed, the TensorBoard process, and the status that reports on them.
+
+The monitor runs in a process of its own by default (``monitor_process``;
+:mod:`.monitorclient`), so that indexing a large home never slows Jupyter's own
+requests; TensorBoard and its proxy stay in the server.
 
 TensorBoard reads a view of the log dir (:mod:`jupyter_guildimg.engine.view`): a
 temporary directory of the server's own, next to the temporary log dirs, holding a
@@ -15,19 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import rest
 from ..engine import processes
-from ..engine.catalog import Catalog
-from ..engine.fswatch import RunsWatcher
-from ..engine.layout import LogDirLockedError, SourceError, logdir_in_use, logdir_overlap
-from ..engine.monitor import PassReport, RunsMonitor
-from ..engine.objectstore import ObjectStoreOptions, ObjectStoreSource, is_object_url
-from ..engine.runs import RunSource, combine_sources, open_source, parse_source
+from ..engine.layout import logdir_in_use
+from ..engine.runs import parse_source
+from ..engine.service import MonitorService, ServiceSettings
 from ..engine.tbprocess import TensorBoardProcess
-from ..engine.view import TensorBoardView, temp_view_dir
+from ..engine.view import temp_view_dir
 from .changefeed import ChangeFeed
+from .monitorclient import HostedMonitor, LocalMonitor, Monitor, MonitorUnavailable
 
 if TYPE_CHECKING:  # the app makes its runtime: only its settings are read here
     from .app import GuildImgApp
@@ -39,9 +41,35 @@ log = logging.getLogger(__name__)
 _MONITOR_STOP_WAIT = 3.0  # a pass in progress may go on: the process is ending
 
 
-def _local_path(source: RunSource) -> str:
-    """Where a source's runs are on this machine: an object-store source's copies."""
-    return source.cache_root if isinstance(source, ObjectStoreSource) else source.path
+def _source_paths(settings: ServiceSettings) -> list[str]:
+    """The paths of the sources a monitor is started with."""
+    return [parse_source(text, settings.root_dir)[1] for text in settings.sources]
+
+
+def _no_status(settings: ServiceSettings) -> rest.MonitorStatus:
+    """What status says of a monitor that has not answered yet."""
+    return {
+        "running": False,
+        "logdir": settings.logdir,
+        "interval": settings.interval,
+        "passes": 0,
+        "generation": 0,
+        "last_pass": None,
+        "last_pass_duration": None,
+        "runs": 0,
+        "images": 0,
+        "pass_started": None,
+        "pass_running_for": None,
+        "stalled": False,
+        "logdir_error": None,
+        "problems": [],
+        "watch": None,
+        "index": {"indexed": 0, "found": 0, "done": False},
+        "poll_interval": None,
+        "sources": _source_paths(settings),
+        "refused_sources": [],
+        "error": None,
+    }
 
 
 class Runtime:
@@ -62,60 +90,36 @@ class Runtime:
             self.logdir_path = processes.temp_logdir(processes.SERVER_LOGDIR_PREFIX)
         else:
             self.logdir_path = os.path.abspath(os.path.join(root_dir, settings.logdir))
-        self.refused_sources: list[rest.RefusedSource] = []
-        self.run_sources: list[RunSource] = []
-        for text in settings.sources:
-            kind, path = parse_source(text, root_dir)
-            if kind is None and not is_object_url(path) and not os.path.isdir(path):
-                log.warning("Run source %r does not exist (yet); watching for it", path)
-            try:
-                source = open_source(
-                    text, root_dir, missing_ok=True, object_options=self._object_options()
-                )
-            except SourceError as e:  # an object store whose package is not installed
-                log.error("jupyter_guildimg: not watching a source: %s", e)
-                self.refused_sources.append({"path": path, "message": str(e)})
-                continue
-            problem = logdir_overlap(_local_path(source), self.logdir_path)
-            if problem:
-                log.error("jupyter_guildimg: not watching a source: %s", problem)
-                self.refused_sources.append({"path": source.path, "message": problem})
-            else:
-                self.run_sources.append(source)
-        self._list_runs = combine_sources(self.run_sources)
-        # The watcher calls the monitor, which takes the watcher: made first, it reaches
-        # the monitor once there is one.
-        self.watcher: RunsWatcher | None = None
-        if settings.watch_files:
-            self.watcher = RunsWatcher(self._files_changed, force_polling=settings.force_polling)
-        self.monitor = RunsMonitor(
-            self.logdir_path,
-            self._list_runs,
-            watcher=self.watcher,
-            reconcile_interval=settings.reconcile_interval,
-            max_poll_share=settings.max_poll_share,
-            max_reconcile_share=settings.max_reconcile_share,
+        self.view_dir = temp_view_dir(processes.SERVER_LOGDIR_PREFIX, self.logdir_path)
+        self.settings = ServiceSettings(
+            sources=list(settings.sources),
+            root_dir=root_dir,
+            logdir=self.logdir_path,
+            view_dir=self.view_dir,
             interval=settings.interval,
+            watch_files=settings.watch_files,
+            force_polling=settings.force_polling,
+            reconcile_interval=settings.reconcile_interval,
+            max_reconcile_share=settings.max_reconcile_share,
+            max_poll_share=settings.max_poll_share,
+            index_process=settings.index_process,
             log_images=settings.log_images,
             log_hparams=settings.log_hparams,
-            max_images_per_run=settings.max_images_per_run or None,
-            max_revisions_per_image=settings.max_revisions_per_image or None,
-            max_image_bytes=settings.max_image_bytes or None,
-            revision_steps=True,  # every revision on TensorBoard's step slider, dated
-            index_process=settings.index_process,
-            # The server's process: its long-lived objects after a large index are
-            # the monitor's and Jupyter's own.
-            freeze_after_index=True,
+            max_images_per_run=settings.max_images_per_run,
+            max_revisions_per_image=settings.max_revisions_per_image,
+            max_image_bytes=settings.max_image_bytes,
+            tensorboard_max_runs=settings.tensorboard_max_runs,
+            object_options={
+                "endpoint_url": settings.s3_endpoint_url,
+                "cache_dir": settings.object_cache_dir,
+                "cache_bytes": settings.object_cache_bytes,
+                "poll_interval": settings.object_poll_interval,
+                "max_object_bytes": settings.max_image_bytes,
+            },
         )
-        # The view follows each pass before the change feed wakes clients, so what they
-        # read then (in_tensorboard) is already the pass's.
-        self.view_dir = temp_view_dir(processes.SERVER_LOGDIR_PREFIX, self.logdir_path)
-        self.view = TensorBoardView(
-            self.view_dir, self.logdir_path, limit=settings.tensorboard_max_runs
-        )
-        self.view.attach(self.monitor)
-        self.changes = ChangeFeed(self.monitor)
-        self.catalog = Catalog(self.monitor, shown=self.view.shown)
+        self.changes = ChangeFeed(lambda: self.monitor.generation)
+        self.monitor: Monitor = self._make_monitor(settings.monitor_process)
+        self._last_status = _no_status(self.settings)
         killed = TensorBoardProcess.cleanup_orphans(runtime_dir)
         if killed:
             log.warning("Stopped %d TensorBoard process(es) left by a dead server", len(killed))
@@ -129,89 +133,29 @@ class Runtime:
             ready_timeout=settings.tensorboard_ready_timeout,
             runtime_dir=runtime_dir,
             secret_prefix=True,
-            files_needed=self.view.files_needed,
+            files_needed=lambda: self.monitor.files_needed(),
         )
-        self.monitor_error = ""
-        self._said_watching = False
 
-    def _object_options(self) -> ObjectStoreOptions:
-        """The object-store sources' settings."""
-        settings = self._settings
-        return ObjectStoreOptions(
-            endpoint_url=settings.s3_endpoint_url,
-            cache_dir=settings.object_cache_dir,
-            cache_bytes=settings.object_cache_bytes,
-            poll_interval=settings.object_poll_interval,
-            max_object_bytes=settings.max_image_bytes,
-        )
+    def _make_monitor(self, in_process_of_its_own: bool) -> Monitor:
+        if in_process_of_its_own:
+            return HostedMonitor(self.settings, self._log, self.changes.announce)
+        return LocalMonitor(MonitorService(self.settings, self._log), self.changes.announce)
 
     def start(self) -> None:
-        """Take the log dir and start the monitor. When another process holds the log
-        dir, capture stays off and :attr:`monitor_error` says why."""
-        try:
-            self.monitor.acquire_logdir()
-        except LogDirLockedError as e:
-            # The server still serves what it can; status says why nothing is captured.
-            self.monitor_error = str(e)
-            log.error("jupyter_guildimg: capture is off: %s", e)
-            return
-        self.monitor.add_listener(self._log_watching)
-        self.monitor.start()
-        self._log.info(
-            "jupyter_guildimg: watching %s into %r", ", ".join(self.source_paths), self.logdir_path
-        )
+        """Start the monitor: in a process of its own unless ``monitor_process`` is
+        False or no process can start (then in the server's threads, said in the log)."""
+        started = self.monitor.start()
+        if started is not None and not started.started:
+            log.warning(
+                "jupyter_guildimg: the monitor runs in the server's own process: %s",
+                started.message,
+            )
+            self.monitor = self._make_monitor(False)
+            self.monitor.start()
 
-    def _log_watching(self, report: PassReport) -> None:
-        """Say once, after the first pass, how each source is followed."""
-        watch = self.monitor.status()["watch"]
-        if self._said_watching or watch is None:
-            return
-        self._said_watching = True
-        for source in watch["sources"]:
-            how = "file-system events" if source["mode"] == "events" else "polling"
-            reason = f" ({source['reason']})" if source["reason"] else ""
-            self._log.info("jupyter_guildimg: %r followed by %s%s", source["path"], how, reason)
-
-    def _files_changed(self, paths: set[str]) -> None:
-        monitor = getattr(self, "monitor", None)
-        if monitor is not None:
-            monitor.notify_changed(paths)
-
-    @property
-    def source_paths(self) -> list[str]:
-        return [source.path for source in self.run_sources]
-
-    def add_source(self, text: str) -> RunSource:
-        """Watch one more source (``guild:``/``dir:`` prefixes allowed; relative to the
-        root directory). Raises FileNotFoundError for a path that is not a directory and
-        :class:`SourceError` for one that contains the log dir or lies inside it."""
-        _kind, path = parse_source(text, self.root_dir)
-        if not is_object_url(path) and not os.path.isdir(path):
-            raise FileNotFoundError(f"run source {path!r} is not a directory")
-        if path in self.source_paths:
-            return next(s for s in self.run_sources if s.path == path)
-        source = open_source(text, self.root_dir, object_options=self._object_options())
-        problem = logdir_overlap(_local_path(source), self.logdir_path)
-        if problem:
-            raise SourceError(problem)
-        if source.path not in self.source_paths:
-            self.run_sources = [*self.run_sources, source]
-            self._list_runs.sources = self.run_sources
-        return source
-
-    def remove_source(self, text: str) -> RunSource:
-        """Stop watching a source, named as :attr:`source_paths` lists it or as it was
-        added. Its runs are removed from the log dir at the next pass (the others stay).
-        Raises LookupError when it is not watched."""
-        _kind, full = parse_source(text, self.root_dir)
-        for source in self.run_sources:
-            if source.path == full:
-                self.run_sources = [s for s in self.run_sources if s is not source]
-                self._list_runs.sources = self.run_sources
-                if isinstance(source, ObjectStoreSource):
-                    source.close()  # its listings stop; its cache stays for a return
-                return source
-        raise LookupError(f"run source {full!r} is not watched")
+    async def call(self, name: str, *args: Any) -> Any:
+        """The monitor's ``name(*args)`` (see :class:`MonitorService`)."""
+        return await self.monitor.call(name, *args)
 
     def start_tensorboard_soon(self) -> None:
         """Start TensorBoard in the background unless it is running or starting."""
@@ -225,32 +169,27 @@ class Runtime:
         hold up the shutdown."""
         # At once, not one after the other: TensorBoard's grace period and the
         # monitor's wait for a pass in progress would add up past a container's stop.
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            self.tensorboard.stop(),
-            loop.run_in_executor(None, self.monitor.close, _MONITOR_STOP_WAIT),
+        _stopped, clean = await asyncio.gather(
+            self.tensorboard.stop(), self.monitor.stop(_MONITOR_STOP_WAIT)
         )
-        for source in self.run_sources:
-            if isinstance(source, ObjectStoreSource):
-                source.close()
-        if self.watcher is not None:
-            self.watcher.close()
-        self.view.close()
-        self.catalog.close()
-        if self.monitor.running:
+        if not clean:
             log.warning("jupyter_guildimg: the monitor's pass did not end in time; leaving it")
         processes.remove_tree_soon(self.view_dir)  # the links only: never followed
         if self._own_logdir:
             processes.remove_tree_soon(self.logdir_path)
 
-    def status(self) -> rest.Status:
-        """``monitor``: the monitor's status with ``sources`` (watched),
-        ``refused_sources`` (configured but not watched: ``path`` and ``message``) and
-        ``error`` (why capture is off, else None); ``tensorboard``: its state."""
-        monitor: rest.MonitorStatus = {
-            **self.monitor.status(),
-            "sources": self.source_paths,
-            "refused_sources": list(self.refused_sources),
-            "error": self.monitor_error or None,
-        }
+    async def status(self) -> rest.Status:
+        """``monitor``: the monitor's status (:meth:`MonitorService.status`; while its
+        process is being restarted, the last one known with ``running`` false and
+        ``error`` saying why); ``tensorboard``: its state."""
+        try:
+            monitor = await self.monitor.status()
+            self._last_status = monitor
+        except MonitorUnavailable as e:
+            monitor = {
+                **self._last_status,
+                "running": False,
+                "error": str(e),
+                "sources": _source_paths(self.monitor.settings),
+            }
         return {"monitor": monitor, "tensorboard": self.tensorboard.state()}

@@ -183,7 +183,8 @@ async def test_an_inherited_server_that_did_not_start_the_kernel_is_not_used(
         finally:
             backend.close()
     # Nor was it asked to watch the kernel's sources.
-    assert jp_serverapp.web_app.settings["jupyter_guildimg"].source_paths == [str(guild_home)]
+    guildimg = jp_serverapp.web_app.settings["jupyter_guildimg"]
+    assert (await guildimg.call("sources"))["sources"] == [str(guild_home)]
     # One that already watches every source the notebook names is proven to see its runs.
     backend = await call(connect, [str(guild_home)])
     try:

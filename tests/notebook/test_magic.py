@@ -233,13 +233,13 @@ async def test_tensorboard_shows_the_runs_asked_for(
     await loop.run_in_executor(None, run, f"tensorboard --runs {Path(old).name[:6]}")
     lines = capsys.readouterr().out.splitlines()  # stderr has the server's log
     assert lines[:2] == ["TensorBoard is ready", "It shows 1 of 2 runs (chosen runs)."]
-    assert guildimg.view.shown() == {Path(old).name}
+    assert (await guildimg.call("selection"))["runs"] == [Path(old).name]
     assert guildimg.tensorboard.status == "ready"
 
     await loop.run_in_executor(None, run, "tensorboard --filter 'eval new'")
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == "It shows 1 of 2 runs (filter 'eval new')."
-    assert guildimg.view.shown() == {Path(new).name}
+    assert (await guildimg.call("selection"))["runs"] == [Path(new).name]
 
     await loop.run_in_executor(None, run, "tensorboard --auto")
     lines = capsys.readouterr().out.splitlines()

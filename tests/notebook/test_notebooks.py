@@ -31,7 +31,7 @@ from jupyter_guildimg.guild.project import write_run
 from jupyter_guildimg.rest import ENV_SERVER_INFO, ENV_SERVER_PID, ENV_URL
 
 import browser
-from helpers import png
+from helpers import monitor_status, png
 
 pytestmark = pytest.mark.notebook
 
@@ -144,11 +144,10 @@ async def test_quickstart(jp_fetch, guildimg, guild_home, tmp_path):
         )
         assert all(max(size) <= 160 for size in sizes)
 
-        # Refresh runs a pass: with the server's own passes stopped and the panel no
-        # longer following the change feed, only the button can show a new image.
-        guildimg.monitor.stop()
+        # Refresh runs a pass and lists again: with the panel no longer following the
+        # change feed, only the button can show a new image.
         await session.run("p.header.auto_refresh.value = False")
-        passes = guildimg.monitor.passes
+        passes = (await monitor_status(guildimg))["passes"]
         Path(runs[0].dir, "fresh.png").write_bytes(png((40, 30), "green"))
         paths = await session.json(
             "p.header.refresh_button.click()\n"
@@ -156,7 +155,7 @@ async def test_quickstart(jp_fetch, guildimg, guild_home, tmp_path):
             "print(json.dumps([box.children[1].description for box in boxes]))"
         )
         assert "fresh.png" in paths
-        assert guildimg.monitor.passes == passes + 1
+        assert (await monitor_status(guildimg))["passes"] > passes
         await session.run("p.close()")
 
 
@@ -222,7 +221,7 @@ async def test_train_and_watch(jp_fetch, guildimg, guild_home, tmp_path):
         assert "OK: sample.png has" in check and "TensorBoard has 12 loss points" in check
 
         # The server captured several revisions of sample.png as the loop rewrote it.
-        listing = guildimg.catalog.images(run.id)
+        listing = await guildimg.call("images", run.id)
         (sample,) = [image for image in listing["images"] if image["path"] == "sample.png"]
         revisions = sample["revisions"]
         assert len(revisions) >= 3

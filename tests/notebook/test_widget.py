@@ -536,9 +536,12 @@ async def test_the_tensorboard_tab_shows_the_servers_proxy(server, guild_home, j
         await call(server.stop_tensorboard)
 
 
-async def test_a_run_made_a_moment_ago_can_be_opened_by_id(jp_fetch, guildimg, guild_home):
+@pytest.mark.monitor_in_server
+async def test_a_run_made_a_moment_ago_can_be_opened_by_id(
+    jp_fetch, guildimg, server_monitor, guild_home
+):
     await jp_fetch("guildimg", "api", "refresh", method="POST", body="")
-    guildimg.monitor.stop()  # no timed pass: only the panel's own refresh can see it
+    server_monitor.stop()  # no timed pass: only the panel's own refresh can see it
     run_dir = write_run(guild_home, op="train", files={"new.png": png()})
     app = guildimg.serverapp
     url = f"http://127.0.0.1:{app.port}{app.base_url}"
@@ -554,9 +557,10 @@ async def test_a_run_made_a_moment_ago_can_be_opened_by_id(jp_fetch, guildimg, g
         backend.close()
 
 
-async def test_a_servers_index_lists_the_newest_runs_as_it_goes(server, guildimg, guild_home):
+@pytest.mark.monitor_in_server
+async def test_a_servers_index_lists_the_newest_runs_as_it_goes(server, server_monitor, guild_home):
     await call(server.refresh)
-    guildimg.monitor.stop()  # no timed pass: only the held one below
+    server_monitor.stop()  # no timed pass: only the held one below
     runs = [write_run(guild_home, op="train", started=1_000 + i) for i in range(600)]
     held, release = threading.Event(), threading.Event()
 
@@ -565,8 +569,8 @@ async def test_a_servers_index_lists_the_newest_runs_as_it_goes(server, guildimg
             held.set()
             release.wait(30)
 
-    guildimg.monitor.add_listener(hold_the_first_batch)
-    thread = threading.Thread(target=guildimg.monitor.run_pass)
+    server_monitor.add_listener(hold_the_first_batch)
+    thread = threading.Thread(target=server_monitor.run_pass)
     thread.start()
     try:
         await wait_until(held.is_set, 30, "the first batch")

@@ -20,7 +20,7 @@ from jupyter_guildimg.engine.monitor import DEFAULT_INTERVAL, RunsMonitor
 from jupyter_guildimg.guild.project import write_run
 from jupyter_guildimg.server.app import GuildImgApp
 
-from helpers import png, process_running, until, wait_for
+from helpers import monitor_status, png, process_running, run_pass, until, wait_for
 
 
 def listening(port: int) -> bool:
@@ -55,10 +55,10 @@ def jp_server_config(jp_root_dir):
 
 
 async def test_relative_sources_resolve_against_the_root_dir(guildimg, jp_root_dir):
-    status = guildimg.status()["monitor"]
+    status = await monitor_status(guildimg)
     assert status["sources"] == [str(jp_root_dir / "my-runs"), str(jp_root_dir / "later")]
     assert Path(status["logdir"]).is_dir()
-    assert guildimg.monitor.running
+    assert status["running"]
 
 
 def test_an_interval_below_half_a_second_is_refused():
@@ -71,22 +71,23 @@ def test_the_interval_defaults_to_the_monitors():
 
 
 async def test_the_change_feed_reports_the_monitors_own_generation(guildimg, jp_root_dir):
-    feed, monitor = guildimg.changes, guildimg.monitor
-    since = monitor.generation
+    feed = guildimg.changes
+    await run_pass(guildimg)  # the monitor has counted the runs there are
+    since = (await monitor_status(guildimg))["generation"]
     assert feed.generation == since
     waiting = asyncio.ensure_future(feed.wait(since, 20))
     (jp_root_dir / "my-runs" / "version_1").mkdir()
     (jp_root_dir / "my-runs" / "version_1" / "a.png").write_bytes(png())
 
     generation = await asyncio.wait_for(waiting, 15)  # woken by the monitor's pass
-    assert since < generation <= monitor.generation
+    assert since < generation <= (await monitor_status(guildimg))["generation"]
 
 
-async def test_a_wake_left_from_an_earlier_change_does_not_end_a_long_poll(guildimg):
+async def test_a_wake_left_from_an_earlier_change_does_not_end_a_long_poll(guildimg, jp_root_dir):
     feed = guildimg.changes
 
     async def first_pass_done() -> int:
-        return guildimg.monitor.passes
+        return int((await monitor_status(guildimg))["passes"])
 
     await until(first_pass_done, 15, "the first pass")
     await feed.wait(-1, 0)  # the feed now knows the server's loop
@@ -96,7 +97,8 @@ async def test_a_wake_left_from_an_earlier_change_does_not_end_a_long_poll(guild
     feed.announce()  # a wake for a change ``since`` already counts
     await asyncio.sleep(0.1)
     assert not waiting.done()  # still waiting for a change past ``since``
-    guildimg.monitor.mark_changed()
+    (jp_root_dir / "my-runs" / "version_2").mkdir()
+    (jp_root_dir / "my-runs" / "version_2" / "a.png").write_bytes(png())
     assert await asyncio.wait_for(waiting, 10) > since
 
 
@@ -107,11 +109,13 @@ async def test_stopping_the_server_stops_tensorboard_and_the_monitor(jp_serverap
     logdir = guildimg.logdir_path
 
     view_dir = guildimg.view_dir
+    monitor_pid = guildimg.runtime.monitor.pid
+    assert process_running(monitor_pid)
 
     await jp_serverapp._cleanup()
 
     assert not process_running(pid)
-    assert not guildimg.monitor.running
+    assert not process_running(monitor_pid)
     assert not os.path.exists(logdir)  # a temporary log dir goes with the server, at once
     assert not os.path.exists(view_dir)  # and so does the view TensorBoard read
     # and their contents after, in the background
@@ -234,7 +238,7 @@ class TestConfiguredSourcesAroundTheLogDir:
     async def test_one_that_holds_the_log_dir_or_lies_in_it_is_refused_the_others_work(
         self, guildimg, jp_root_dir, tmp_path
     ):
-        status = guildimg.status()["monitor"]
+        status = await monitor_status(guildimg)
         assert status["sources"] == [str(jp_root_dir / "my-runs")]
         refused = {item["path"]: item["message"] for item in status["refused_sources"]}
         assert "contains the monitor's log dir" in refused[str(tmp_path / "outer")]
@@ -242,8 +246,9 @@ class TestConfiguredSourcesAroundTheLogDir:
         assert status["error"] is None
 
         async def captured():
-            await asyncio.to_thread(guildimg.monitor.run_pass)
-            return [(run["run_id"], run["image_count"]) for run in guildimg.catalog.runs()]
+            await run_pass(guildimg)
+            runs = json.loads(await guildimg.call("runs_body", None, None))["runs"]
+            return [(run["run_id"], run["image_count"]) for run in runs]
 
         deadline = time.monotonic() + 30
         while await captured() != [("version_0", 1)] and time.monotonic() < deadline:
@@ -353,9 +358,14 @@ class TestRevisionCap:
             "GuildImgApp": {"sources": [str(guild_home)], "max_revisions_per_image": 3},
         }
 
-    def test_is_the_monitors(self, guildimg):
+    async def test_is_the_monitors(self, guildimg, guild_home):
         assert guildimg.max_revisions_per_image == 3
-        assert guildimg.monitor.max_revisions_per_image == 3
+        run_dir = write_run(guild_home, op="train", files={"a.png": png()})
+        for colour in ("red", "green", "blue", "white", "black"):
+            Path(run_dir, "a.png").write_bytes(png(colour=colour))
+            await run_pass(guildimg)
+        (image,) = (await guildimg.call("images", Path(run_dir).name))["images"]
+        assert len(image["revisions"]) == 3 and image["dropped"] == 2
 
 
 class TestTheViewTensorBoardReads:
@@ -367,19 +377,18 @@ class TestTheViewTensorBoardReads:
         }
 
     async def test_is_a_sibling_of_the_log_dir_holding_the_newest_runs(self, guildimg, guild_home):
-        assert guildimg.tensorboard_max_runs == 2 and guildimg.view.limit == 2
+        assert guildimg.tensorboard_max_runs == 2
+        assert (await guildimg.call("selection"))["limit"] == 2
         view_dir, logdir = Path(guildimg.view_dir), Path(guildimg.logdir_path)
         assert view_dir.parent == logdir.parent and view_dir.is_dir()
         assert view_dir.name.startswith(f"guildimg-logdir-{os.getpid()}-view-")
         # TensorBoard reads the view (and its pid record names it).
         assert guildimg.tensorboard.logdir == str(view_dir)
-        # Every revision on TensorBoard's step slider: the extension's events.
-        assert guildimg.monitor.revision_steps
 
         runs = [
             write_run(guild_home, op="train", started=t, files={"a.png": png()}) for t in (1, 2, 3)
         ]
-        await asyncio.to_thread(guildimg.monitor.run_pass)
+        await run_pass(guildimg)
         # The log dir holds every run, the view the two newest.
         assert len(list(logdir.iterdir())) == 3
         linked = sorted(path.name[:8] for path in view_dir.iterdir() if path.is_symlink())
@@ -412,7 +421,10 @@ class TestFileSystemEvents:
         self, jp_fetch, guildimg, guild_home
     ):
         # The first pass (at start) found an empty home; events bring the run.
-        wait_for(lambda: guildimg.monitor.passes >= 1, 30, "the first pass")
+        async def first_pass() -> bool:
+            return bool((await monitor_status(guildimg))["passes"] >= 1)
+
+        await until(first_pass, 30, "the first pass")
         run_dir = write_run(guild_home, op="train", exit_status=None, files={"a.png": png()})
 
         async def images() -> list[str]:
@@ -428,16 +440,16 @@ class TestFileSystemEvents:
             await asyncio.sleep(0.1)
         assert await images() == ["a.png"]
 
-        generation = guildimg.monitor.generation
+        generation = (await monitor_status(guildimg))["generation"]
         Path(run_dir, "b.png").write_bytes(png(colour="blue"))
         for _ in range(150):
             if "b.png" in await images():
                 break
             await asyncio.sleep(0.1)
         assert sorted(await images()) == ["a.png", "b.png"]
-        assert guildimg.monitor.generation > generation
+        assert (await monitor_status(guildimg))["generation"] > generation
 
-        watch = guildimg.monitor.status()["watch"]
+        watch = (await monitor_status(guildimg))["watch"]
         assert watch is not None and watch["reconcile_interval"] == 3600.0
         (source,) = watch["sources"]
         assert source["mode"] == "events" and source["reason"] == ""

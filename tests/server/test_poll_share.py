@@ -26,11 +26,14 @@ class TestMaxPollShare:
                 "force_polling": True,
                 "max_poll_share": 0.5,
                 "max_reconcile_share": 0.05,
+                # In the server's threads, where a test can reach the pace-maker.
+                "monitor_process": False,
             },
         }
 
     async def test_the_poll_interval_follows_the_share(self, guildimg):
-        monitor = guildimg.monitor
+        assert guildimg.runtime.settings.max_poll_share == 0.5  # what a monitor's process gets
+        monitor = guildimg.runtime.monitor.service.monitor
         wait_for(lambda: monitor.passes >= 1, 30, "the first pass")
         # The pace itself (max(interval, cost / share)) is covered by the engine's
         # tests; what the server adds is the setting reaching the pace-maker.
