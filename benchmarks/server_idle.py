@@ -30,7 +30,8 @@ For each it measures, from the moment the process is started:
    when ``status.monitor.index.done`` (the first full pass is done), the time from
    Jupyter answering to then (the cold pass), and the CPU time the server process
    (and its children: the monitor's process, index children) had used by then
-   (polled every 0.25 s; every second, as the sidebar polls, while 3. runs);
+   (runs polled every 0.25 s; status too, but every second, as the sidebar polls
+   it, while 3. runs);
 2. CPU while idle: after the first pass, --idle-seconds of the process group's CPU
    time (``/proc/<pid>/stat`` utime + stime, every thread; reaped children too) as %
    of one core (TensorBoard is not started);
@@ -56,6 +57,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import random
 import secrets
@@ -231,7 +233,7 @@ def free_port() -> int:
 
 def group_cpu(pgid: int) -> float:
     """CPU seconds of every live process in group ``pgid`` (all their threads), plus
-    the children the group leader reaped."""
+    the children each of them reaped (the monitor's process reaps its index children)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for name in os.listdir("/proc"):
@@ -245,8 +247,7 @@ def group_cpu(pgid: int) -> float:
         if int(fields[2]) != pgid:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
-        if int(name) == pgid:
-            total += int(fields[13]) + int(fields[14])  # cutime, cstime
+        total += int(fields[13]) + int(fields[14])  # cutime, cstime: reaped, gone from /proc
     return total / tick
 
 
@@ -418,13 +419,18 @@ def measure(
         if extension:
             newest = set(home.run_ids[-NEWEST:])
 
+            status_asked = -math.inf
+
             def progress() -> bool:
+                nonlocal status_asked
                 now = time.perf_counter() - started
                 if figures.newest is None:
                     listed = {run["id"] for run in client.get("/guildimg/api/runs").json()["runs"]}
                     if newest <= listed:
                         figures.newest = now
-                if figures.first_pass is None:
+                status_every = SIDEBAR_POLL if series.is_alive() else STATUS_POLL
+                if figures.first_pass is None and now - status_asked >= status_every:
+                    status_asked = now
                     monitor = client.get("/guildimg/api/status").json()["monitor"]
                     if monitor["index"]["done"] and monitor["last_pass"] is not None:
                         figures.first_pass = now
@@ -435,11 +441,7 @@ def measure(
                         figures.group_cpu = group_cpu(pid)
                 return figures.newest is not None and figures.first_pass is not None
 
-            deadline = time.perf_counter() + PASS_TIMEOUT
-            while not progress():
-                if time.perf_counter() > deadline:
-                    raise TimeoutError(f"timed out after {PASS_TIMEOUT:.0f} s: the first pass")
-                time.sleep(SIDEBAR_POLL if series.is_alive() else STATUS_POLL)
+            wait_for(progress, PASS_TIMEOUT, "the first pass", STATUS_POLL)
         series.join()
         for load in loads:
             load.kill()

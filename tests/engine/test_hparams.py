@@ -79,3 +79,32 @@ def test_hparam_value(value, expected):
 
 def test_hparam_value_of_what_json_cannot_encode_is_its_text():
     assert hparam_value({1, 2}) == str({1, 2})
+
+
+def test_sessions_are_written_as_tensorboards_own_helpers_write_them(home, guild_home):
+    """Written from the protos alone (no numpy to import), what TensorBoard's hparams
+    metadata module makes: the same tag, tensor, plugin name and message."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from jupyter_guildimg.engine.hparams import session_end_events, session_start_events
+
+    write_run(guild_home, op="train", flags={"lr": 0.1, "name": "x", "deep": True})
+    (run,) = home.list_runs()
+    for event, tag in [
+        (session_start_events(run, "g")[0], metadata.SESSION_START_INFO_TAG),
+        (session_end_events(run)[0], metadata.SESSION_END_INFO_TAG),
+    ]:
+        (value,) = event.summary.value
+        data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        expected = summary_pb2.Summary()
+        expected.value.add(
+            tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR
+        )
+        (wanted,) = expected.value
+        assert (value.tag, value.tensor) == (wanted.tag, wanted.tensor)
+        ours, theirs = value.metadata.plugin_data, wanted.metadata.plugin_data
+        assert ours.plugin_name == theirs.plugin_name == "hparams"
+        # The same message (a map's entries may be serialized in another order).
+        assert data == plugin_data_pb2.HParamsPluginData.FromString(theirs.content)
+        assert data.WhichOneof("data") in ("session_start_info", "session_end_info")
