@@ -182,3 +182,30 @@ async def run_pass(guildimg: Any) -> dict[str, Any]:
     """A monitor pass now, wherever the monitor runs (``POST refresh``'s answer)."""
     report: dict[str, Any] = await guildimg.call("run_pass")
     return report
+
+
+def start_jupyter_server(
+    root: Path, config: str, runtime_dir: Path, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """A real ``jupyter server`` subprocess on a free port, rooted at ``root``, with
+    ``config`` (a config file's text) and its own runtime dir; its output discarded."""
+    config_file = root / "jupyter_server_test_config.py"
+    config_file.write_text(config)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "server",
+            "--no-browser",
+            "--allow-root",
+            "--port",
+            "0",
+            f"--config={config_file}",
+            f"--ServerApp.root_dir={root}",
+        ],
+        env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime_dir)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **popen,
+    )

@@ -296,7 +296,7 @@ class GuildImgApp(ExtensionApp):
     async def call(self, name: str, *args: Any) -> Any:
         """The monitor's ``name(*args)``
         (:class:`~jupyter_guildimg.engine.service.MonitorService`), wherever it runs."""
-        return await self.runtime.call(name, *args)
+        return await self.runtime.monitor.call(name, *args)
 
     def start_tensorboard_soon(self) -> None:
         self.runtime.start_tensorboard_soon()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import rest
 from ..engine import processes
@@ -152,10 +152,6 @@ class Runtime:
             )
             self.monitor = self._make_monitor(False)
             self.monitor.start()
-
-    async def call(self, name: str, *args: Any) -> Any:
-        """The monitor's ``name(*args)`` (see :class:`MonitorService`)."""
-        return await self.monitor.call(name, *args)
 
     def start_tensorboard_soon(self) -> None:
         """Start TensorBoard in the background unless it is running or starting."""

@@ -20,7 +20,15 @@ from jupyter_guildimg.engine.monitor import DEFAULT_INTERVAL, RunsMonitor
 from jupyter_guildimg.guild.project import write_run
 from jupyter_guildimg.server.app import GuildImgApp
 
-from helpers import monitor_status, png, process_running, run_pass, until, wait_for
+from helpers import (
+    monitor_status,
+    png,
+    process_running,
+    run_pass,
+    start_jupyter_server,
+    until,
+    wait_for,
+)
 
 
 def listening(port: int) -> bool:
@@ -142,31 +150,12 @@ async def test_a_killed_tensorboard_comes_back(guildimg):
 async def test_a_server_killed_with_sigkill_leaves_an_orphan_the_next_start_removes(
     jp_runtime_dir, jp_configurable_serverapp, tmp_path, guild_home
 ):
-    config = tmp_path / "orphan_config.py"
-    config.write_text(
+    config = (
         "c.ServerApp.jpserver_extensions = {'jupyter_guildimg': True}\n"
         f"c.GuildImgApp.sources = [{str(guild_home)!r}]\n"
         "c.GuildImgApp.tensorboard_autostart = True\n"
     )
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(jp_runtime_dir))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "server",
-            "--no-browser",
-            "--allow-root",
-            "--port",
-            "0",
-            f"--config={config}",
-            f"--ServerApp.root_dir={tmp_path}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = start_jupyter_server(tmp_path, config, jp_runtime_dir, start_new_session=True)
     try:
 
         def record():

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from jupyter_guildimg.guild.project import write_run
 from jupyter_guildimg.server import monitorclient
 
-from helpers import monitor_status, png, process_running, until, wait_for
+from helpers import monitor_status, png, process_running, start_jupyter_server, until, wait_for
 
 
 def host_pid(guildimg) -> int:
@@ -198,29 +197,11 @@ def monitor_children(pid: int) -> list[int]:
 
 
 def test_the_monitor_process_ends_when_its_server_is_killed(tmp_path, guild_home):
-    config = tmp_path / "config.py"
-    config.write_text(
+    config = (
         "c.ServerApp.jpserver_extensions = {'jupyter_guildimg': True}\n"
         f"c.GuildImgApp.sources = [{str(guild_home)!r}]\n"
     )
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "server",
-            "--no-browser",
-            "--allow-root",
-            "--port",
-            "0",
-            f"--config={config}",
-            f"--ServerApp.root_dir={tmp_path}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_jupyter_server(tmp_path, config, tmp_path / "runtime")
     try:
         (host,) = wait_for(lambda: monitor_children(server.pid), 60, "the monitor's process")
         server.kill()  # SIGKILL: the server cleans nothing up
